@@ -1,0 +1,1 @@
+//! The scoreboard's workloads and its report.

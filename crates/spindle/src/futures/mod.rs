@@ -1,0 +1,1 @@
+//! `concurrent.futures`: futures, executors, `wait` and `as_completed`.

@@ -1,0 +1,1 @@
+//! `threading`: threads and the synchronisation primitives between them.
