@@ -101,7 +101,11 @@ impl Barrier {
     /// # Ok::<(), spindle::Error>(())
     /// ```
     pub fn builder(parties: usize) -> BarrierBuilder {
-        BarrierBuilder { parties, action: None, timeout: None }
+        BarrierBuilder {
+            parties,
+            action: None,
+            timeout: None,
+        }
     }
 
     /// Waits for the other parties: Python's `wait()`. Uses the builder's default timeout, if
@@ -130,7 +134,10 @@ impl Barrier {
     fn wait_until(&self, deadline: Option<Instant>) -> Result<usize> {
         // Wait out the previous round's departure (or a reset) before entering.
         let (mut state, _) = wait_until(&self.cv, lock(&self.state), None, |s| {
-            !matches!(s.phase, Phase::Releasing | Phase::Draining | Phase::Resetting)
+            !matches!(
+                s.phase,
+                Phase::Releasing | Phase::Draining | Phase::Resetting
+            )
         });
         if state.phase == Phase::Broken {
             return Err(Error::BrokenBarrier);
@@ -205,7 +212,10 @@ impl Barrier {
     pub fn reset(&self) {
         let mut state = lock(&self.state);
         if state.count > 0 {
-            if matches!(state.phase, Phase::Filling | Phase::Releasing | Phase::Broken) {
+            if matches!(
+                state.phase,
+                Phase::Filling | Phase::Releasing | Phase::Broken
+            ) {
                 // Cleared by the last thread to leave.
                 state.phase = Phase::Resetting;
             }
@@ -279,13 +289,18 @@ impl BarrierBuilder {
     /// [`Error::InvalidArgument`] when `parties` is 0.
     pub fn build(self) -> Result<Barrier> {
         if self.parties == 0 {
-            return Err(Error::InvalidArgument("a barrier needs at least one party".to_owned()));
+            return Err(Error::InvalidArgument(
+                "a barrier needs at least one party".to_owned(),
+            ));
         }
         Ok(Barrier {
             parties: self.parties,
             timeout: self.timeout,
             action: self.action.map(Mutex::new),
-            state: Mutex::new(State { count: 0, phase: Phase::Filling }),
+            state: Mutex::new(State {
+                count: 0,
+                phase: Phase::Filling,
+            }),
             cv: Condvar::new(),
         })
     }

@@ -69,14 +69,20 @@ impl Condition {
 
     /// A condition over an existing [`RLock`]: Python's `Condition(rlock)`.
     pub fn with_rlock(lock: Arc<RLock>) -> Self {
-        Condition { lock: Backing::RLock(lock), waiters: Mutex::new(VecDeque::new()) }
+        Condition {
+            lock: Backing::RLock(lock),
+            waiters: Mutex::new(VecDeque::new()),
+        }
     }
 
     /// A condition over an existing [`Lock`]: Python's `Condition(lock)`.
     ///
     /// A `Lock` has no owner, so "holding" it means it is locked (by any thread), as in Python.
     pub fn with_lock(lock: Arc<Lock>) -> Self {
-        Condition { lock: Backing::Lock(lock), waiters: Mutex::new(VecDeque::new()) }
+        Condition {
+            lock: Backing::Lock(lock),
+            waiters: Mutex::new(VecDeque::new()),
+        }
     }
 
     /// Acquires the underlying lock (blocking).
@@ -119,7 +125,10 @@ impl Condition {
     /// Rust form of `with cond:`.
     pub fn lock(&self) -> ConditionGuard<'_> {
         self.acquire();
-        ConditionGuard { cond: self, _not_send: PhantomData }
+        ConditionGuard {
+            cond: self,
+            _not_send: PhantomData,
+        }
     }
 
     /// Blocks until notified: Python's `wait()`.
@@ -281,6 +290,16 @@ impl fmt::Debug for Condition {
 }
 
 /// Holds a [`Condition`]'s lock; releases it (once) when dropped. Made by [`Condition::lock`].
+///
+/// It stays on the thread that took it (an `RLock` may only be released by its owner):
+///
+/// ```compile_fail,E0277
+/// let cond = spindle::threading::Condition::new();
+/// let guard = cond.lock();
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(guard)); // error: `ConditionGuard` cannot be sent between threads
+/// });
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 #[derive(Debug)]
 pub struct ConditionGuard<'a> {

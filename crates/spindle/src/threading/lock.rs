@@ -44,7 +44,10 @@ pub struct Lock {
 impl Lock {
     /// An unlocked lock.
     pub const fn new() -> Self {
-        Lock { locked: Mutex::new(false), cv: Condvar::new() }
+        Lock {
+            locked: Mutex::new(false),
+            cv: Condvar::new(),
+        }
     }
 
     /// Blocks until the lock is free, then takes it: Python's `acquire()`.
@@ -100,18 +103,21 @@ impl Lock {
 
     /// Like [`Lock::lock`] without blocking: `None` when the lock is held.
     pub fn try_lock(&self) -> Option<LockGuard<'_>> {
-        self.try_acquire().then_some(LockGuard { lock: self })
+        self.try_acquire().then(|| LockGuard { lock: self })
     }
 
     /// Like [`Lock::lock`], waiting at most `timeout`: `None` when it ran out.
     pub fn lock_timeout(&self, timeout: Duration) -> Option<LockGuard<'_>> {
-        self.acquire_timeout(timeout).then_some(LockGuard { lock: self })
+        self.acquire_timeout(timeout)
+            .then(|| LockGuard { lock: self })
     }
 }
 
 impl fmt::Debug for Lock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lock").field("locked", &self.locked()).finish()
+        f.debug_struct("Lock")
+            .field("locked", &self.locked())
+            .finish()
     }
 }
 
@@ -167,7 +173,10 @@ struct Owner {
 impl RLock {
     /// An unlocked reentrant lock.
     pub const fn new() -> Self {
-        RLock { state: Mutex::new(Owner { ident: 0, count: 0 }), cv: Condvar::new() }
+        RLock {
+            state: Mutex::new(Owner { ident: 0, count: 0 }),
+            cv: Condvar::new(),
+        }
     }
 
     /// Blocks until the lock is free or owned by this thread, then takes it once more.
@@ -228,17 +237,26 @@ impl RLock {
     /// Acquires the lock and returns a guard that releases it (once) when dropped.
     pub fn lock(&self) -> RLockGuard<'_> {
         self.acquire();
-        RLockGuard { lock: self, _not_send: PhantomData }
+        RLockGuard {
+            lock: self,
+            _not_send: PhantomData,
+        }
     }
 
     /// Like [`RLock::lock`] without blocking: `None` when another thread holds it.
     pub fn try_lock(&self) -> Option<RLockGuard<'_>> {
-        self.try_acquire().then_some(RLockGuard { lock: self, _not_send: PhantomData })
+        self.try_acquire().then(|| RLockGuard {
+            lock: self,
+            _not_send: PhantomData,
+        })
     }
 
     /// Like [`RLock::lock`], waiting at most `timeout`: `None` when it ran out.
     pub fn lock_timeout(&self, timeout: Duration) -> Option<RLockGuard<'_>> {
-        self.acquire_timeout(timeout).then_some(RLockGuard { lock: self, _not_send: PhantomData })
+        self.acquire_timeout(timeout).then(|| RLockGuard {
+            lock: self,
+            _not_send: PhantomData,
+        })
     }
 
     /// Releases every level the calling thread holds; returns how many, for
@@ -265,7 +283,10 @@ impl RLock {
 /// thread owns the lock.
 fn take(owner: &mut Owner, me: u64, times: usize) -> bool {
     if owner.ident == 0 {
-        *owner = Owner { ident: me, count: times };
+        *owner = Owner {
+            ident: me,
+            count: times,
+        };
         true
     } else if owner.ident == me {
         owner.count += times;
@@ -289,7 +310,7 @@ impl fmt::Debug for RLock {
 ///
 /// It stays on the thread that took it (only the owner may release an `RLock`):
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// let rlock = std::sync::Arc::new(spindle::threading::RLock::new());
 /// let guard = rlock.lock();
 /// std::thread::scope(|s| {

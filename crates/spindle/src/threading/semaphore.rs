@@ -36,7 +36,11 @@ pub struct Semaphore {
 impl Semaphore {
     /// A semaphore whose counter starts at `value`.
     pub const fn new(value: usize) -> Self {
-        Semaphore { value: Mutex::new(value), cv: Condvar::new(), bound: usize::MAX }
+        Semaphore {
+            value: Mutex::new(value),
+            cv: Condvar::new(),
+            bound: usize::MAX,
+        }
     }
 
     /// Takes one unit, blocking while none is available: Python's `acquire()`.
@@ -108,18 +112,20 @@ impl Semaphore {
 
     /// Like [`Semaphore::permit`] without blocking: `None` when no unit is available.
     pub fn try_permit(&self) -> Option<Permit<'_>> {
-        self.try_acquire().then_some(Permit { sem: self })
+        self.try_acquire().then(|| Permit { sem: self })
     }
 
     /// Like [`Semaphore::permit`], waiting at most `timeout`: `None` when it ran out.
     pub fn permit_timeout(&self, timeout: Duration) -> Option<Permit<'_>> {
-        self.acquire_timeout(timeout).then_some(Permit { sem: self })
+        self.acquire_timeout(timeout).then(|| Permit { sem: self })
     }
 }
 
 impl fmt::Debug for Semaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Semaphore").field("value", &*lock(&self.value)).finish()
+        f.debug_struct("Semaphore")
+            .field("value", &*lock(&self.value))
+            .finish()
     }
 }
 
@@ -160,7 +166,11 @@ impl BoundedSemaphore {
     /// A semaphore whose counter starts, and is capped, at `value`.
     pub const fn new(value: usize) -> Self {
         BoundedSemaphore {
-            inner: Semaphore { value: Mutex::new(value), cv: Condvar::new(), bound: value },
+            inner: Semaphore {
+                value: Mutex::new(value),
+                cv: Condvar::new(),
+                bound: value,
+            },
         }
     }
 

@@ -155,7 +155,9 @@ fn main_shared() -> &'static Arc<Shared> {
         let shared = Shared::new("MainThread".to_owned(), false, Kind::Main);
         shared.ident.store(MAIN_IDENT, Ordering::Release);
         if cfg!(target_os = "linux") {
-            shared.native_id.store(u64::from(std::process::id()), Ordering::Release);
+            shared
+                .native_id
+                .store(u64::from(std::process::id()), Ordering::Release);
         }
         Arc::new(shared)
     })
@@ -183,12 +185,17 @@ fn adopt(may_ask_std: bool) -> Arc<Shared> {
     if ident == MAIN_IDENT {
         return Arc::clone(main_shared());
     }
-    let std_name =
-        if may_ask_std { std::thread::current().name().map(str::to_owned) } else { None };
+    let std_name = if may_ask_std {
+        std::thread::current().name().map(str::to_owned)
+    } else {
+        None
+    };
     let name = std_name.unwrap_or_else(|| next_name("Dummy"));
     let shared = Shared::new(name, true, Kind::Foreign);
     shared.ident.store(ident, Ordering::Release);
-    shared.native_id.store(get_native_id().unwrap_or(0), Ordering::Release);
+    shared
+        .native_id
+        .store(get_native_id().unwrap_or(0), Ordering::Release);
     Arc::new(shared)
 }
 
@@ -207,8 +214,11 @@ pub fn get_ident() -> u64 {
         if known != 0 {
             return known;
         }
-        let ident =
-            if is_main_thread() { MAIN_IDENT } else { NEXT_IDENT.fetch_add(1, Ordering::Relaxed) };
+        let ident = if is_main_thread() {
+            MAIN_IDENT
+        } else {
+            NEXT_IDENT.fetch_add(1, Ordering::Relaxed)
+        };
         c.set(ident);
         ident
     })
@@ -241,7 +251,9 @@ pub fn get_native_id() -> Option<u64> {
 /// # Ok::<(), spindle::Error>(())
 /// ```
 pub fn current_thread() -> ThreadInfo {
-    ThreadInfo { shared: current_shared() }
+    ThreadInfo {
+        shared: current_shared(),
+    }
 }
 
 /// The main thread's identity: Python's `threading.main_thread()`.
@@ -252,7 +264,9 @@ pub fn current_thread() -> ThreadInfo {
 /// assert_eq!(main.ident(), Some(1));
 /// ```
 pub fn main_thread() -> ThreadInfo {
-    ThreadInfo { shared: Arc::clone(main_shared()) }
+    ThreadInfo {
+        shared: Arc::clone(main_shared()),
+    }
 }
 
 /// How many threads are alive that spindle counts: Python's `threading.active_count()`.
@@ -287,7 +301,9 @@ pub fn active_count() -> usize {
 /// ```
 pub fn enumerate() -> Vec<ThreadInfo> {
     let mut all = vec![main_thread()];
-    all.extend(lock(&REGISTRY).values().map(|s| ThreadInfo { shared: Arc::clone(s) }));
+    all.extend(lock(&REGISTRY).values().map(|s| ThreadInfo {
+        shared: Arc::clone(s),
+    }));
     all
 }
 
@@ -519,7 +535,9 @@ impl<R: Send + 'static> Thread<R> {
                 Err(Error::InvalidState("cannot join current thread"))
             }
             State::Running(_) => Ok(()),
-            State::Ready(_) => Err(Error::InvalidState("cannot join thread before it is started")),
+            State::Ready(_) => Err(Error::InvalidState(
+                "cannot join thread before it is started",
+            )),
             State::Joined => Err(Error::InvalidState("thread already joined")),
             State::FailedToStart => Err(Error::InvalidState("thread failed to start")),
         }
@@ -565,14 +583,21 @@ impl<R> Thread<R> {
 
     /// A shared view of this thread, usable from other threads.
     pub fn info(&self) -> ThreadInfo {
-        ThreadInfo { shared: Arc::clone(&self.shared) }
+        ThreadInfo {
+            shared: Arc::clone(&self.shared),
+        }
     }
 }
 
 /// The default daemon flag: the calling spindle thread's, `false` elsewhere.
 fn inherited_daemon() -> bool {
     CURRENT
-        .try_with(|c| c.borrow().0.as_ref().is_some_and(|s| s.kind == Kind::Spindle && s.daemon))
+        .try_with(|c| {
+            c.borrow()
+                .0
+                .as_ref()
+                .is_some_and(|s| s.kind == Kind::Spindle && s.daemon)
+        })
         .unwrap_or(false)
 }
 
@@ -583,7 +608,9 @@ fn run<R>(
     target: Box<dyn FnOnce() -> R + Send>,
 ) -> std::result::Result<R, PanicReport> {
     IDENT.with(|c| c.set(ident));
-    shared.native_id.store(get_native_id().unwrap_or(0), Ordering::Release);
+    shared
+        .native_id
+        .store(get_native_id().unwrap_or(0), Ordering::Release);
     let _ = CURRENT.try_with(|c| c.borrow_mut().0 = Some(Arc::clone(&shared)));
     shared.ready.set();
 
@@ -721,8 +748,15 @@ impl ThreadBuilder {
             }
         }
         if self.stack_size == Some(0) {
-            return Err(Error::InvalidArgument("stack size must be positive".to_owned()));
+            return Err(Error::InvalidArgument(
+                "stack size must be positive".to_owned(),
+            ));
         }
-        Ok(Thread::from_parts(self.name, self.daemon, self.stack_size, Box::new(target)))
+        Ok(Thread::from_parts(
+            self.name,
+            self.daemon,
+            self.stack_size,
+            Box::new(target),
+        ))
     }
 }

@@ -75,7 +75,9 @@ impl<R: Send + 'static> Timer<R> {
         let thread = Thread::new(move || {
             let _finish = SetOnDrop(&s.finished);
             let (mut state, cancelled) =
-                wait_until(&s.cv, lock(&s.state), deadline(interval), |st| *st == State::Cancelled);
+                wait_until(&s.cv, lock(&s.state), deadline(interval), |st| {
+                    *st == State::Cancelled
+                });
             if cancelled {
                 return None;
             }
@@ -83,7 +85,11 @@ impl<R: Send + 'static> Timer<R> {
             drop(state);
             Some(function())
         });
-        Timer { thread, shared, interval }
+        Timer {
+            thread,
+            shared,
+            interval,
+        }
     }
 
     /// Starts the timer's thread; the interval counts from now.
