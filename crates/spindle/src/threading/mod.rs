@@ -29,8 +29,9 @@
 //! | `BrokenBarrierError`                          | [`Error::BrokenBarrier`](crate::Error::BrokenBarrier) |
 //! | exception in a thread (`excepthook`)          | [`Error::Task`](crate::Error::Task) from `join`, with the panic message |
 //!
-//! Every type here is `Send + Sync` (except the guards of the owner-checked locks), so share
-//! it between threads with `Arc` or a `static`.
+//! Every type here is `Send + Sync`, so share it between threads with `Arc` or a `static`;
+//! the exceptions are [`BarrierBuilder`] (`Send` only) and the guards of the owner-checked
+//! locks ([`RLockGuard`], [`ConditionGuard`]), which stay on the thread that took them.
 //!
 //! Two differences from Python deserve a note. Dropping the handle of a running non-daemon
 //! [`Thread`] joins it (Python instead waits for such threads at interpreter exit; Rust has no
