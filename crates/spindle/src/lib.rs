@@ -25,9 +25,12 @@
 
 mod error;
 mod latch;
+#[allow(unsafe_code)]
+mod sys;
 pub mod panic;
 
 pub mod futures;
+pub mod multiprocessing;
 pub mod threading;
 
 pub use error::{Error, Result, TaskError};
