@@ -35,3 +35,6 @@ pub use context::{
 pub use identity::{active_children, current_process, parent_process, ProcessInfo};
 pub use process::{Builder, Process};
 pub use target::Target;
+
+#[cfg(test)]
+mod tests;

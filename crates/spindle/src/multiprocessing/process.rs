@@ -220,6 +220,18 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
         }
     }
 
+    /// A process around a child started by hand (protocol tests).
+    #[cfg(test)]
+    pub(crate) fn adopt(started: Started) -> Process<R> {
+        let p = Process::from_job(Builder::new(), Err(Error::InvalidState("adopted")), false);
+        started.sock.set_nonblocking(true).expect("nonblocking");
+        let mut w = lock(&p.waiter);
+        w.started = Some((started.sock, started.status));
+        drop(w);
+        let _ = p.child.set(Arc::new(started.child));
+        p
+    }
+
     /// The process's name.
     pub fn name(&self) -> &str {
         &self.name
