@@ -25,9 +25,9 @@
 
 mod error;
 mod latch;
+pub mod panic;
 #[allow(unsafe_code)]
 mod sys;
-pub mod panic;
 
 pub mod futures;
 pub mod multiprocessing;

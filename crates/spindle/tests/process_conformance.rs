@@ -139,7 +139,10 @@ macro_rules! conformance {
                 watchdog(|| {
                     let p = builder().target(sleep_ms, (400,));
                     p.start().unwrap();
-                    assert!(matches!(p.join_timeout(Duration::from_millis(20)), Err(spindle::Error::Timeout)));
+                    assert!(matches!(
+                        p.join_timeout(Duration::from_millis(20)),
+                        Err(spindle::Error::Timeout)
+                    ));
                     assert!(p.is_alive());
                     assert_eq!(p.exitcode(), None);
                     assert_eq!(p.join().unwrap(), 400);
@@ -205,7 +208,10 @@ macro_rules! conformance {
                     assert!(matches!(p.join(), Err(spindle::Error::InvalidState(_))));
                     let running = builder().target(sleep_ms, (60_000,));
                     running.start().unwrap();
-                    assert!(matches!(running.close(), Err(spindle::Error::InvalidState(_))));
+                    assert!(matches!(
+                        running.close(),
+                        Err(spindle::Error::InvalidState(_))
+                    ));
                     running.kill().unwrap();
                     let _ = running.join();
                     running.close().unwrap();
@@ -239,13 +245,15 @@ conformance!(forkserver, StartMethod::Forkserver);
 #[test]
 fn fork_target_runs_capturing_closures_only_under_fork() {
     watchdog(|| {
-        let data = vec![1u32, 2, 3];
+        let data: Vec<u32> = (1..=3).collect();
         let p = Builder::new().fork_target(move || data.iter().sum::<u32>());
         assert_eq!(p.start_method(), StartMethod::Fork);
         p.start().unwrap();
         assert_eq!(p.join().unwrap(), 6);
         let s = String::from("x");
-        let p = Builder::new().start_method(StartMethod::Spawn).fork_target(move || s.len());
+        let p = Builder::new()
+            .start_method(StartMethod::Spawn)
+            .fork_target(move || s.len());
         assert!(matches!(p.start(), Err(spindle::Error::InvalidArgument(_))));
     });
 }
@@ -254,7 +262,10 @@ fn fork_target_runs_capturing_closures_only_under_fork() {
 fn process_new_uses_the_default_method() {
     watchdog(|| {
         let p = Process::new(add, (1, 1));
-        assert_eq!(p.start_method(), spindle::multiprocessing::get_start_method());
+        assert_eq!(
+            p.start_method(),
+            spindle::multiprocessing::get_start_method()
+        );
         p.start().unwrap();
         assert_eq!(p.join().unwrap(), 2);
     });

@@ -27,7 +27,11 @@ fn thousands_of_starts_leave_nothing_behind() {
         let threads_before = threads();
         let me = std::process::id();
         let server = bench::forkserver_pid().expect("fork server running");
-        for (m, n) in [(StartMethod::Forkserver, 1000), (StartMethod::Fork, 1000), (StartMethod::Spawn, 200)] {
+        for (m, n) in [
+            (StartMethod::Forkserver, 1000),
+            (StartMethod::Fork, 1000),
+            (StartMethod::Spawn, 200),
+        ] {
             for i in 0..n {
                 let p = Builder::new().start_method(m).target(id, (i,));
                 p.start().unwrap();
@@ -43,11 +47,23 @@ fn thousands_of_starts_leave_nothing_behind() {
                 p.start().unwrap();
             }
             assert_eq!(fd_count(), fds, "{m}: descriptors leak");
-            assert_eq!(children_of(me).iter().filter(|(p, _)| *p != server).count(), 0, "{m}: children left");
-            assert_eq!(children_of(server), vec![], "{m}: fork server's children left");
+            assert_eq!(
+                children_of(me).iter().filter(|(p, _)| *p != server).count(),
+                0,
+                "{m}: children left"
+            );
+            assert_eq!(
+                children_of(server),
+                vec![],
+                "{m}: fork server's children left"
+            );
             assert!(active_children().is_empty());
         }
         assert_eq!(threads(), threads_before, "threads leak");
-        assert_eq!(bench::forkserver_pid(), Some(server), "the same fork server served every start");
+        assert_eq!(
+            bench::forkserver_pid(),
+            Some(server),
+            "the same fork server served every start"
+        );
     });
 }

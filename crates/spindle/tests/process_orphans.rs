@@ -13,8 +13,15 @@ fn sigkill_of_the_parent_leaves_no_child() {
     watchdog(|| {
         let (mut parent, mut lines) = helper(&[&["children"][..], ALL].concat(), false);
         let pids = read_pids(&mut lines);
-        assert_eq!(pids.len(), ALL.len() + 1, "four children and the fork server: {pids:?}");
-        assert!(pids.iter().all(|p| running(*p)), "all running before the kill");
+        assert_eq!(
+            pids.len(),
+            ALL.len() + 1,
+            "four children and the fork server: {pids:?}"
+        );
+        assert!(
+            pids.iter().all(|p| running(*p)),
+            "all running before the kill"
+        );
         parent.kill().unwrap(); // SIGKILL
         parent.wait().unwrap();
         let t = Instant::now();
@@ -35,7 +42,11 @@ fn sigint_to_the_group_ends_the_whole_tree() {
         assert_eq!(unsafe { libc::kill(-pgid, libc::SIGINT) }, 0);
         let status = parent.wait().unwrap();
         use std::os::unix::process::ExitStatusExt;
-        assert_eq!(status.signal(), Some(libc::SIGINT), "the parent ends by Ctrl-C: {status:?}");
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGINT),
+            "the parent ends by Ctrl-C: {status:?}"
+        );
         let gone = eventually(Duration::from_secs(5), || pids.iter().all(|p| !running(*p)));
         let left: Vec<_> = pids.iter().filter(|p| running(**p)).collect();
         assert!(gone, "still running after Ctrl-C: {left:?}");
@@ -57,8 +68,14 @@ fn children_of_a_plain_binary_run_and_print_where_the_parent_prints() {
                 .output()
                 .unwrap();
             assert!(out.status.success(), "{m}: {out:?}");
-            assert!(String::from_utf8_lossy(&out.stdout).contains("hello from the child on stdout"), "{m}");
-            assert!(String::from_utf8_lossy(&out.stderr).contains("hello from the child on stderr"), "{m}");
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("hello from the child on stdout"),
+                "{m}"
+            );
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("hello from the child on stderr"),
+                "{m}"
+            );
         }
     });
 }

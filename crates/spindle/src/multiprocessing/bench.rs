@@ -28,7 +28,9 @@ pub fn raw_spawn_wait() -> Result<()> {
     sys::image::keep_entry_linked();
     match sys::proc::raw_spawn_wait(&[(sys::image::CHILD_ENV, "exit".to_owned())])? {
         0 => Ok(()),
-        code => Err(Error::Protocol(format!("the empty child exited with {code}"))),
+        code => Err(Error::Protocol(format!(
+            "the empty child exited with {code}"
+        ))),
     }
 }
 

@@ -44,7 +44,9 @@ pub(crate) fn child_main(value: OsString) -> ! {
     let parsed = match parts.as_slice() {
         ["exit"] => sys::proc::exit_now(0),
         [mode, fd, ppid] => match (fd.parse::<i32>(), ppid.parse::<u32>()) {
-            (Ok(fd), Ok(ppid)) => sys::fd::adopt_inherited(fd).map(|fd| (*mode, fd, ppid)).map_err(Error::Io),
+            (Ok(fd), Ok(ppid)) => sys::fd::adopt_inherited(fd)
+                .map(|fd| (*mode, fd, ppid))
+                .map_err(Error::Io),
             _ => Err(Error::Protocol(format!("malformed child mode {text:?}"))),
         },
         _ => Err(Error::Protocol(format!("malformed child mode {text:?}"))),
@@ -61,7 +63,10 @@ pub(crate) fn child_main(value: OsString) -> ! {
 }
 
 fn refuse(why: &str) -> ! {
-    eprintln!("spindle: child process {} cannot start: {why}", sys::proc::getpid());
+    eprintln!(
+        "spindle: child process {} cannot start: {why}",
+        sys::proc::getpid()
+    );
     sys::proc::exit_now(EXIT_REFUSED)
 }
 
@@ -92,7 +97,9 @@ fn receive_and_run(sock: &mut UnixStream) -> Result<(Kind, Vec<u8>)> {
     let kind = entry(&args, &mut out);
     match Kind::from_u8(kind) {
         Some(k @ (Kind::Value | Kind::Panic | Kind::Failure)) => Ok((k, out)),
-        _ => Err(Error::Protocol(format!("trampoline returned message kind {kind}"))),
+        _ => Err(Error::Protocol(format!(
+            "trampoline returned message kind {kind}"
+        ))),
     }
 }
 
@@ -103,10 +110,17 @@ pub(crate) fn finish(sock: &mut UnixStream, outcome: Result<(Kind, Vec<u8>)>) ->
         Ok((Kind::Panic, out)) => (Kind::Panic, out, 1),
         Ok((kind, out)) => (kind, out, EXIT_REFUSED),
         Err(e) => {
-            eprintln!("spindle: child process {} could not run its call: {e}", sys::proc::getpid());
+            eprintln!(
+                "spindle: child process {} could not run its call: {e}",
+                sys::proc::getpid()
+            );
             let mut out = Vec::new();
             let kind = super::target::failure(e.into(), &mut out);
-            (Kind::from_u8(kind).unwrap_or(Kind::Failure), out, EXIT_REFUSED)
+            (
+                Kind::from_u8(kind).unwrap_or(Kind::Failure),
+                out,
+                EXIT_REFUSED,
+            )
         }
     };
     // The parent may be gone; then there is nobody to tell.

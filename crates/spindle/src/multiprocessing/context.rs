@@ -38,7 +38,11 @@ pub enum StartMethod {
 
 impl StartMethod {
     /// Every start method available on this platform.
-    pub const ALL: [StartMethod; 3] = [StartMethod::Spawn, StartMethod::Fork, StartMethod::Forkserver];
+    pub const ALL: [StartMethod; 3] = [
+        StartMethod::Spawn,
+        StartMethod::Fork,
+        StartMethod::Forkserver,
+    ];
 
     /// Python's name of the method: `"spawn"`, `"fork"` or `"forkserver"`.
     pub fn as_str(self) -> &'static str {
@@ -121,7 +125,9 @@ pub fn set_start_method_force(method: StartMethod) {
 /// `get_all_start_methods`).
 pub fn get_all_start_methods() -> Vec<StartMethod> {
     let d = get_start_method();
-    std::iter::once(d).chain(StartMethod::ALL.into_iter().filter(|m| *m != d)).collect()
+    std::iter::once(d)
+        .chain(StartMethod::ALL.into_iter().filter(|m| *m != d))
+        .collect()
 }
 
 /// A context: an object that carries its own start method and builds processes with it, as

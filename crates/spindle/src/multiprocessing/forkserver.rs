@@ -50,10 +50,8 @@ pub(crate) fn serve(sock: OwnedFd, ppid: u32) -> ! {
             continue;
         }
         let mut buf = [0u8; 16];
-        let (n, fds) = match sys::fd::recv_with_fds(sock.as_fd(), &mut buf) {
-            Ok(r) => r,
-            Err(_) => (0, Vec::new()),
-        };
+        // An error reads as end of stream: the connection is unusable either way.
+        let (n, fds) = sys::fd::recv_with_fds(sock.as_fd(), &mut buf).unwrap_or_default();
         if n == 0 {
             // End of stream: the parent is gone (or dropped the connection). Our children
             // receive their death signal when we exit.
@@ -82,7 +80,11 @@ pub(crate) fn serve(sock: OwnedFd, ppid: u32) -> ! {
                 let reply = match sys::proc::pidfd_open(pid) {
                     Ok(pidfd) => {
                         let p = pid.to_le_bytes();
-                        sys::fd::send_with_fds(sock.as_fd(), &[REP_PID, p[0], p[1], p[2], p[3]], &[pidfd.as_fd()])
+                        sys::fd::send_with_fds(
+                            sock.as_fd(),
+                            &[REP_PID, p[0], p[1], p[2], p[3]],
+                            &[pidfd.as_fd()],
+                        )
                     }
                     Err(e) => Err(e),
                 };

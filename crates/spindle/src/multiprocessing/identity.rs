@@ -57,8 +57,16 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 pub fn current_process() -> ProcessInfo {
     let g = lock(&IDENTITY);
     match &*g {
-        Some(id) => ProcessInfo { name: id.name.clone(), pid: sys::proc::getpid(), daemon: id.daemon },
-        None => ProcessInfo { name: "MainProcess".into(), pid: sys::proc::getpid(), daemon: false },
+        Some(id) => ProcessInfo {
+            name: id.name.clone(),
+            pid: sys::proc::getpid(),
+            daemon: id.daemon,
+        },
+        None => ProcessInfo {
+            name: "MainProcess".into(),
+            pid: sys::proc::getpid(),
+            daemon: false,
+        },
     }
 }
 
@@ -73,12 +81,20 @@ pub fn parent_process() -> Option<ProcessInfo> {
     let g = lock(&IDENTITY);
     g.as_ref()
         .and_then(|id| id.parent.as_ref())
-        .map(|(pid, name)| ProcessInfo { name: name.clone(), pid: *pid, daemon: false })
+        .map(|(pid, name)| ProcessInfo {
+            name: name.clone(),
+            pid: *pid,
+            daemon: false,
+        })
 }
 
 /// Records this process as a child named `name`, started by `parent_pid`.
 pub(crate) fn become_child(name: String, daemon: bool, parent_pid: u32, parent_name: String) {
-    *lock(&IDENTITY) = Some(Identity { name, daemon, parent: Some((parent_pid, parent_name)) });
+    *lock(&IDENTITY) = Some(Identity {
+        name,
+        daemon,
+        parent: Some((parent_pid, parent_name)),
+    });
     lock(&CHILDREN).clear();
 }
 
@@ -99,7 +115,11 @@ static IDS: AtomicU64 = AtomicU64::new(0);
 /// Registers a started child; returns the key to [`unregister`] it with.
 pub(crate) fn register(name: &str, daemon: bool, child: Arc<ChildRef>) -> u64 {
     let id = IDS.fetch_add(1, Ordering::Relaxed);
-    let info = ProcessInfo { name: name.to_owned(), pid: child.pid, daemon };
+    let info = ProcessInfo {
+        name: name.to_owned(),
+        pid: child.pid,
+        daemon,
+    };
     lock(&CHILDREN).push(Entry { id, info, child });
     id
 }
@@ -119,5 +139,9 @@ pub(crate) fn unregister(id: u64) {
 /// assert!(spindle::multiprocessing::active_children().is_empty());
 /// ```
 pub fn active_children() -> Vec<ProcessInfo> {
-    lock(&CHILDREN).iter().filter(|e| e.child.is_running()).map(|e| e.info.clone()).collect()
+    lock(&CHILDREN)
+        .iter()
+        .filter(|e| e.child.is_running())
+        .map(|e| e.info.clone())
+        .collect()
 }

@@ -12,10 +12,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::context::{get_start_method, StartMethod};
+use super::identity;
 use super::reduction::{self, ChildFailure, FrameBuffer, Kind};
 use super::start::{self, ChildRef, Job, Launch, Started, Status};
 use super::target::{self, Target};
-use super::identity;
 use crate::error::{Error, Result, TaskError};
 use crate::latch::lock;
 use crate::panic::PanicReport;
@@ -44,7 +44,7 @@ pub struct Builder {
 
 impl Builder {
     /// A builder with the defaults: name `Process-N`, not a daemon, the default start method
-    /// ([`get_start_method`](super::get_start_method) at the time of `start`).
+    /// ([`get_start_method`](crate::multiprocessing::get_start_method) at the time of `start`).
     pub fn new() -> Self {
         Self::default()
     }
@@ -97,7 +97,10 @@ impl Builder {
         };
         let _ = f;
         let job = match reduction::encode(&args) {
-            Ok(args) => Ok(Job::Entry { entry: target::trampoline::<F, Args>, args }),
+            Ok(args) => Ok(Job::Entry {
+                entry: target::trampoline::<F, Args>,
+                args,
+            }),
             Err(e) => Err(e),
         };
         Process::from_job(self, job, false)
@@ -123,7 +126,9 @@ impl Builder {
         F: FnOnce() -> R + Send + 'static,
         R: Serialize + DeserializeOwned,
     {
-        let job = Job::Closure(Box::new(move |out: &mut Vec<u8>| target::run_and_encode(f, out)));
+        let job = Job::Closure(Box::new(move |out: &mut Vec<u8>| {
+            target::run_and_encode(f, out)
+        }));
         Process::from_job(self, Ok(job), true)
     }
 }
@@ -259,19 +264,33 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
     /// for a [`fork_target`](Builder::fork_target) with another start method;
     /// [`Error::Codec`] if the arguments do not encode; [`Error::Io`] if the system refuses.
     pub fn start(&self) -> Result<()> {
-        let job = lock(&self.job).take().ok_or(Error::InvalidState("a process can be started only once"))??;
+        let job = lock(&self.job)
+            .take()
+            .ok_or(Error::InvalidState("a process can be started only once"))??;
         let method = self.start_method();
         if self.fork_only && method != StartMethod::Fork {
             return Err(Error::InvalidArgument(format!(
                 "a capturing closure can only run under StartMethod::Fork, not {method}"
             )));
         }
-        let launch = Launch { name: self.name.clone(), daemon: self.daemon, job };
-        let Started { child, sock, status } = start::start(method, launch)?;
+        let launch = Launch {
+            name: self.name.clone(),
+            daemon: self.daemon,
+            job,
+        };
+        let Started {
+            child,
+            sock,
+            status,
+        } = start::start(method, launch)?;
         sock.set_nonblocking(true)?;
         let child = Arc::new(child);
         let mut w = lock(&self.waiter);
-        w.registry = Some(identity::register(&self.name, self.daemon, Arc::clone(&child)));
+        w.registry = Some(identity::register(
+            &self.name,
+            self.daemon,
+            Arc::clone(&child),
+        ));
         w.started = Some((sock, status));
         let _ = self.child.set(child);
         Ok(())
@@ -337,7 +356,10 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
     }
 
     fn signal(&self, sig: sys::proc::Signal) -> Result<()> {
-        let child = self.child.get().ok_or(Error::InvalidState("the process has not been started"))?;
+        let child = self
+            .child
+            .get()
+            .ok_or(Error::InvalidState("the process has not been started"))?;
         if self.exit.get().is_some() {
             return Ok(());
         }
@@ -355,7 +377,9 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
         if self.child.get().is_some() && self.exit.get().is_none() {
             let _ = self.poll_exit(&mut w);
             if self.exit.get().is_none() && !w.status_lost {
-                return Err(Error::InvalidState("cannot close a process while it is still running"));
+                return Err(Error::InvalidState(
+                    "cannot close a process while it is still running",
+                ));
             }
         }
         self.release(&mut w);
@@ -401,7 +425,9 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
         if w.outcome.is_some() || w.sock_done {
             return;
         }
-        let Some((sock, _)) = w.started.as_mut() else { return };
+        let Some((sock, _)) = w.started.as_mut() else {
+            return;
+        };
         loop {
             match w.frames.fill(sock) {
                 Ok(true) => {}
@@ -447,7 +473,9 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
         if w.taken {
             return Err(Error::InvalidState("the process was already joined"));
         }
-        let child = Arc::clone(self.child.get().ok_or(Error::InvalidState("cannot join a process that was not started"))?);
+        let child = Arc::clone(self.child.get().ok_or(Error::InvalidState(
+            "cannot join a process that was not started",
+        ))?);
         loop {
             Self::read_outcome(&mut w);
             let exited = self.poll_exit(&mut w)?;
@@ -459,7 +487,10 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
                 self.release(&mut w);
                 return self.finish(&child, outcome);
             }
-            let (sock, status) = w.started.as_ref().ok_or(Error::InvalidState("the process has been closed"))?;
+            let (sock, status) = w
+                .started
+                .as_ref()
+                .ok_or(Error::InvalidState("the process has been closed"))?;
             let mut fds = vec![status.fd(&child)];
             if w.outcome.is_none() && !w.sock_done {
                 fds.push(sock.as_fd());
@@ -489,18 +520,30 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
                 let report: PanicReport = reduction::decode(&payload)?;
                 Err(Error::Task(TaskError::panicked(report.with_pid(pid))))
             }
-            Some(Ok((Kind::Failure, payload))) => Err(reduction::decode::<ChildFailure>(&payload)?.into()),
-            Some(Ok((kind, _))) => Err(Error::Protocol(format!("the child sent an unexpected {kind:?} message"))),
+            Some(Ok((Kind::Failure, payload))) => {
+                Err(reduction::decode::<ChildFailure>(&payload)?.into())
+            }
+            Some(Ok((kind, _))) => Err(Error::Protocol(format!(
+                "the child sent an unexpected {kind:?} message"
+            ))),
             Some(Err(e)) => Err(e),
-            None => Err(Error::Task(TaskError::worker_died(Some(pid), self.exit.get().copied()))),
+            None => Err(Error::Task(TaskError::worker_died(
+                Some(pid),
+                self.exit.get().copied(),
+            ))),
         }
     }
 }
 
 impl<R> Drop for Process<R> {
     fn drop(&mut self) {
-        let Some(child) = self.child.get() else { return };
-        let w = self.waiter.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(child) = self.child.get() else {
+            return;
+        };
+        let w = self
+            .waiter
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if w.closed || w.taken {
             return;
         }

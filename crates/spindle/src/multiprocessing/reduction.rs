@@ -105,15 +105,23 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     match postcard::take_from_bytes::<T>(bytes) {
         Ok((value, [])) => Ok(value),
-        Ok((_, rest)) => Err(Error::Codec(format!("{} trailing bytes after the value", rest.len()))),
-        Err(e) => Err(Error::Codec(format!("cannot decode {}: {e}", std::any::type_name::<T>()))),
+        Ok((_, rest)) => Err(Error::Codec(format!(
+            "{} trailing bytes after the value",
+            rest.len()
+        ))),
+        Err(e) => Err(Error::Codec(format!(
+            "cannot decode {}: {e}",
+            std::any::type_name::<T>()
+        ))),
     }
 }
 
 /// The header of a frame of `kind` with `len` payload bytes.
 pub(crate) fn header(kind: Kind, len: usize) -> Result<[u8; HEADER]> {
     if len > MAX_FRAME {
-        return Err(Error::Codec(format!("message of {len} bytes exceeds the {MAX_FRAME}-byte limit")));
+        return Err(Error::Codec(format!(
+            "message of {len} bytes exceeds the {MAX_FRAME}-byte limit"
+        )));
     }
     let l = (len as u32).to_le_bytes();
     Ok([MAGIC, VERSION, kind as u8, l[0], l[1], l[2], l[3]])
@@ -140,12 +148,18 @@ pub(crate) fn parse_header(h: &[u8; HEADER]) -> Result<(Kind, usize)> {
         return Err(Error::Protocol(format!("bad magic byte {:#04x}", h[0])));
     }
     if h[1] != VERSION {
-        return Err(Error::Protocol(format!("protocol version {} (expected {VERSION})", h[1])));
+        return Err(Error::Protocol(format!(
+            "protocol version {} (expected {VERSION})",
+            h[1]
+        )));
     }
-    let kind = Kind::from_u8(h[2]).ok_or_else(|| Error::Protocol(format!("unknown message kind {}", h[2])))?;
+    let kind = Kind::from_u8(h[2])
+        .ok_or_else(|| Error::Protocol(format!("unknown message kind {}", h[2])))?;
     let len = u32::from_le_bytes([h[3], h[4], h[5], h[6]]) as usize;
     if len > MAX_FRAME {
-        return Err(Error::Protocol(format!("frame of {len} bytes exceeds the {MAX_FRAME}-byte limit")));
+        return Err(Error::Protocol(format!(
+            "frame of {len} bytes exceeds the {MAX_FRAME}-byte limit"
+        )));
     }
     Ok((kind, len))
 }
@@ -158,7 +172,10 @@ pub(crate) fn read_frame(r: &mut impl Read) -> Result<(Kind, Vec<u8>)> {
     let mut payload = Vec::with_capacity(len.min(64 * 1024));
     r.take(len as u64).read_to_end(&mut payload)?;
     if payload.len() != len {
-        return Err(Error::Protocol(format!("truncated message: {} of {len} bytes", payload.len())));
+        return Err(Error::Protocol(format!(
+            "truncated message: {} of {len} bytes",
+            payload.len()
+        )));
     }
     Ok((kind, payload))
 }
@@ -220,7 +237,6 @@ impl FrameBuffer {
         buf.drain(..HEADER);
         Ok(Some((kind, buf)))
     }
-
 }
 
 #[cfg(test)]

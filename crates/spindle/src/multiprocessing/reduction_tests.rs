@@ -26,10 +26,16 @@ fn trailing_bytes_are_a_codec_error() {
 
 #[test]
 fn garbage_values_are_codec_errors() {
-    assert!(matches!(decode::<String>(&[0xff, 0xff, 0xff, 0xff, 0x0f]), Err(Error::Codec(_))));
+    assert!(matches!(
+        decode::<String>(&[0xff, 0xff, 0xff, 0xff, 0x0f]),
+        Err(Error::Codec(_))
+    ));
     assert!(matches!(decode::<u64>(&[]), Err(Error::Codec(_))));
     // A length prefix far beyond the input allocates nothing and fails.
-    assert!(matches!(decode::<Vec<u8>>(&[0xff, 0xff, 0xff, 0xff, 0x07]), Err(Error::Codec(_))));
+    assert!(matches!(
+        decode::<Vec<u8>>(&[0xff, 0xff, 0xff, 0xff, 0x07]),
+        Err(Error::Codec(_))
+    ));
 }
 
 #[test]
@@ -42,13 +48,19 @@ fn broken_frames_are_protocol_errors() {
     }
     let mut bad_magic = good.clone();
     bad_magic[0] = b'x';
-    assert!(matches!(read_frame(&mut &bad_magic[..]), Err(Error::Protocol(m)) if m.contains("magic")));
+    assert!(
+        matches!(read_frame(&mut &bad_magic[..]), Err(Error::Protocol(m)) if m.contains("magic"))
+    );
     let mut bad_version = good.clone();
     bad_version[1] = 9;
-    assert!(matches!(read_frame(&mut &bad_version[..]), Err(Error::Protocol(m)) if m.contains("version")));
+    assert!(
+        matches!(read_frame(&mut &bad_version[..]), Err(Error::Protocol(m)) if m.contains("version"))
+    );
     let mut bad_kind = good.clone();
     bad_kind[2] = 77;
-    assert!(matches!(read_frame(&mut &bad_kind[..]), Err(Error::Protocol(m)) if m.contains("kind")));
+    assert!(
+        matches!(read_frame(&mut &bad_kind[..]), Err(Error::Protocol(m)) if m.contains("kind"))
+    );
 }
 
 #[test]
@@ -57,7 +69,10 @@ fn oversized_frames_are_refused_before_allocating() {
     h[3..7].copy_from_slice(&u32::MAX.to_le_bytes());
     let r = read_frame(&mut &h[..]);
     assert!(matches!(r, Err(Error::Protocol(m)) if m.contains("limit")));
-    assert!(matches!(header(Kind::Value, MAX_FRAME + 1), Err(Error::Codec(_))));
+    assert!(matches!(
+        header(Kind::Value, MAX_FRAME + 1),
+        Err(Error::Codec(_))
+    ));
     // A frame that claims 1 GiB but brings 3 bytes is a truncation, not a 1 GiB allocation.
     let mut h = header(Kind::Value, MAX_FRAME).unwrap().to_vec();
     h.extend_from_slice(b"abc");
@@ -90,7 +105,10 @@ fn frame_buffer_assembles_pieces_and_rejects_garbage() {
     while fb.wanted().unwrap() > 0 {
         fb.fill(&mut src).unwrap();
     }
-    assert_eq!(fb.take().unwrap(), Some((Kind::Panic, b"hello world".to_vec())));
+    assert_eq!(
+        fb.take().unwrap(),
+        Some((Kind::Panic, b"hello world".to_vec()))
+    );
     let mut fb = FrameBuffer::default();
     fb.fill(&mut &b"GARBAGE GARBAGE"[..]).unwrap();
     assert!(matches!(fb.take(), Err(Error::Protocol(_))));

@@ -48,7 +48,11 @@ fn spawn_raw() -> Started {
     let pid = sys::proc::spawn_self(&[(sys::image::CHILD_ENV, mode)], &[theirs.as_fd()]).unwrap();
     drop(theirs);
     let pidfd = sys::proc::pidfd_open(pid).unwrap();
-    Started { child: ChildRef::new(pid, pidfd), sock, status: Status::Own }
+    Started {
+        child: ChildRef::new(pid, pidfd),
+        sock,
+        status: Status::Own,
+    }
 }
 
 fn entry_of<F: Target<(i64,), Output = i64>>(_: F) -> i64 {
@@ -78,7 +82,11 @@ fn child_answer(bytes: &[u8]) -> (Option<(Kind, Vec<u8>)>, i32) {
     let mut all = Vec::new();
     let _ = s.sock.read_to_end(&mut all);
     let status = sys::proc::waitpid(s.child.pid, false).unwrap().unwrap();
-    let frame = if all.is_empty() { None } else { Some(reduction::read_frame(&mut &all[..]).unwrap()) };
+    let frame = if all.is_empty() {
+        None
+    } else {
+        Some(reduction::read_frame(&mut &all[..]).unwrap())
+    };
     (frame, sys::proc::exitcode(status))
 }
 
@@ -125,11 +133,19 @@ fn a_child_of_another_build_refuses_and_join_says_why() {
         // Simulates a binary changed on disk: the parent's fingerprint is not the child's.
         let mut s = spawn_raw();
         let mut bytes = call(sys::image::fingerprint() ^ 1);
-        reduction::write_frame(&mut bytes, Kind::Args, &reduction::encode(&(5i64,)).unwrap()).unwrap();
+        reduction::write_frame(
+            &mut bytes,
+            Kind::Args,
+            &reduction::encode(&(5i64,)).unwrap(),
+        )
+        .unwrap();
         s.sock.write_all(&bytes).unwrap();
         let p: Process<i64> = Process::adopt(s);
         let err = p.join().unwrap_err();
-        assert!(matches!(&err, Error::Protocol(m) if m.contains("another build")), "{err:?}");
+        assert!(
+            matches!(&err, Error::Protocol(m) if m.contains("another build")),
+            "{err:?}"
+        );
         assert_eq!(p.exitcode(), Some(EXIT_REFUSED));
     });
 }
@@ -139,7 +155,12 @@ fn the_hand_made_call_runs_when_it_is_right() {
     with_watchdog(|| {
         let mut s = spawn_raw();
         let mut bytes = call(sys::image::fingerprint());
-        reduction::write_frame(&mut bytes, Kind::Args, &reduction::encode(&(5i64,)).unwrap()).unwrap();
+        reduction::write_frame(
+            &mut bytes,
+            Kind::Args,
+            &reduction::encode(&(5i64,)).unwrap(),
+        )
+        .unwrap();
         s.sock.write_all(&bytes).unwrap();
         let p: Process<i64> = Process::adopt(s);
         assert_eq!(p.join().unwrap(), 15);
@@ -157,9 +178,16 @@ fn a_parent_reading_garbage_gets_a_protocol_error() {
         })
         .unwrap();
         let pidfd = sys::proc::pidfd_open(pid).unwrap();
-        let p: Process<u32> = Process::adopt(Started { child: ChildRef::new(pid, pidfd), sock, status: Status::Own });
+        let p: Process<u32> = Process::adopt(Started {
+            child: ChildRef::new(pid, pidfd),
+            sock,
+            status: Status::Own,
+        });
         let err = p.join().unwrap_err();
-        assert!(matches!(&err, Error::Protocol(m) if m.contains("limit")), "{err:?}");
+        assert!(
+            matches!(&err, Error::Protocol(m) if m.contains("limit")),
+            "{err:?}"
+        );
         assert_eq!(p.exitcode(), Some(0));
     });
 }
@@ -174,7 +202,11 @@ fn a_parent_reading_a_wrong_value_gets_a_codec_error() {
         })
         .unwrap();
         let pidfd = sys::proc::pidfd_open(pid).unwrap();
-        let p: Process<String> = Process::adopt(Started { child: ChildRef::new(pid, pidfd), sock, status: Status::Own });
+        let p: Process<String> = Process::adopt(Started {
+            child: ChildRef::new(pid, pidfd),
+            sock,
+            status: Status::Own,
+        });
         assert!(matches!(p.join(), Err(Error::Codec(_))));
     });
 }

@@ -40,7 +40,10 @@ pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 /// after checking that it is open, and marks it close-on-exec so that it goes no further.
 pub(crate) fn adopt_inherited(raw: RawFd) -> io::Result<OwnedFd> {
     if raw < 3 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not an inherited descriptor"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not an inherited descriptor",
+        ));
     }
     // SAFETY: F_GETFD only reads the descriptor flags; an unopened number gives EBADF.
     cvt(unsafe { libc::fcntl(raw, libc::F_GETFD) })?;
@@ -52,9 +55,16 @@ pub(crate) fn adopt_inherited(raw: RawFd) -> io::Result<OwnedFd> {
 }
 
 /// Sends `data` as one message on a `SOCK_SEQPACKET` socket with `fds` attached.
-pub(crate) fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+pub(crate) fn send_with_fds(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
     assert!(fds.len() <= MAX_FDS && !data.is_empty());
-    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
     let mut cmsg_buf = CmsgBuf::new();
     // SAFETY: an all-zero msghdr is a valid empty message header.
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
@@ -82,15 +92,24 @@ pub(crate) fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd
     // SAFETY: msg points at live iovec and control buffers for the duration of the call.
     let n = cvt_retry(|| unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })?;
     if n as usize != data.len() {
-        return Err(io::Error::new(io::ErrorKind::WriteZero, "short send of a packet"));
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "short send of a packet",
+        ));
     }
     Ok(())
 }
 
 /// Receives one message from a `SOCK_SEQPACKET` socket into `buf`, with the descriptors it
 /// carried (close-on-exec). Returns `(0, [])` at end of stream.
-pub(crate) fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+pub(crate) fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
     let mut cmsg_buf = CmsgBuf::new();
     // SAFETY: an all-zero msghdr is a valid empty message header.
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
@@ -99,7 +118,8 @@ pub(crate) fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<
     msg.msg_control = cmsg_buf.0.as_mut_ptr().cast();
     msg.msg_controllen = cmsg_buf.0.len();
     // SAFETY: msg points at live, writable iovec and control buffers of the sizes it states.
-    let n = cvt_retry(|| unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) })?;
+    let n =
+        cvt_retry(|| unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) })?;
     let mut fds = Vec::new();
     // SAFETY: after a successful recvmsg the kernel has filled msg_control/msg_controllen with
     // well-formed headers; CMSG_FIRSTHDR/CMSG_NXTHDR walk them within msg_controllen, and each
@@ -110,7 +130,8 @@ pub(crate) fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<
         while !cmsg.is_null() {
             if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
                 let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
-                let count = ((*cmsg).cmsg_len - libc::CMSG_LEN(0) as usize) / mem::size_of::<RawFd>();
+                let count =
+                    ((*cmsg).cmsg_len - libc::CMSG_LEN(0) as usize) / mem::size_of::<RawFd>();
                 for i in 0..count {
                     fds.push(OwnedFd::from_raw_fd(ptr::read_unaligned(data.add(i))));
                 }
@@ -119,7 +140,10 @@ pub(crate) fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<
         }
     }
     if msg.msg_flags & (libc::MSG_CTRUNC | libc::MSG_TRUNC) != 0 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "truncated packet or descriptors"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "truncated packet or descriptors",
+        ));
     }
     Ok((n as usize, fds))
 }
@@ -136,10 +160,17 @@ impl CmsgBuf {
 
 /// Waits until one of `fds` is readable (or hung up / in error), or until `timeout` passes
 /// (`None`: forever). Returns which ones are ready; all `false` on timeout.
-pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+pub(crate) fn poll_readable(
+    fds: &[BorrowedFd<'_>],
+    timeout: Option<Duration>,
+) -> io::Result<Vec<bool>> {
     let mut pfds: Vec<libc::pollfd> = fds
         .iter()
-        .map(|fd| libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 })
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
         .collect();
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
@@ -164,5 +195,7 @@ pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -
 /// The number of descriptors open in this process (entries of `/proc/self/fd`, minus the one
 /// used to read it).
 pub(crate) fn open_fd_count() -> io::Result<usize> {
-    Ok(std::fs::read_dir("/proc/self/fd")?.count().saturating_sub(1))
+    Ok(std::fs::read_dir("/proc/self/fd")?
+        .count()
+        .saturating_sub(1))
 }

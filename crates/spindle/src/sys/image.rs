@@ -57,7 +57,9 @@ pub(crate) fn entry_at(offset: i64, fingerprint: u64) -> Result<EntryFn, String>
     }
     let size = image_size();
     if offset.unsigned_abs() >= size {
-        return Err(format!("entry offset {offset} lies outside the image ({size} bytes)"));
+        return Err(format!(
+            "entry offset {offset} lies outside the image ({size} bytes)"
+        ));
     }
     let addr = anchor_addr().wrapping_add(offset as usize);
     // SAFETY: `offset` was computed by `entry_offset` from an `EntryFn` in a process running
@@ -86,7 +88,13 @@ pub(crate) fn fingerprint() -> u64 {
         use std::os::unix::fs::MetadataExt;
         let mut h = Fnv::new();
         if let Some(m) = exe_meta() {
-            for v in [m.dev(), m.ino(), m.size(), m.mtime() as u64, m.mtime_nsec() as u64] {
+            for v in [
+                m.dev(),
+                m.ino(),
+                m.size(),
+                m.mtime() as u64,
+                m.mtime_nsec() as u64,
+            ] {
                 h.add(v);
             }
         }
@@ -112,11 +120,17 @@ impl Fnv {
 /// A value of the zero-sized, `Copy` type `F`, such as a function item or a closure that
 /// captures nothing. Refused at compile time for any type with a size.
 pub(crate) fn conjure<F: Copy + 'static>() -> F {
-    const { assert!(std::mem::size_of::<F>() == 0, "only zero-sized targets can be conjured") };
-    // SAFETY: `F` has size zero (checked at compile time), so it has no bytes to initialise.
-    // Callers use this only for target types of which the parent held a value and which are
-    // `Copy`: making one here is a copy of that value, which `Copy` allows.
-    unsafe { std::mem::MaybeUninit::<F>::uninit().assume_init() }
+    const {
+        assert!(
+            std::mem::size_of::<F>() == 0,
+            "only zero-sized targets can be conjured"
+        )
+    };
+    // SAFETY: `F` has size zero (checked at compile time), so a read through a dangling but
+    // aligned pointer reads no byte. Callers use this only for target types of which the
+    // parent held a value and which are `Copy`: making one here is a copy of that value,
+    // which `Copy` allows.
+    unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
 }
 
 /// The pre-main hook: returns at once unless [`CHILD_ENV`] is set.

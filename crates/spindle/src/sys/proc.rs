@@ -47,7 +47,9 @@ pub(crate) fn is_main_thread() -> bool {
 
 /// The number of threads in this process (entries of `/proc/self/task`).
 pub(crate) fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(1)
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(1)
 }
 
 /// The number of processors online (`sysconf(_SC_NPROCESSORS_ONLN)`), at least 1.
@@ -97,7 +99,15 @@ pub(crate) fn exit_now(code: i32) -> ! {
 /// Returns `false` when the parent is already gone.
 pub(crate) fn die_with_parent(expected_parent: u32) -> io::Result<bool> {
     // SAFETY: PR_SET_PDEATHSIG takes a signal number and touches no memory.
-    cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) })?;
+    cvt(unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    })?;
     Ok(getppid() == expected_parent)
 }
 
@@ -106,7 +116,9 @@ pub(crate) fn die_with_parent(expected_parent: u32) -> io::Result<bool> {
 /// close-on-exec descriptor stays behind. Returns the child's pid.
 pub(crate) fn spawn_self(extra_env: &[(&str, String)], keep: &[BorrowedFd<'_>]) -> io::Result<u32> {
     let path = c"/proc/self/exe";
-    let argv0 = std::env::args_os().next().unwrap_or_else(|| OsString::from("spindle-child"));
+    let argv0 = std::env::args_os()
+        .next()
+        .unwrap_or_else(|| OsString::from("spindle-child"));
     let argv0 = CString::new(argv0.into_vec()).unwrap_or_else(|_| c"spindle-child".to_owned());
     let mut env: Vec<CString> = Vec::new();
     for (k, v) in std::env::vars_os() {
@@ -148,8 +160,14 @@ pub(crate) fn spawn_self(extra_env: &[(&str, String)], keep: &[BorrowedFd<'_>]) 
         }
         let mut empty = MaybeUninit::<libc::sigset_t>::uninit();
         libc::sigemptyset(empty.as_mut_ptr());
-        spawn_check(libc::posix_spawnattr_setsigmask(attr_guard.attr(), empty.as_ptr()))?;
-        spawn_check(libc::posix_spawnattr_setflags(attr_guard.attr(), libc::POSIX_SPAWN_SETSIGMASK as _))?;
+        spawn_check(libc::posix_spawnattr_setsigmask(
+            attr_guard.attr(),
+            empty.as_ptr(),
+        ))?;
+        spawn_check(libc::posix_spawnattr_setflags(
+            attr_guard.attr(),
+            libc::POSIX_SPAWN_SETSIGMASK as _,
+        ))?;
         let mut pid: libc::pid_t = 0;
         spawn_check(libc::posix_spawn(
             &mut pid,
@@ -248,7 +266,13 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: Signal) -> io::Result<bool> {
     // SAFETY: the syscall takes a descriptor, a signal number, a null siginfo and flags 0.
     let r = unsafe {
-        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig.raw(), ptr::null::<u8>(), 0)
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig.raw(),
+            ptr::null::<u8>(),
+            0,
+        )
     };
     match cvt(r) {
         Ok(_) => Ok(true),
@@ -260,7 +284,10 @@ pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: Signal) -> io::Resul
 /// Whether process `pid` exists and is not a zombie (reads `/proc/PID/stat`).
 pub(crate) fn is_running(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])).unwrap_or(false),
+        Ok(s) => s
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+            .unwrap_or(false),
         Err(_) => false,
     }
 }
@@ -272,7 +299,11 @@ pub(crate) fn private_rss(pid: u32) -> io::Result<u64> {
     let mut kib = 0;
     for line in text.lines() {
         if line.starts_with("Private_Clean:") || line.starts_with("Private_Dirty:") {
-            kib += line.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+            kib += line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
         }
     }
     Ok(kib * 1024)
@@ -290,8 +321,16 @@ pub(crate) fn server_signals() -> io::Result<OwnedFd> {
     unsafe {
         libc::sigemptyset(set.as_mut_ptr());
         libc::sigaddset(set.as_mut_ptr(), libc::SIGCHLD);
-        cvt(libc::sigprocmask(libc::SIG_BLOCK, set.as_ptr(), ptr::null_mut()))?;
-        let fd = cvt(libc::signalfd(-1, set.as_ptr(), libc::SFD_CLOEXEC | libc::SFD_NONBLOCK))?;
+        cvt(libc::sigprocmask(
+            libc::SIG_BLOCK,
+            set.as_ptr(),
+            ptr::null_mut(),
+        ))?;
+        let fd = cvt(libc::signalfd(
+            -1,
+            set.as_ptr(),
+            libc::SFD_CLOEXEC | libc::SFD_NONBLOCK,
+        ))?;
         Ok(OwnedFd::from_raw_fd(fd))
     }
 }
@@ -344,7 +383,10 @@ pub(crate) fn raw_spawn_wait(extra_env: &[(&str, String)]) -> io::Result<i32> {
 /// of the fork (Rust's `stdout`, an application mutex), the child blocks forever on it: this is
 /// the hazard the fork start method documents and warns about. glibc's `malloc` takes its locks
 /// around `fork` (atfork handlers), so allocating in the child is fine.
-pub(crate) fn fork_run(close_in_child: &[BorrowedFd<'_>], child: impl FnOnce() -> i32) -> io::Result<u32> {
+pub(crate) fn fork_run(
+    close_in_child: &[BorrowedFd<'_>],
+    child: impl FnOnce() -> i32,
+) -> io::Result<u32> {
     // SAFETY: in the child, the closure runs on this thread's copied stack and the process
     // ends with `exit_now` without returning into the parent's frames (a panic is caught
     // first). What is left is the deadlock hazard described above, which is not a memory

@@ -37,12 +37,16 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("run") => {
-            let p = Builder::new().start_method(method(&args[1])).target(add, (2, 3));
+            let p = Builder::new()
+                .start_method(method(&args[1]))
+                .target(add, (2, 3));
             p.start().expect("start");
             println!("{}", p.join().expect("join"));
         }
         Some("print") => {
-            let p = Builder::new().start_method(method(&args[1])).target(say, ());
+            let p = Builder::new()
+                .start_method(method(&args[1]))
+                .target(say, ());
             p.start().expect("start");
             assert_eq!(p.join().expect("join"), 1);
         }
@@ -50,7 +54,9 @@ fn main() {
             let procs: Vec<Process<u32>> = args[1..]
                 .iter()
                 .map(|m| {
-                    let p = Builder::new().start_method(method(m)).target(sleep_long, ());
+                    let p = Builder::new()
+                        .start_method(method(m))
+                        .target(sleep_long, ());
                     p.start().expect("start");
                     p
                 })

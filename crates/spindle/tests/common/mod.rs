@@ -11,7 +11,10 @@ pub(crate) fn watchdog<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'sta
 }
 
 /// [`watchdog`] with another limit.
-pub(crate) fn watchdog_for<T: Send + 'static>(limit: Duration, body: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) fn watchdog_for<T: Send + 'static>(
+    limit: Duration,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> T {
     let (tx, rx) = mpsc::channel();
     let h = std::thread::spawn(move || {
         let out = body();
@@ -23,7 +26,9 @@ pub(crate) fn watchdog_for<T: Send + 'static>(limit: Duration, body: impl FnOnce
             Ok(v) => v,
             Err(p) => std::panic::resume_unwind(p),
         },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("watchdog: test body did not finish within {limit:?}"),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("watchdog: test body did not finish within {limit:?}")
+        }
     }
 }
 
@@ -44,7 +49,9 @@ pub(crate) fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> boo
 /// Whether `pid` exists and is not a zombie.
 pub(crate) fn running(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Ok(s) => s
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
         Err(_) => false,
     }
 }
@@ -52,11 +59,19 @@ pub(crate) fn running(pid: u32) -> bool {
 /// The children of `parent` as `(pid, state letter)`, read from `/proc/*/stat`.
 pub(crate) fn children_of(parent: u32) -> Vec<(u32, char)> {
     let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for e in dir.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
         let mut f = rest.split_whitespace();
         let state = f.next().and_then(|s| s.chars().next()).unwrap_or('?');
         if f.next().and_then(|p| p.parse::<u32>().ok()) == Some(parent) {
@@ -68,11 +83,19 @@ pub(crate) fn children_of(parent: u32) -> Vec<(u32, char)> {
 
 /// The number of open descriptors of this process.
 pub(crate) fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// Runs the helper binary with `args`, returning the child and a reader of its stdout lines.
-pub(crate) fn helper(args: &[&str], own_group: bool) -> (std::process::Child, std::io::Lines<std::io::BufReader<std::process::ChildStdout>>) {
+pub(crate) fn helper(
+    args: &[&str],
+    own_group: bool,
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
     use std::io::BufRead;
     use std::os::unix::process::CommandExt;
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_spindle-process-helper"));

@@ -61,5 +61,9 @@ pub(crate) fn start(launch: Launch) -> Result<Started> {
     })?;
     let pid = pid?;
     let pidfd = sys::proc::pidfd_open(pid)?;
-    Ok(Started { child: ChildRef::new(pid, pidfd), sock, status: Status::Own })
+    Ok(Started {
+        child: ChildRef::new(pid, pidfd),
+        sock,
+        status: Status::Own,
+    })
 }

@@ -35,7 +35,10 @@ static SERVER: Mutex<Option<Server>> = Mutex::new(None);
 
 /// The fork server's pid, once it runs (for benchmarks and tests).
 pub(crate) fn server_pid() -> Option<u32> {
-    lock(&SERVER).as_ref().filter(|s| s.owner == sys::proc::getpid()).map(|s| s.pid)
+    lock(&SERVER)
+        .as_ref()
+        .filter(|s| s.owner == sys::proc::getpid())
+        .map(|s| s.pid)
 }
 
 fn spawn_server() -> Result<Server> {
@@ -48,7 +51,11 @@ fn spawn_server() -> Result<Server> {
         drop(theirs);
         pid
     })??;
-    Ok(Server { owner: me, pid, sock: ours })
+    Ok(Server {
+        owner: me,
+        pid,
+        sock: ours,
+    })
 }
 
 /// Asks the server for a child; returns its pid and pidfd.
@@ -62,8 +69,9 @@ fn request(child_sock: BorrowedFd<'_>, status_w: BorrowedFd<'_>) -> Result<(u32,
         }
         let server = g.as_ref().expect("server just set");
         let mut buf = [0u8; 16];
-        let reply = sys::fd::send_with_fds(server.sock.as_fd(), &[REQ_FORK], &[child_sock, status_w])
-            .and_then(|()| sys::fd::recv_with_fds(server.sock.as_fd(), &mut buf));
+        let reply =
+            sys::fd::send_with_fds(server.sock.as_fd(), &[REQ_FORK], &[child_sock, status_w])
+                .and_then(|()| sys::fd::recv_with_fds(server.sock.as_fd(), &mut buf));
         match reply {
             Ok((5, mut fds)) if buf[0] == REP_PID && fds.len() == 1 => {
                 let pid = u32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]);
@@ -79,7 +87,11 @@ fn request(child_sock: BorrowedFd<'_>, status_w: BorrowedFd<'_>) -> Result<(u32,
                 let _ = sys::proc::waitpid(dead.pid, false);
                 last_err = Some(reply.err());
             }
-            Ok((n, _)) => return Err(Error::Protocol(format!("malformed fork server reply of {n} bytes"))),
+            Ok((n, _)) => {
+                return Err(Error::Protocol(format!(
+                    "malformed fork server reply of {n} bytes"
+                )))
+            }
         }
     }
     Err(match last_err.flatten() {
@@ -103,5 +115,9 @@ pub(crate) fn start(launch: Launch) -> Result<Started> {
     drop(theirs);
     drop(status_w);
     send_call(&mut sock, &launch, entry, args)?;
-    Ok(Started { child: ChildRef::new(pid, pidfd), sock, status: Status::Server(File::from(status_r)) })
+    Ok(Started {
+        child: ChildRef::new(pid, pidfd),
+        sock,
+        status: Status::Server(File::from(status_r)),
+    })
 }

@@ -25,12 +25,16 @@ pub(crate) mod fork;
 pub(crate) mod forkserver;
 pub(crate) mod spawn;
 
+/// A capturing closure that runs in a forked child and encodes its own outcome into the
+/// buffer, returning the frame kind.
+pub(crate) type ForkClosure = Box<dyn FnOnce(&mut Vec<u8>) -> u8 + Send>;
+
 /// What a child runs.
 pub(crate) enum Job {
     /// A [`Target`](super::Target)'s trampoline and its encoded arguments: runs anywhere.
     Entry { entry: EntryFn, args: Vec<u8> },
     /// A capturing closure that encodes its own outcome: only a fork can run it.
-    Closure(Box<dyn FnOnce(&mut Vec<u8>) -> u8 + Send>),
+    Closure(ForkClosure),
 }
 
 impl std::fmt::Debug for Job {
@@ -71,7 +75,11 @@ impl ChildRef {
 
     /// Whether the child has not exited yet (a zombie counts as exited). Does not reap.
     pub(crate) fn is_running(&self) -> bool {
-        !matches!(sys::fd::poll_readable(&[self.pidfd.as_fd()], Some(std::time::Duration::ZERO)).as_deref(), Ok([true]))
+        !matches!(
+            sys::fd::poll_readable(&[self.pidfd.as_fd()], Some(std::time::Duration::ZERO))
+                .as_deref(),
+            Ok([true])
+        )
     }
 
     /// The descriptor that becomes readable when the child exits.
@@ -97,7 +105,8 @@ impl Status {
         match self {
             Status::Own => Ok(sys::proc::waitpid(child.pid, true)?),
             Status::Server(pipe) => {
-                let ready = sys::fd::poll_readable(&[pipe.as_fd()], Some(std::time::Duration::ZERO))?;
+                let ready =
+                    sys::fd::poll_readable(&[pipe.as_fd()], Some(std::time::Duration::ZERO))?;
                 if !ready[0] {
                     return Ok(None);
                 }
@@ -142,7 +151,12 @@ pub(crate) fn start(method: super::StartMethod, launch: Launch) -> Result<Starte
 
 /// Sends the call and its arguments to a spawned or forkserver child. A child that died
 /// already is not an error here: `join` reports what became of it.
-pub(crate) fn send_call(sock: &mut UnixStream, launch: &Launch, entry: EntryFn, args: &[u8]) -> Result<()> {
+pub(crate) fn send_call(
+    sock: &mut UnixStream,
+    launch: &Launch,
+    entry: EntryFn,
+    args: &[u8],
+) -> Result<()> {
     let me = super::current_process();
     let call = Call {
         fingerprint: sys::image::fingerprint(),
@@ -205,5 +219,7 @@ pub(crate) fn on_launcher<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'sta
         let _ = done_tx.send(f());
     }))
     .map_err(|_| Error::InvalidState("the launcher thread is gone"))?;
-    done_rx.recv().map_err(|_| Error::InvalidState("the launcher thread is gone"))
+    done_rx
+        .recv()
+        .map_err(|_| Error::InvalidState("the launcher thread is gone"))
 }

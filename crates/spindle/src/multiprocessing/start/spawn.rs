@@ -31,5 +31,9 @@ pub(crate) fn start(launch: Launch) -> Result<Started> {
     })??;
     let pidfd = sys::proc::pidfd_open(pid)?;
     send_call(&mut sock, &launch, entry, args)?;
-    Ok(Started { child: ChildRef::new(pid, pidfd), sock, status: Status::Own })
+    Ok(Started {
+        child: ChildRef::new(pid, pidfd),
+        sock,
+        status: Status::Own,
+    })
 }
