@@ -44,7 +44,7 @@ pub struct Builder {
 
 impl Builder {
     /// A builder with the defaults: name `Process-N`, not a daemon, the default start method
-    /// ([`get_start_method`](crate::multiprocessing::get_start_method) at the time of `start`).
+    /// ([`get_start_method`] at the time of `start`).
     pub fn new() -> Self {
         Self::default()
     }
