@@ -195,6 +195,14 @@ impl<R> fmt::Debug for Process<R> {
     }
 }
 
+impl Process<()> {
+    /// A [`Builder`] for the name, the daemon flag and the start method (the same as
+    /// [`Builder::new`]; the process's value type comes from the target).
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+}
+
 impl<R: Serialize + DeserializeOwned> Process<R> {
     /// The process that will call `f` with `args`, with the default settings (see
     /// [`Builder::target`]).
@@ -204,11 +212,6 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
         Args: Serialize + DeserializeOwned,
     {
         Builder::new().target(f, args)
-    }
-
-    /// A [`Builder`] for the name, the daemon flag and the start method.
-    pub fn builder() -> Builder {
-        Builder::new()
     }
 
     fn from_job(b: Builder, job: Result<Job>, fork_only: bool) -> Process<R> {
