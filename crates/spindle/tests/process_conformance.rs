@@ -270,3 +270,44 @@ fn process_new_uses_the_default_method() {
         assert_eq!(p.join().unwrap(), 2);
     });
 }
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn both<T: Send + Sync>() {}
+    both::<Process<String>>();
+    both::<Builder>();
+    both::<spindle::multiprocessing::Context>();
+    both::<spindle::multiprocessing::ProcessInfo>();
+    both::<StartMethod>();
+}
+
+#[test]
+fn active_children_lists_running_children_only() {
+    watchdog(|| {
+        let p = Builder::new().name("lister").target(sleep_ms, (60_000,));
+        p.start().unwrap();
+        let listed = spindle::multiprocessing::active_children();
+        assert!(
+            listed
+                .iter()
+                .any(|c| c.name() == "lister" && Some(c.pid()) == p.pid()),
+            "{listed:?}"
+        );
+        p.kill().unwrap();
+        let _ = p.join();
+        let listed = spindle::multiprocessing::active_children();
+        assert!(!listed.iter().any(|c| c.name() == "lister"), "{listed:?}");
+    });
+}
+
+#[test]
+fn daemon_children_are_killed_when_dropped() {
+    watchdog(|| {
+        let p = Builder::new().daemon(true).target(sleep_ms, (60_000,));
+        p.start().unwrap();
+        let pid = p.pid().unwrap();
+        assert!(common::running(pid));
+        drop(p);
+        assert!(!common::running(pid), "the daemon child is gone and reaped");
+    });
+}

@@ -45,10 +45,14 @@ pub(crate) fn is_main_thread() -> bool {
     tid as u32 == getpid()
 }
 
-/// The number of threads in this process (entries of `/proc/self/task`).
+/// The number of threads in this process (`num_threads`, field 20 of `/proc/self/stat`).
 pub(crate) fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| d.count())
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    after_name
+        .split_whitespace()
+        .nth(17)
+        .and_then(|n| n.parse().ok())
         .unwrap_or(1)
 }
 

@@ -21,6 +21,9 @@ use crate::sys;
 static WARNED: Once = Once::new();
 
 fn warn_if_threaded() {
+    if WARNED.is_completed() {
+        return;
+    }
     let threads = sys::proc::thread_count();
     if threads > 1 {
         WARNED.call_once(|| {
