@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use super::Future;
 use crate::{Error, Result, TaskError};
 
-/// The results of one chunk of a batched map, in input order: the values of the items that
-/// succeeded, and the (position, error) of those that failed.
+/// The results of one chunk of a batched map: the values of the items that succeeded, and the
+/// (position, error) of those that failed, both in input order.
 #[derive(Debug)]
 pub(crate) struct Chunk<R> {
     pub(crate) values: Vec<R>,
@@ -40,6 +40,10 @@ pub(crate) trait Feed<R>: Send {
     fn observe(&mut self, len: usize, elapsed: Duration);
     /// How many parts to keep in flight.
     fn window(&self) -> usize;
+    /// An emptied result buffer, to reuse.
+    fn recycle(&mut self, buffer: Vec<R>);
+    /// Bounds on the number of inputs not yet submitted.
+    fn size_hint(&self) -> (usize, Option<usize>);
 }
 
 /// The results of `Executor::map`, in the order of the inputs (Python's `Executor.map`
@@ -62,6 +66,8 @@ pub(crate) trait Feed<R>: Send {
 /// ```
 pub struct Map<R> {
     parts: VecDeque<Part<R>>,
+    /// How many items the parts in `parts` will yield.
+    queued: usize,
     current: Option<ChunkIter<R>>,
     feed: Option<Box<dyn Feed<R>>>,
     until: Option<Instant>,
@@ -76,15 +82,9 @@ impl<R> Map<R> {
         first: Option<Part<R>>,
         until: Option<Instant>,
     ) -> Self {
-        let mut map = Map {
-            parts: VecDeque::new(),
-            current: None,
-            feed: None,
-            until,
-            finished: false,
-        };
+        let mut map = Map::from_parts(VecDeque::new(), until);
         if let Some(first) = first {
-            map.parts.push_back(first);
+            map.push(first);
             map.feed = Some(feed);
             map.refill();
         }
@@ -93,8 +93,14 @@ impl<R> Map<R> {
 
     /// A map over futures already submitted, one per item.
     pub(crate) fn from_futures(fs: Vec<Future<R>>, until: Option<Instant>) -> Self {
+        Map::from_parts(fs.into_iter().map(Part::One).collect(), until)
+    }
+
+    fn from_parts(parts: VecDeque<Part<R>>, until: Option<Instant>) -> Self {
+        let queued = parts.len();
         Map {
-            parts: fs.into_iter().map(Part::One).collect(),
+            parts,
+            queued,
             current: None,
             feed: None,
             until,
@@ -102,23 +108,25 @@ impl<R> Map<R> {
         }
     }
 
+    fn push(&mut self, part: Part<R>) {
+        self.queued += part.len();
+        self.parts.push_back(part);
+    }
+
+    /// Tops the parts in flight up to the feed's window.
     fn refill(&mut self) {
-        let Some(feed) = &mut self.feed else { return };
-        let window = feed.window().max(1);
-        while self.parts.len() < window {
+        while let Some(feed) = &mut self.feed {
+            if self.parts.len() >= feed.window().max(1) {
+                return;
+            }
             match feed.next_part() {
                 Some(part) => {
-                    let failed = matches!(part, Part::Failed(_));
-                    self.parts.push_back(part);
-                    if failed {
+                    if matches!(part, Part::Failed(_)) {
                         self.feed = None;
-                        return;
                     }
+                    self.push(part);
                 }
-                None => {
-                    self.feed = None;
-                    return;
-                }
+                None => self.feed = None,
             }
         }
     }
@@ -128,25 +136,49 @@ impl<R> Map<R> {
         self.finished = true;
         self.feed = None;
         self.current = None;
+        self.queued = 0;
         for part in self.parts.drain(..) {
-            match part {
-                Part::One(f) => {
-                    f.cancel();
-                }
-                Part::Chunk(f, _) => {
-                    f.cancel();
-                }
-                Part::Failed(_) => {}
-            }
+            part.cancel();
         }
     }
 
-    fn wait(&mut self, done: bool) -> Option<Result<R>> {
-        if done {
-            None
-        } else {
-            self.stop();
-            Some(Err(Error::Timeout))
+    /// Waits for `part` until the deadline; on timeout, stops the map.
+    fn ready(&mut self, part: &Part<R>) -> bool {
+        if part.wait_deadline(self.until) {
+            return true;
+        }
+        part.cancel();
+        self.stop();
+        false
+    }
+}
+
+impl<R> Part<R> {
+    /// How many items this part yields.
+    fn len(&self) -> usize {
+        match self {
+            Part::Chunk(_, len) => *len,
+            Part::One(_) | Part::Failed(_) => 1,
+        }
+    }
+
+    fn wait_deadline(&self, until: Option<Instant>) -> bool {
+        match self {
+            Part::One(f) => f.shared().wait_deadline(until),
+            Part::Chunk(f, _) => f.shared().wait_deadline(until),
+            Part::Failed(_) => true,
+        }
+    }
+
+    fn cancel(&self) {
+        match self {
+            Part::One(f) => {
+                f.cancel();
+            }
+            Part::Chunk(f, _) => {
+                f.cancel();
+            }
+            Part::Failed(_) => {}
         }
     }
 }
@@ -154,13 +186,40 @@ impl<R> Map<R> {
 impl<R> Iterator for Map<R> {
     type Item = Result<R>;
 
+    #[inline]
     fn next(&mut self) -> Option<Result<R>> {
+        if let Some(cur) = &mut self.current {
+            if let Some(item) = cur.next() {
+                return Some(item);
+            }
+        }
+        self.next_part()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let current = self.current.as_ref().map_or(0, ChunkIter::remaining);
+        let sure = current + self.queued;
+        // A timeout may end the map at any point.
+        let lower = if self.until.is_some() {
+            current.min(1)
+        } else {
+            sure
+        };
+        match &self.feed {
+            None => (lower, Some(sure)),
+            Some(feed) => (lower, feed.size_hint().1.and_then(|n| n.checked_add(sure))),
+        }
+    }
+}
+
+impl<R> Map<R> {
+    /// The slow path of `next`: the current chunk is used up, move on to the next part.
+    fn next_part(&mut self) -> Option<Result<R>> {
         loop {
-            if let Some(cur) = &mut self.current {
-                if let Some(item) = cur.next() {
-                    return Some(item);
+            if let Some(cur) = self.current.take() {
+                if let Some(feed) = &mut self.feed {
+                    feed.recycle(Vec::from(cur.values));
                 }
-                self.current = None;
             }
             if self.finished {
                 return None;
@@ -170,20 +229,14 @@ impl<R> Iterator for Map<R> {
                 self.finished = true;
                 return None;
             };
+            self.queued -= part.len();
+            if !self.ready(&part) {
+                return Some(Err(Error::Timeout));
+            }
             match part {
-                Part::One(mut f) => {
-                    if let Some(timeout) = self.wait(f.shared().wait_deadline(self.until)) {
-                        f.cancel();
-                        return Some(timeout);
-                    }
-                    return Some(f.result_timeout(Duration::ZERO));
-                }
+                Part::One(mut f) => return Some(f.result_timeout(Duration::ZERO)),
                 Part::Chunk(mut f, len) => {
-                    if let Some(timeout) = self.wait(f.shared().wait_deadline(self.until)) {
-                        f.cancel();
-                        return Some(timeout);
-                    }
-                    self.current = Some(match f.result_timeout(Duration::ZERO) {
+                    let cur = match f.result_timeout(Duration::ZERO) {
                         Ok(chunk) => {
                             if let Some(feed) = &mut self.feed {
                                 feed.observe(len, chunk.elapsed);
@@ -191,7 +244,11 @@ impl<R> Iterator for Map<R> {
                             ChunkIter::new(chunk)
                         }
                         Err(e) => ChunkIter::failed(e, len),
-                    });
+                    };
+                    let cur = self.current.insert(cur);
+                    if let Some(item) = cur.next() {
+                        return Some(item);
+                    }
                 }
                 Part::Failed(e) => {
                     self.stop();
@@ -219,20 +276,25 @@ impl<R> fmt::Debug for Map<R> {
 
 /// The items of one finished chunk, in order.
 struct ChunkIter<R> {
-    values: std::vec::IntoIter<R>,
+    /// The values not yielded yet (a deque: popped from the front, the emptied buffer is
+    /// reused for another chunk).
+    values: VecDeque<R>,
     errors: std::vec::IntoIter<(usize, TaskError)>,
     /// The next failed item, and its position (`usize::MAX` when there is none).
     next_error: Option<TaskError>,
     next_at: usize,
     pos: usize,
+    len: usize,
     /// The whole chunk failed: yield this error for this many more items.
     whole: Option<(Error, usize)>,
 }
 
 impl<R> ChunkIter<R> {
     fn new(chunk: Chunk<R>) -> Self {
+        let len = chunk.values.len() + chunk.errors.len();
         let mut it = ChunkIter {
-            values: chunk.values.into_iter(),
+            len,
+            values: VecDeque::from(chunk.values),
             errors: chunk.errors.into_iter(),
             next_error: None,
             next_at: usize::MAX,
@@ -245,12 +307,20 @@ impl<R> ChunkIter<R> {
 
     fn failed(e: Error, len: usize) -> Self {
         ChunkIter {
-            values: Vec::new().into_iter(),
+            len: 0,
+            values: VecDeque::new(),
             errors: Vec::new().into_iter(),
             next_error: None,
             next_at: usize::MAX,
             pos: 0,
             whole: Some((e, len)),
+        }
+    }
+
+    fn remaining(&self) -> usize {
+        match &self.whole {
+            Some((_, left)) => *left,
+            None => self.len.saturating_sub(self.pos),
         }
     }
 
@@ -277,7 +347,7 @@ impl<R> ChunkIter<R> {
             self.advance_error();
             return e.map(|e| Err(Error::Task(e)));
         }
-        self.values.next().map(Ok)
+        self.values.pop_front().map(Ok)
     }
 }
 

@@ -9,19 +9,20 @@
 //! per report and capped so that a chunk's inputs stay around a megabyte. Only
 //! [`CHUNKS_PER_WORKER`] chunks per worker are in flight at a time.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{Pool, Task};
 use crate::futures::map::{Chunk, Feed, Map, Part};
 use crate::futures::{promise, Promise};
+use crate::latch::lock;
 use crate::panic::catch;
 use crate::{Result, TaskError};
 
 /// How long one chunk should keep a worker busy.
 const TARGET: Duration = Duration::from_micros(50);
 /// The most items in one chunk.
-const MAX_ITEMS: usize = 16 * 1024;
+const MAX_ITEMS: usize = 16384;
 /// About how many bytes of inputs one chunk may hold.
 const MAX_BYTES: usize = 1 << 20;
 /// How many chunks per worker are kept in flight.
@@ -49,6 +50,8 @@ where
         max,
         window: pool.max_workers().saturating_mul(CHUNKS_PER_WORKER),
         exhausted: false,
+        spare_inputs: Arc::new(Mutex::new(Vec::new())),
+        spare_outputs: Vec::new(),
     };
     // The first chunk is submitted here so that a closed executor is reported by `map`.
     let first = match feed.next_part() {
@@ -59,7 +62,7 @@ where
 }
 
 /// The [`Feed`] of a batched map: owns the inputs, cuts and submits chunks.
-struct Batcher<I, F> {
+struct Batcher<I, F, A, R> {
     iter: I,
     f: Arc<F>,
     pool: Arc<Pool>,
@@ -68,9 +71,13 @@ struct Batcher<I, F> {
     max: usize,
     window: usize,
     exhausted: bool,
+    /// Emptied input buffers, given back by the chunk tasks.
+    spare_inputs: Arc<Mutex<Vec<Vec<A>>>>,
+    /// Emptied result buffers, given back by the [`Map`].
+    spare_outputs: Vec<Vec<R>>,
 }
 
-impl<I, F, A, R> Feed<R> for Batcher<I, F>
+impl<I, F, A, R> Feed<R> for Batcher<I, F, A, R>
 where
     I: Iterator<Item = A> + Send,
     F: Fn(A) -> R + Send + Sync + 'static,
@@ -81,12 +88,13 @@ where
         if self.exhausted {
             return None;
         }
+        let mut inputs = lock(&self.spare_inputs).pop().unwrap_or_default();
         let capacity = self
             .iter
             .size_hint()
             .1
             .map_or(self.size, |n| n.min(self.size));
-        let mut inputs = Vec::with_capacity(capacity);
+        inputs.reserve(capacity);
         inputs.extend(self.iter.by_ref().take(self.size));
         // A short chunk means the iterator returned `None`: never call it again.
         self.exhausted = inputs.len() < self.size;
@@ -98,6 +106,9 @@ where
         let job = Box::new(ChunkTask {
             f: Arc::clone(&self.f),
             inputs,
+            output: self.spare_outputs.pop().unwrap_or_default(),
+            spare_inputs: Arc::clone(&self.spare_inputs),
+            keep: self.window + 1,
             promise,
         });
         Some(match self.pool.execute(job) {
@@ -116,12 +127,31 @@ where
     fn window(&self) -> usize {
         self.window
     }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        if self.exhausted {
+            (0, Some(0))
+        } else {
+            self.iter.size_hint()
+        }
+    }
+
+    fn recycle(&mut self, buffer: Vec<R>) {
+        if self.spare_outputs.len() <= self.window {
+            self.spare_outputs.push(buffer);
+        }
+    }
 }
 
 /// One chunk of a map: `f` over `inputs`, each call's panic caught on its own.
 struct ChunkTask<F, A, R> {
     f: Arc<F>,
     inputs: Vec<A>,
+    /// An empty buffer for the results (recycled: its memory is warm).
+    output: Vec<R>,
+    /// Where the emptied `inputs` go back to, if fewer than `keep` are there.
+    spare_inputs: Arc<Mutex<Vec<Vec<A>>>>,
+    keep: usize,
     promise: Promise<Chunk<R>>,
 }
 
@@ -132,26 +162,40 @@ where
     R: Send,
 {
     fn run(self: Box<Self>) {
-        let ChunkTask { f, inputs, promise } = *self;
+        let ChunkTask {
+            f,
+            mut inputs,
+            mut output,
+            spare_inputs,
+            keep,
+            promise,
+        } = *self;
         if !promise.set_running_or_notify_cancel() {
             return;
         }
         let start = Instant::now();
-        let mut values = Vec::with_capacity(inputs.len());
+        output.clear();
+        output.reserve(inputs.len());
         let mut errors = Vec::new();
-        let mut items = inputs.into_iter();
+        let mut items = inputs.drain(..);
         // One `catch` for the whole chunk; after a panic, go on with the next item.
-        while let Err(report) = catch(|| {
-            for a in items.by_ref() {
-                values.push(f(a));
+        // (`extend` over a `Drain` keeps the loop in registers and leaves both consistent if
+        // `f` unwinds.)
+        while let Err(report) = catch(|| output.extend(items.by_ref().map(|a| f(a)))) {
+            errors.push((output.len() + errors.len(), TaskError::panicked(report)));
+        }
+        drop(items);
+        let elapsed = start.elapsed();
+        {
+            let mut spare = lock(&spare_inputs);
+            if spare.len() < keep {
+                spare.push(inputs);
             }
-        }) {
-            errors.push((values.len() + errors.len(), TaskError::panicked(report)));
         }
         let _ = promise.set_result(Chunk {
-            values,
+            values: output,
             errors,
-            elapsed: start.elapsed(),
+            elapsed,
         });
     }
 
