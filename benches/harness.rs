@@ -6,17 +6,38 @@ use crate::stats::Summary;
 
 /// How many times to run a workload.
 ///
+/// At least `reps` timed repetitions run; while their total is below `min_time`, more run, up
+/// to `max_reps`. A contender whose repetition takes microseconds thus gets enough samples
+/// for a stable median, and a slow one is not repeated past `reps`.
+///
 /// ```
+/// use std::time::Duration;
 /// use spindle_bench::Plan;
-/// let plan = Plan { warmup: 1, reps: 5 };
-/// assert_eq!(plan.reps, 5);
+/// let plan = Plan::fixed(1, 5);
+/// assert_eq!((plan.reps, plan.max_reps, plan.min_time), (5, 5, Duration::ZERO));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
     /// Untimed repetitions run first (threads started, caches and allocator warm).
     pub warmup: usize,
-    /// Timed repetitions; each gives one wall time.
+    /// The fewest timed repetitions; each gives one wall time.
     pub reps: usize,
+    /// Keep repeating until the timed repetitions add up to this much...
+    pub min_time: Duration,
+    /// ...but never run more than this many timed repetitions.
+    pub max_reps: usize,
+}
+
+impl Plan {
+    /// Exactly `warmup` untimed and `reps` timed repetitions.
+    pub fn fixed(warmup: usize, reps: usize) -> Plan {
+        Plan {
+            warmup,
+            reps,
+            min_time: Duration::ZERO,
+            max_reps: reps,
+        }
+    }
 }
 
 /// The wall times of one contender's repetitions, each of `ops` operations.
@@ -47,7 +68,8 @@ impl Measurement {
     }
 }
 
-/// Runs `rep` `plan.warmup` times untimed, then `plan.reps` times timed.
+/// Runs `rep` `plan.warmup` times untimed, then at least `plan.reps` times timed (more while
+/// the timed total is under `plan.min_time`, up to `plan.max_reps`).
 ///
 /// `rep` performs `ops` operations and returns an error message when one fails; the first
 /// failure stops the measurement. `progress` is called after each timed repetition with its
@@ -56,7 +78,7 @@ impl Measurement {
 /// ```
 /// use spindle_bench::{measure, Plan};
 /// let mut calls = 0;
-/// let m = measure(Plan { warmup: 2, reps: 3 }, 10, |_, _| {}, || {
+/// let m = measure(Plan::fixed(2, 3), 10, |_, _| {}, || {
 ///     calls += 1;
 ///     Ok(())
 /// })
@@ -78,12 +100,14 @@ where
         rep()?;
     }
     let mut times = Vec::with_capacity(plan.reps);
-    for i in 0..plan.reps {
+    let mut total = Duration::ZERO;
+    while times.len() < plan.reps || (total < plan.min_time && times.len() < plan.max_reps) {
         let start = Instant::now();
         rep()?;
         let took = start.elapsed();
+        total += took;
         times.push(took);
-        progress(i + 1, took);
+        progress(times.len(), took);
     }
     Ok(Measurement { ops, times })
 }
@@ -96,7 +120,7 @@ mod tests {
     fn a_failing_repetition_stops_the_measurement() {
         let mut calls = 0;
         let out = measure(
-            Plan { warmup: 1, reps: 5 },
+            Plan::fixed(1, 5),
             1,
             |_, _| {},
             || {
@@ -115,14 +139,38 @@ mod tests {
     #[test]
     fn progress_sees_every_timed_repetition_in_order() {
         let mut seen = Vec::new();
-        measure(
-            Plan { warmup: 3, reps: 4 },
+        measure(Plan::fixed(3, 4), 1, |i, _| seen.push(i), || Ok(())).unwrap();
+        assert_eq!(seen, vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn short_repetitions_repeat_until_min_time_or_max_reps() {
+        let plan = Plan {
+            warmup: 0,
+            reps: 2,
+            min_time: Duration::from_secs(3600),
+            max_reps: 7,
+        };
+        let m = measure(plan, 1, |_, _| {}, || Ok(())).unwrap();
+        assert_eq!(m.times.len(), 7);
+        let plan = Plan {
+            warmup: 0,
+            reps: 2,
+            min_time: Duration::from_millis(5),
+            max_reps: 1000,
+        };
+        let m = measure(
+            plan,
             1,
-            |i, _| seen.push(i),
-            || Ok(()),
+            |_, _| {},
+            || {
+                std::thread::sleep(Duration::from_millis(2));
+                Ok(())
+            },
         )
         .unwrap();
-        assert_eq!(seen, vec![1, 2, 3, 4]);
+        // 2 ms each: the third repetition passes 5 ms (a slow machine may stop sooner, never later).
+        assert!((2..=3).contains(&m.times.len()), "{}", m.times.len());
     }
 
     #[test]

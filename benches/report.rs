@@ -16,8 +16,8 @@ impl Scoreboard {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "spindle bench{}: {} worker threads per pool, median of {} repetitions after {} \
-             warm-up",
+            "spindle bench{}: {} worker threads per pool; median of at least {} repetitions \
+             after {} warm-up",
             if self.quick { " --quick" } else { "" },
             self.workers,
             self.plan.reps,
@@ -296,14 +296,13 @@ pub(crate) fn ratio(r: f64) -> String {
 /// `1000000` as `1,000,000`.
 pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    let groups: Vec<&str> = digits
+        .as_bytes()
+        .rchunks(3)
+        .rev()
+        .filter_map(|g| std::str::from_utf8(g).ok())
+        .collect();
+    groups.join(",")
 }
 
 fn cells(texts: &[&str]) -> Vec<String> {

@@ -24,7 +24,9 @@ pub struct Options {
     /// the contenders whose name contains it (spindle's own contender always runs, so that
     /// ratios can be computed).
     pub filter: Option<String>,
-    /// Timed repetitions per contender; `None` takes 5 in quick mode and 10 otherwise.
+    /// The fewest timed repetitions per contender; `None` takes 5 in quick mode and 10
+    /// otherwise. Fast contenders repeat more, until their repetitions add up to 0.25 s
+    /// (quick) or 1 s, at most 1000 times; the CPython peers run exactly `min(reps, 5)`.
     pub reps: Option<usize>,
     /// Worker threads of every pool, the same for every contender.
     pub workers: usize,
@@ -51,10 +53,17 @@ impl Default for Options {
 }
 
 impl Options {
-    /// The repetitions every contender runs: one untimed warm-up, then `reps` timed ones.
+    /// The repetitions every Rust contender runs: one untimed warm-up, then at least `reps`
+    /// timed ones (see [`Options::reps`]).
     pub fn plan(&self) -> Plan {
         let reps = self.reps.unwrap_or(if self.quick { 5 } else { 10 }).max(1);
-        Plan { warmup: 1, reps }
+        let min_time = Duration::from_millis(if self.quick { 250 } else { 1000 });
+        Plan {
+            warmup: 1,
+            reps,
+            min_time,
+            max_reps: reps.max(1000),
+        }
     }
 
     /// Picks `quick` in quick mode and `full` otherwise.
@@ -195,9 +204,9 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    /// Called after each timed repetition.
-    pub(crate) fn rep(&self, _index: usize, _took: Duration) {
-        if self.enabled {
+    /// Called after each timed repetition: a dot for each of the first ten.
+    pub(crate) fn rep(&self, index: usize, _took: Duration) {
+        if self.enabled && index <= 10 {
             eprint!(".");
             let _ = std::io::stderr().flush();
         }
@@ -260,11 +269,13 @@ impl Contender {
     }
 
     /// Its name.
+    #[cfg(test)]
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// Its role.
+    #[cfg(test)]
     pub(crate) fn role(&self) -> Role {
         self.role
     }
@@ -447,13 +458,12 @@ mod tests {
 
     #[test]
     fn plan_follows_mode_and_override() {
+        let full = Options::default().plan();
         assert_eq!(
-            Options::default().plan(),
-            Plan {
-                warmup: 1,
-                reps: 10
-            }
+            (full.warmup, full.reps, full.min_time),
+            (1, 10, Duration::from_secs(1))
         );
+        assert_eq!(full.max_reps, 1000);
         assert_eq!(
             Options {
                 quick: true,

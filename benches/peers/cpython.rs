@@ -11,7 +11,7 @@ use crate::scoreboard::NotMeasured;
 const SCRIPT: &str = include_str!("cpython_futures.py");
 
 /// Runs `workload` (`round-trip` or `map`) of size `n` in CPython's `ThreadPoolExecutor`
-/// with `workers` threads: `plan.warmup` untimed then `plan.reps` timed repetitions.
+/// with `workers` threads: `plan.warmup` untimed then exactly `plan.reps` timed repetitions.
 ///
 /// A missing interpreter skips the contender; a failing script fails it.
 pub(crate) fn measure(
@@ -141,7 +141,7 @@ mod tests {
 
     #[test]
     fn a_missing_interpreter_is_skipped() {
-        let plan = Plan { warmup: 0, reps: 1 };
+        let plan = Plan::fixed(0, 1);
         let out = measure("/nonexistent/python3-for-spindle-bench", "map", 10, plan, 2);
         assert!(matches!(out, Err(NotMeasured::Skipped(_))), "{out:?}");
     }
@@ -149,7 +149,7 @@ mod tests {
     #[test]
     fn the_script_rejects_an_unknown_workload() {
         // Runs only where python3 exists; elsewhere the contender is skipped, as checked above.
-        let plan = Plan { warmup: 0, reps: 1 };
+        let plan = Plan::fixed(0, 1);
         match measure("python3", "no-such-workload", 10, plan, 2) {
             Err(NotMeasured::Skipped(_)) => {}
             other => assert!(matches!(other, Err(NotMeasured::Failed(_))), "{other:?}"),
@@ -158,7 +158,7 @@ mod tests {
 
     #[test]
     fn the_script_measures_a_tiny_map() {
-        let plan = Plan { warmup: 0, reps: 2 };
+        let plan = Plan::fixed(0, 2);
         match measure("python3", "map", 50, plan, 2) {
             Err(NotMeasured::Skipped(_)) => {}
             other => {

@@ -68,7 +68,7 @@ fn board() -> Scoreboard {
         command: "spindle bench --quick".to_string(),
         quick: true,
         workers: 2,
-        plan: Plan { warmup: 1, reps: 5 },
+        plan: Plan::fixed(1, 5),
         groups: vec![group],
     }
 }

@@ -21,10 +21,7 @@ pub(crate) fn group(opts: &Options) -> Group {
     let n = opts.size(100_000, 1_000_000);
     let py_n = opts.size(20_000, 100_000);
     let plan = opts.plan();
-    let py_plan = Plan {
-        reps: plan.reps.min(5),
-        ..plan
-    };
+    let py_plan = Plan::fixed(plan.warmup, plan.reps.min(5));
     let workers = opts.workers;
     let python = opts.python.clone();
     Group::new("map", &format!("map over {} tiny tasks", thousands(n)))

@@ -18,7 +18,12 @@ pub(crate) const NO_FUTURES: &str =
     "spindle::futures::ThreadPoolExecutor is not in this build (branch `futures` not merged)";
 
 /// The tiny task every thread-pool workload runs.
+///
+/// Its input goes through [`std::hint::black_box`], so that no contender's loop over it is
+/// vectorised or folded into a closed form by the compiler: a task is opaque work, and the
+/// board measures what it costs a pool to run one, not what LLVM can do with a multiply.
 pub(crate) fn square(x: u64) -> u64 {
+    let x = std::hint::black_box(x);
     x.wrapping_mul(x)
 }
 

@@ -9,6 +9,7 @@ use crossbeam_channel::bounded;
 use crate::harness::{measure, Measurement, Plan};
 use crate::peers::cpython;
 use crate::peers::crossbeam_pool::BarePool;
+use crate::report::thousands;
 use crate::scoreboard::{Contender, Group, NotMeasured, Options, Progress};
 use crate::workloads::{check_sum, square};
 
@@ -16,16 +17,14 @@ use crate::workloads::{check_sum, square};
 pub(crate) fn group(opts: &Options) -> Group {
     let ops = opts.size(5_000, 20_000);
     let plan = opts.plan();
-    let py_plan = Plan {
-        reps: plan.reps.min(5),
-        ..plan
-    };
+    let py_plan = Plan::fixed(plan.warmup, plan.reps.min(5));
     let workers = opts.workers;
     let python = opts.python.clone();
     Group::new("round-trip", "submit-and-wait round trip")
         .note(format!(
             "The caller submits one tiny task (square a u64) to a pool of {workers} workers and \
-             blocks on its result, {ops} times per repetition; figures are per round trip."
+             blocks on its result, {} times per repetition; figures are per round trip.",
+            thousands(ops)
         ))
         .note(
             "crossbeam pool: boxed closures on a crossbeam channel, the reply on a `bounded(1)` \
