@@ -75,6 +75,11 @@ impl Options {
         }
     }
 
+    /// How long one contender may take before the board gives up on it and goes on.
+    fn contender_timeout(&self) -> Duration {
+        Duration::from_secs(if self.quick { 120 } else { 600 })
+    }
+
     fn matches(&self, text: &str) -> bool {
         match &self.filter {
             None => true,
@@ -220,7 +225,7 @@ impl Progress {
     }
 }
 
-type Runner = Box<dyn FnOnce(Progress) -> Result<Measurement, NotMeasured>>;
+type Runner = Box<dyn FnOnce(Progress) -> Result<Measurement, NotMeasured> + Send>;
 
 /// One contender of a workload: a name, a role and the code that measures it. The code runs
 /// only when the board reaches it, so each contender builds its pool, measures and drops it
@@ -245,7 +250,7 @@ impl Contender {
     /// spindle's contender.
     pub(crate) fn subject<F>(name: &str, run: F) -> Contender
     where
-        F: FnOnce(Progress) -> Result<Measurement, NotMeasured> + 'static,
+        F: FnOnce(Progress) -> Result<Measurement, NotMeasured> + Send + 'static,
     {
         Contender {
             name: name.to_string(),
@@ -258,7 +263,7 @@ impl Contender {
     /// A peer.
     pub(crate) fn peer<F>(name: &str, run: F) -> Contender
     where
-        F: FnOnce(Progress) -> Result<Measurement, NotMeasured> + 'static,
+        F: FnOnce(Progress) -> Result<Measurement, NotMeasured> + Send + 'static,
     {
         Contender {
             name: name.to_string(),
@@ -348,7 +353,7 @@ pub fn run(opts: &Options) -> Scoreboard {
         for c in group.contenders {
             done += 1;
             progress.say(&format!("[{done}/{total}] {} · {} ", group.id, c.name));
-            let outcome = (c.run)(progress);
+            let outcome = guarded(c.run, progress, opts.contender_timeout());
             progress.say(&format!(" {}\n", crate::report::progress_line(&outcome)));
             rows.push(Row {
                 contender: c.name,
@@ -371,6 +376,39 @@ pub fn run(opts: &Options) -> Scoreboard {
         workers: opts.workers,
         plan: opts.plan(),
         groups,
+    }
+}
+
+/// Runs one contender on its own thread, so that a panic becomes a failed row and a hang
+/// (a deadlocked pool) becomes a failed row after `timeout` instead of a board that never
+/// ends. A hung contender's thread is left behind; the process ends when the board is done.
+fn guarded(run: Runner, progress: Progress, timeout: Duration) -> Result<Measurement, NotMeasured> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let spawned = std::thread::Builder::new()
+        .name("bench-contender".to_string())
+        .spawn(move || {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(progress)));
+            let _ = tx.send(outcome);
+        });
+    let handle = spawned.map_err(|e| NotMeasured::Failed(format!("cannot start a thread: {e}")))?;
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(outcome)) => {
+            let _ = handle.join();
+            outcome
+        }
+        Ok(Err(payload)) => {
+            let _ = handle.join();
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string payload".to_string());
+            Err(NotMeasured::Failed(format!("panicked: {msg}")))
+        }
+        Err(_) => Err(NotMeasured::Failed(format!(
+            "no result after {} s; abandoned (the contender may be deadlocked)",
+            timeout.as_secs()
+        ))),
     }
 }
 
@@ -454,6 +492,51 @@ mod tests {
     #[test]
     fn a_filter_matching_nothing_keeps_nothing() {
         assert!(picked(Some("no such thing")).is_empty());
+    }
+
+    #[test]
+    fn a_panicking_contender_is_a_failed_row() {
+        let run: Runner = Box::new(|_| panic!("pool exploded"));
+        let out = guarded(run, Progress { enabled: false }, Duration::from_secs(30));
+        assert_eq!(
+            out,
+            Err(NotMeasured::Failed("panicked: pool exploded".to_string()))
+        );
+    }
+
+    #[test]
+    fn a_hung_contender_is_abandoned_after_the_timeout() {
+        let (_keep, rx) = crossbeam_channel::bounded::<()>(0);
+        let run: Runner = Box::new(move |_| {
+            // Blocks until the test ends (the sender is dropped then).
+            let _ = rx.recv();
+            Err(NotMeasured::Skipped(
+                "unreachable while the test runs".to_string(),
+            ))
+        });
+        let out = guarded(run, Progress { enabled: false }, Duration::from_millis(50));
+        assert!(
+            matches!(&out, Err(NotMeasured::Failed(m)) if m.contains("abandoned")),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn a_measured_contender_comes_back_whole() {
+        let run: Runner = Box::new(|_| {
+            Ok(Measurement {
+                ops: 3,
+                times: vec![Duration::from_millis(1)],
+            })
+        });
+        let out = guarded(run, Progress { enabled: false }, Duration::from_secs(30));
+        assert_eq!(
+            out,
+            Ok(Measurement {
+                ops: 3,
+                times: vec![Duration::from_millis(1)]
+            })
+        );
     }
 
     #[test]
