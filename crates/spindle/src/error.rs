@@ -115,36 +115,49 @@ enum Kind {
     Panicked(Box<PanicReport>),
     Cancelled,
     TimedOut,
-    WorkerDied { pid: Option<u32>, exitcode: Option<i32> },
+    WorkerDied {
+        pid: Option<u32>,
+        exitcode: Option<i32>,
+    },
     Failed(String),
 }
 
 impl TaskError {
     /// A task that was cancelled before it ran.
     pub fn cancelled() -> Self {
-        TaskError { kind: Kind::Cancelled }
+        TaskError {
+            kind: Kind::Cancelled,
+        }
     }
 
     /// A task that ran past its time limit and was stopped.
     pub fn timed_out() -> Self {
-        TaskError { kind: Kind::TimedOut }
+        TaskError {
+            kind: Kind::TimedOut,
+        }
     }
 
     /// A task whose worker died under it (killed, crashed, exited).
     ///
     /// `exitcode` follows Python's convention: the exit status, or minus the signal number.
     pub fn worker_died(pid: Option<u32>, exitcode: Option<i32>) -> Self {
-        TaskError { kind: Kind::WorkerDied { pid, exitcode } }
+        TaskError {
+            kind: Kind::WorkerDied { pid, exitcode },
+        }
     }
 
     /// A task that failed with a message (a returned error, a decode failure of its result).
     pub fn failed(message: impl Into<String>) -> Self {
-        TaskError { kind: Kind::Failed(message.into()) }
+        TaskError {
+            kind: Kind::Failed(message.into()),
+        }
     }
 
     /// A task that panicked.
     pub fn panicked(report: PanicReport) -> Self {
-        TaskError { kind: Kind::Panicked(Box::new(report)) }
+        TaskError {
+            kind: Kind::Panicked(Box::new(report)),
+        }
     }
 
     /// Whether the task panicked.
@@ -252,7 +265,12 @@ mod tests {
             TaskError::panicked(PanicReport::new("boom".into(), None, None)),
         ];
         for (i, e) in all.iter().enumerate() {
-            let flags = [e.is_cancelled(), e.is_timeout(), e.is_worker_died(), e.is_panic()];
+            let flags = [
+                e.is_cancelled(),
+                e.is_timeout(),
+                e.is_worker_died(),
+                e.is_panic(),
+            ];
             assert!(flags.iter().filter(|f| **f).count() <= 1, "{i}: {e:?}");
         }
         assert_eq!(all[2].pid(), Some(7));

@@ -38,7 +38,10 @@ pub(crate) fn wait_until<'a, T>(
                 if now >= d {
                     return (guard, false);
                 }
-                guard = cv.wait_timeout(guard, d - now).unwrap_or_else(PoisonError::into_inner).0;
+                guard = cv
+                    .wait_timeout(guard, d - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
             }
         }
     }

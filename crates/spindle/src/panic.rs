@@ -35,7 +35,12 @@ pub struct PanicReport {
 impl PanicReport {
     /// A report from its parts; the pid is left unset.
     pub fn new(message: String, location: Option<String>, backtrace: Option<String>) -> Self {
-        PanicReport { message, location, backtrace, pid: None }
+        PanicReport {
+            message,
+            location,
+            backtrace,
+            pid: None,
+        }
     }
 
     /// The same report, marked as coming from process `pid`.

@@ -1,1 +1,56 @@
 //! `concurrent.futures`: futures, executors, `wait` and `as_completed`.
+//!
+//! | Python (`concurrent.futures`)              | spindle                                     |
+//! |--------------------------------------------|---------------------------------------------|
+//! | `Future`                                   | [`Future`] (and [`Promise`], its producer side) |
+//! | `Future.set_result` / `set_exception` / `set_running_or_notify_cancel` | [`Promise`] |
+//! | `Executor`                                 | [`Executor`] (trait)                        |
+//! | `ThreadPoolExecutor(max_workers, thread_name_prefix, initializer)` | [`ThreadPoolExecutor::builder`] |
+//! | `executor.submit(fn, arg)`                 | [`ThreadPoolExecutor::submit`], [`Executor::submit`] |
+//! | `executor.map(fn, it, timeout=t)`          | [`ThreadPoolExecutor::map`] / [`map_timeout`](ThreadPoolExecutor::map_timeout) → [`Map`] |
+//! | `executor.shutdown(wait, cancel_futures=)` | [`ThreadPoolExecutor::shutdown`]            |
+//! | `wait(fs, timeout, return_when)`           | [`wait`] with [`ReturnWhen`] → [`DoneAndNotDone`] |
+//! | `FIRST_COMPLETED` / `FIRST_EXCEPTION` / `ALL_COMPLETED` | [`ReturnWhen::FirstCompleted`] / [`FirstException`](ReturnWhen::FirstException) / [`AllCompleted`](ReturnWhen::AllCompleted) |
+//! | `as_completed(fs, timeout)`                | [`as_completed`] → [`AsCompleted`]          |
+//! | `CancelledError`                           | [`TaskError::is_cancelled`](crate::TaskError::is_cancelled) |
+//! | `TimeoutError`                             | [`Error::Timeout`](crate::Error::Timeout)   |
+//! | `BrokenThreadPool`                         | a failed [`TaskError`](crate::TaskError) from `submit` and the queued futures |
+//! | `RuntimeError` (submit after shutdown)     | [`Error::Shutdown`](crate::Error::Shutdown) |
+//!
+//! Differences worth knowing:
+//!
+//! * A [`Future`] has one owner (it is not `Clone`); [`wait`] and [`as_completed`] take the
+//!   futures and hand them back.
+//! * [`Future`] implements [`std::future::Future`]: any async runtime can `.await` it.
+//! * `map` is lazy and batched: the inputs are consumed on the iterating thread, a few chunks
+//!   per worker ahead; a panic in one item is that item's error, the others go on.
+//! * The [`Executor`] trait takes nameable functions with serde arguments and results (what a
+//!   process pool can run too); [`ThreadPoolExecutor`]'s inherent methods take any closure.
+//!
+//! ```
+//! use spindle::futures::{as_completed, ThreadPoolExecutor};
+//!
+//! let pool = ThreadPoolExecutor::builder().max_workers(4).build()?;
+//! let futures: Vec<_> = (1..=4u64).map(|n| pool.submit(|n| n * n, n)).collect::<Result<_, _>>()?;
+//! let mut squares: Vec<u64> = Vec::new();
+//! for f in as_completed(futures, None) {
+//!     squares.push(f?.result()?);
+//! }
+//! squares.sort();
+//! assert_eq!(squares, [1, 4, 9, 16]);
+//! # Ok::<(), spindle::Error>(())
+//! ```
+
+mod executor;
+mod future;
+mod map;
+mod promise;
+mod thread_pool;
+mod wait;
+
+pub use executor::Executor;
+pub use future::Future;
+pub use map::Map;
+pub use promise::{promise, Promise};
+pub use thread_pool::{ThreadPoolBuilder, ThreadPoolExecutor};
+pub use wait::{as_completed, wait, AsCompleted, DoneAndNotDone, ReturnWhen};

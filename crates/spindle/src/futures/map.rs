@@ -1,0 +1,292 @@
+//! [`Map`]: the ordered, lazy iterator of `Executor.map`.
+//!
+//! The results arrive as *parts*, in input order: a future of one item (what the default
+//! `Executor::map` submits), or a future of a [`Chunk`] of items (what a batching executor
+//! submits). A [`Feed`] supplies new parts as old ones are consumed, so that only a bounded
+//! window of work is in flight and the input iterator is consumed on the caller's thread.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use super::Future;
+use crate::{Error, Result, TaskError};
+
+/// The results of one chunk of a batched map, in input order: the values of the items that
+/// succeeded, and the (position, error) of those that failed.
+#[derive(Debug)]
+pub(crate) struct Chunk<R> {
+    pub(crate) values: Vec<R>,
+    pub(crate) errors: Vec<(usize, TaskError)>,
+    /// How long the worker took for the whole chunk (to size the next ones).
+    pub(crate) elapsed: Duration,
+}
+
+/// One unit of in-flight work of a [`Map`].
+pub(crate) enum Part<R> {
+    /// One item.
+    One(Future<R>),
+    /// `len` items computed as one task.
+    Chunk(Future<Chunk<R>>, usize),
+    /// Submitting the next part failed: yield this error, then end.
+    Failed(Error),
+}
+
+/// A source of parts: it owns the input iterator and submits to its executor.
+pub(crate) trait Feed<R>: Send {
+    /// Submits the next part, or returns `None` when the input is exhausted.
+    fn next_part(&mut self) -> Option<Part<R>>;
+    /// A chunk of `len` items took `elapsed` on its worker.
+    fn observe(&mut self, len: usize, elapsed: Duration);
+    /// How many parts to keep in flight.
+    fn window(&self) -> usize;
+}
+
+/// The results of `Executor::map`, in the order of the inputs (Python's `Executor.map`
+/// generator).
+///
+/// Each item is `Ok(value)` or the item's own error (a panic in that call becomes
+/// `Err(Error::Task(..))` and the others go on). The inputs are consumed lazily on the thread
+/// that iterates, a few chunks per worker ahead of it. With a timeout
+/// (`map_timeout`), a result that is not ready by the deadline yields `Err(Error::Timeout)`
+/// once, the work still queued is cancelled, and the iterator ends. Dropping a `Map`
+/// cancels the work still queued.
+///
+/// ```
+/// use spindle::futures::ThreadPoolExecutor;
+///
+/// let pool = ThreadPoolExecutor::new()?;
+/// let squares: Vec<u64> = pool.map(|x: u64| x * x, 1..=5)?.collect::<Result<_, _>>()?;
+/// assert_eq!(squares, [1, 4, 9, 16, 25]);
+/// # Ok::<(), spindle::Error>(())
+/// ```
+pub struct Map<R> {
+    parts: VecDeque<Part<R>>,
+    current: Option<ChunkIter<R>>,
+    feed: Option<Box<dyn Feed<R>>>,
+    until: Option<Instant>,
+    finished: bool,
+}
+
+impl<R> Map<R> {
+    /// A map fed lazily by `feed`, after the part `first` it already gave; the first window
+    /// of parts is submitted at once.
+    pub(crate) fn fed(
+        feed: Box<dyn Feed<R>>,
+        first: Option<Part<R>>,
+        until: Option<Instant>,
+    ) -> Self {
+        let mut map = Map {
+            parts: VecDeque::new(),
+            current: None,
+            feed: None,
+            until,
+            finished: false,
+        };
+        if let Some(first) = first {
+            map.parts.push_back(first);
+            map.feed = Some(feed);
+            map.refill();
+        }
+        map
+    }
+
+    /// A map over futures already submitted, one per item.
+    pub(crate) fn from_futures(fs: Vec<Future<R>>, until: Option<Instant>) -> Self {
+        Map {
+            parts: fs.into_iter().map(Part::One).collect(),
+            current: None,
+            feed: None,
+            until,
+            finished: false,
+        }
+    }
+
+    fn refill(&mut self) {
+        let Some(feed) = &mut self.feed else { return };
+        let window = feed.window().max(1);
+        while self.parts.len() < window {
+            match feed.next_part() {
+                Some(part) => {
+                    let failed = matches!(part, Part::Failed(_));
+                    self.parts.push_back(part);
+                    if failed {
+                        self.feed = None;
+                        return;
+                    }
+                }
+                None => {
+                    self.feed = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Stops everything: cancels the parts still queued, drops the input.
+    fn stop(&mut self) {
+        self.finished = true;
+        self.feed = None;
+        self.current = None;
+        for part in self.parts.drain(..) {
+            match part {
+                Part::One(f) => {
+                    f.cancel();
+                }
+                Part::Chunk(f, _) => {
+                    f.cancel();
+                }
+                Part::Failed(_) => {}
+            }
+        }
+    }
+
+    fn wait(&mut self, done: bool) -> Option<Result<R>> {
+        if done {
+            None
+        } else {
+            self.stop();
+            Some(Err(Error::Timeout))
+        }
+    }
+}
+
+impl<R> Iterator for Map<R> {
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        loop {
+            if let Some(cur) = &mut self.current {
+                if let Some(item) = cur.next() {
+                    return Some(item);
+                }
+                self.current = None;
+            }
+            if self.finished {
+                return None;
+            }
+            self.refill();
+            let Some(part) = self.parts.pop_front() else {
+                self.finished = true;
+                return None;
+            };
+            match part {
+                Part::One(mut f) => {
+                    if let Some(timeout) = self.wait(f.shared().wait_deadline(self.until)) {
+                        f.cancel();
+                        return Some(timeout);
+                    }
+                    return Some(f.result_timeout(Duration::ZERO));
+                }
+                Part::Chunk(mut f, len) => {
+                    if let Some(timeout) = self.wait(f.shared().wait_deadline(self.until)) {
+                        f.cancel();
+                        return Some(timeout);
+                    }
+                    self.current = Some(match f.result_timeout(Duration::ZERO) {
+                        Ok(chunk) => {
+                            if let Some(feed) = &mut self.feed {
+                                feed.observe(len, chunk.elapsed);
+                            }
+                            ChunkIter::new(chunk)
+                        }
+                        Err(e) => ChunkIter::failed(e, len),
+                    });
+                }
+                Part::Failed(e) => {
+                    self.stop();
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+impl<R> Drop for Map<R> {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl<R> fmt::Debug for Map<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Map")
+            .field("in_flight", &self.parts.len())
+            .field("finished", &self.finished)
+            .finish()
+    }
+}
+
+/// The items of one finished chunk, in order.
+struct ChunkIter<R> {
+    values: std::vec::IntoIter<R>,
+    errors: std::vec::IntoIter<(usize, TaskError)>,
+    /// The next failed item, and its position (`usize::MAX` when there is none).
+    next_error: Option<TaskError>,
+    next_at: usize,
+    pos: usize,
+    /// The whole chunk failed: yield this error for this many more items.
+    whole: Option<(Error, usize)>,
+}
+
+impl<R> ChunkIter<R> {
+    fn new(chunk: Chunk<R>) -> Self {
+        let mut it = ChunkIter {
+            values: chunk.values.into_iter(),
+            errors: chunk.errors.into_iter(),
+            next_error: None,
+            next_at: usize::MAX,
+            pos: 0,
+            whole: None,
+        };
+        it.advance_error();
+        it
+    }
+
+    fn failed(e: Error, len: usize) -> Self {
+        ChunkIter {
+            values: Vec::new().into_iter(),
+            errors: Vec::new().into_iter(),
+            next_error: None,
+            next_at: usize::MAX,
+            pos: 0,
+            whole: Some((e, len)),
+        }
+    }
+
+    fn advance_error(&mut self) {
+        (self.next_at, self.next_error) = match self.errors.next() {
+            Some((at, e)) => (at, Some(e)),
+            None => (usize::MAX, None),
+        };
+    }
+
+    #[inline]
+    fn next(&mut self) -> Option<Result<R>> {
+        if let Some((err, left)) = &mut self.whole {
+            if *left == 0 {
+                return None;
+            }
+            *left -= 1;
+            return Some(Err(copy_error(err)));
+        }
+        let pos = self.pos;
+        self.pos += 1;
+        if pos == self.next_at {
+            let e = self.next_error.take();
+            self.advance_error();
+            return e.map(|e| Err(Error::Task(e)));
+        }
+        self.values.next().map(Ok)
+    }
+}
+
+/// A copy of the error that a whole failed chunk repeats for each of its items.
+fn copy_error(e: &Error) -> Error {
+    match e {
+        Error::Task(t) => Error::Task(t.clone()),
+        Error::Timeout => Error::Timeout,
+        Error::Shutdown => Error::Shutdown,
+        other => Error::Task(TaskError::failed(other.to_string())),
+    }
+}
