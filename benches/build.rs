@@ -13,5 +13,4 @@ fn main() {
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=SPINDLE_BENCH_RUSTC={version}");
     println!("cargo:rerun-if-env-changed=RUSTC");
-    println!("cargo:rustc-check-cfg=cfg(spindle_futures)");
 }

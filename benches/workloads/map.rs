@@ -64,7 +64,6 @@ fn failed(e: impl std::fmt::Display) -> NotMeasured {
     NotMeasured::Failed(e.to_string())
 }
 
-#[cfg(spindle_futures)]
 fn spindle_map(
     workers: usize,
     n: u64,
@@ -89,13 +88,6 @@ fn spindle_map(
         },
     )
     .map_err(NotMeasured::Failed)
-}
-
-#[cfg(not(spindle_futures))]
-fn spindle_map(_: usize, _: u64, _: Plan, _: Progress) -> Result<Measurement, NotMeasured> {
-    Err(NotMeasured::Skipped(
-        crate::workloads::NO_FUTURES.to_string(),
-    ))
 }
 
 fn rayon_pool(workers: usize) -> Result<rayon::ThreadPool, NotMeasured> {

@@ -12,11 +12,6 @@ pub(crate) fn all(opts: &Options) -> Vec<Group> {
     vec![round_trip::group(opts), map::group(opts)]
 }
 
-/// Why spindle's rows are empty in a build without `spindle::futures::ThreadPoolExecutor`.
-#[cfg(not(spindle_futures))]
-pub(crate) const NO_FUTURES: &str =
-    "spindle::futures::ThreadPoolExecutor is not in this build (branch `futures` not merged)";
-
 /// The tiny task every thread-pool workload runs.
 ///
 /// Its input goes through [`std::hint::black_box`], so that no contender's loop over it is

@@ -51,7 +51,6 @@ fn failed(e: impl std::fmt::Display) -> NotMeasured {
     NotMeasured::Failed(e.to_string())
 }
 
-#[cfg(spindle_futures)]
 fn spindle_submit(
     workers: usize,
     ops: u64,
@@ -81,13 +80,6 @@ fn spindle_submit(
         },
     )
     .map_err(NotMeasured::Failed)
-}
-
-#[cfg(not(spindle_futures))]
-fn spindle_submit(_: usize, _: u64, _: Plan, _: Progress) -> Result<Measurement, NotMeasured> {
-    Err(NotMeasured::Skipped(
-        crate::workloads::NO_FUTURES.to_string(),
-    ))
 }
 
 fn crossbeam(
