@@ -18,6 +18,8 @@ pub struct Machine {
     pub rustc: String,
     /// `release` or `debug`: figures from a debug build are meaningless.
     pub profile: String,
+    /// The 1, 5 and 15 minute load averages when the run started (`/proc/loadavg`).
+    pub load: Option<String>,
     /// The Python that ran the CPython peers (`python3 --version`), if any.
     pub python: Option<String>,
 }
@@ -41,6 +43,9 @@ impl Machine {
                 "release"
             }
             .to_string(),
+            load: std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|t| load_average(&t)),
             python: python_version(python),
         }
     }
@@ -52,6 +57,12 @@ fn cpu_model(cpuinfo: &str) -> Option<String> {
         let (key, value) = line.split_once(':')?;
         (key.trim() == "model name").then(|| value.trim().to_string())
     })
+}
+
+/// The first three fields of `/proc/loadavg` text.
+fn load_average(text: &str) -> Option<String> {
+    let fields: Vec<&str> = text.split_whitespace().take(3).collect();
+    (fields.len() == 3).then(|| fields.join(" "))
 }
 
 /// `python --version`, or `None` when it cannot be run.
@@ -123,6 +134,15 @@ mod tests {
                     processor\t: 1\nmodel name\t: other\n";
         assert_eq!(cpu_model(info).as_deref(), Some("AMD EPYC 7B13"));
         assert_eq!(cpu_model("processor : 0\n"), None);
+    }
+
+    #[test]
+    fn load_average_is_the_first_three_fields() {
+        assert_eq!(
+            load_average("1.24 0.87 0.43 2/345 6789\n").as_deref(),
+            Some("1.24 0.87 0.43")
+        );
+        assert_eq!(load_average("1.24"), None);
     }
 
     #[test]

@@ -28,6 +28,16 @@ impl Scoreboard {
             "spread = ±half the interquartile range / median; speed-up = peer's time per task / \
              spindle's (above 1× spindle is faster)"
         );
+        let m = &self.machine;
+        let _ = writeln!(
+            out,
+            "{} CPUs ({}), load {}; {}; {}",
+            m.nproc,
+            m.cpu,
+            m.load.as_deref().unwrap_or("unknown"),
+            m.rustc,
+            m.python.as_deref().unwrap_or("no python3")
+        );
         if self.machine.profile != "release" {
             let _ = writeln!(
                 out,
@@ -105,15 +115,23 @@ impl Scoreboard {
         );
         let _ = writeln!(
             out,
-            "- **Repetitions:** {} warm-up, then {} timed{} for each Rust contender; the \
-             CPython peers' count is in their rows.",
+            "- **Repetitions:** {} warm-up, then at least {} timed{} for each Rust contender, \
+             more while they add up to less than {:.2} s (at most {}); the CPython peers run \
+             at most 5; each row gives its count.",
             self.plan.warmup,
             self.plan.reps,
             if self.quick {
                 " (quick mode: smaller sizes)"
             } else {
                 ""
-            }
+            },
+            self.plan.min_time.as_secs_f64(),
+            self.plan.max_reps
+        );
+        let load = m.load.as_deref().unwrap_or("unknown");
+        let _ = writeln!(
+            out,
+            "- **Load average at start:** {load} (other work on the machine widens the spread)"
         );
         out.push_str(
             "- **How to read:** *median* is the median over repetitions of the wall time per \

@@ -63,6 +63,7 @@ fn board() -> Scoreboard {
             os: "linux 6.1".to_string(),
             rustc: "rustc 1.80.0".to_string(),
             profile: "release".to_string(),
+            load: Some("0.50 0.40 0.30".to_string()),
             python: None,
         },
         command: "spindle bench --quick".to_string(),
@@ -114,6 +115,8 @@ fn text_rows_carry_median_spread_throughput_and_ratio() {
     }
     assert!(line_of(&text, "peer C").contains("skipped: python3 not found"));
     assert!(line_of(&text, "aim missed").contains("peer A"));
+    assert!(line_of(&text, "2 CPUs")
+        .contains("Test CPU), load 0.50 0.40 0.30; rustc 1.80.0; no python3"));
 }
 
 #[test]
@@ -143,6 +146,8 @@ fn markdown_has_the_header_aims_and_one_table_per_workload() {
         "rustc 1.80.0 (release build)",
         "- **Python:** not found: CPython peers skipped",
         "every pool has 2 worker threads",
+        "- **Load average at start:** 0.50 0.40 0.30",
+        "then at least 5 timed (quick mode: smaller sizes)",
         "## submit-and-wait round trip",
         "A note about fairness.",
         "| submit-and-wait round trip | at least 50.00× | 100× | met |",
