@@ -26,8 +26,11 @@
 mod error;
 mod latch;
 pub mod panic;
+#[allow(unsafe_code)]
+mod sys;
 
 pub mod futures;
+pub mod multiprocessing;
 pub mod threading;
 
 pub use error::{Error, Result, TaskError};

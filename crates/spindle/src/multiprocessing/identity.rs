@@ -1,0 +1,147 @@
+//! Who this process is: [`current_process`], [`parent_process`], [`active_children`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::start::ChildRef;
+use crate::latch::lock;
+use crate::sys;
+
+/// A snapshot of a process's identity: name, pid, daemon flag.
+///
+/// ```
+/// let me = spindle::multiprocessing::current_process();
+/// assert_eq!(me.name(), "MainProcess");
+/// assert_eq!(me.pid(), std::process::id());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    name: String,
+    pid: u32,
+    daemon: bool,
+}
+
+impl ProcessInfo {
+    /// The process's name: `"MainProcess"` for a program's first process, the `Process`'s
+    /// name in a child (`"Process-1"` unless named).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The daemon flag the process was started with (`false` for the main process).
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// Whether the process is still running (it exists and is not a zombie).
+    pub fn is_alive(&self) -> bool {
+        sys::proc::is_running(self.pid)
+    }
+}
+
+struct Identity {
+    name: String,
+    daemon: bool,
+    parent: Option<(u32, String)>,
+}
+
+static IDENTITY: Mutex<Option<Identity>> = Mutex::new(None);
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The process this code runs in, as Python's `multiprocessing.current_process()`.
+pub fn current_process() -> ProcessInfo {
+    let g = lock(&IDENTITY);
+    match &*g {
+        Some(id) => ProcessInfo {
+            name: id.name.clone(),
+            pid: sys::proc::getpid(),
+            daemon: id.daemon,
+        },
+        None => ProcessInfo {
+            name: "MainProcess".into(),
+            pid: sys::proc::getpid(),
+            daemon: false,
+        },
+    }
+}
+
+/// The process that started this one, or `None` in the main process, as Python's
+/// `multiprocessing.parent_process()`. For a forkserver child it is the process that asked
+/// for it, not the fork server.
+///
+/// ```
+/// assert!(spindle::multiprocessing::parent_process().is_none());
+/// ```
+pub fn parent_process() -> Option<ProcessInfo> {
+    let g = lock(&IDENTITY);
+    g.as_ref()
+        .and_then(|id| id.parent.as_ref())
+        .map(|(pid, name)| ProcessInfo {
+            name: name.clone(),
+            pid: *pid,
+            daemon: false,
+        })
+}
+
+/// Records this process as a child named `name`, started by `parent_pid`.
+pub(crate) fn become_child(name: String, daemon: bool, parent_pid: u32, parent_name: String) {
+    *lock(&IDENTITY) = Some(Identity {
+        name,
+        daemon,
+        parent: Some((parent_pid, parent_name)),
+    });
+    lock(&CHILDREN).clear();
+}
+
+/// The next default name, `Process-N`.
+pub(crate) fn next_name() -> String {
+    format!("Process-{}", COUNTER.fetch_add(1, Ordering::Relaxed) + 1)
+}
+
+struct Entry {
+    id: u64,
+    info: ProcessInfo,
+    child: Arc<ChildRef>,
+}
+
+static CHILDREN: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+static IDS: AtomicU64 = AtomicU64::new(0);
+
+/// Registers a started child; returns the key to [`unregister`] it with.
+pub(crate) fn register(name: &str, daemon: bool, child: Arc<ChildRef>) -> u64 {
+    let id = IDS.fetch_add(1, Ordering::Relaxed);
+    let info = ProcessInfo {
+        name: name.to_owned(),
+        pid: child.pid,
+        daemon,
+    };
+    lock(&CHILDREN).push(Entry { id, info, child });
+    id
+}
+
+/// Forgets a child (joined, closed or dropped).
+pub(crate) fn unregister(id: u64) {
+    lock(&CHILDREN).retain(|e| e.id != id);
+}
+
+/// The children of this process that are still running, as Python's
+/// `multiprocessing.active_children()`.
+///
+/// Unlike Python, it does not reap finished children: each [`Process`](super::Process)
+/// reaps its own in `join`, `is_alive`, `exitcode` or `Drop`.
+///
+/// ```
+/// assert!(spindle::multiprocessing::active_children().is_empty());
+/// ```
+pub fn active_children() -> Vec<ProcessInfo> {
+    lock(&CHILDREN)
+        .iter()
+        .filter(|e| e.child.is_running())
+        .map(|e| e.info.clone())
+        .collect()
+}

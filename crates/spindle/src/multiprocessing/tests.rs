@@ -1,0 +1,212 @@
+//! Unit tests that look at internals: spawn and forkserver from inside the library's own
+//! test binary, and the protocol faults that only hand-made messages can produce.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use super::bootstrap::{Call, EXIT_REFUSED};
+use super::reduction::{self, ChildFailure, Kind};
+use super::start::{ChildRef, Started, Status};
+use super::*;
+use crate::error::Error;
+use crate::sys;
+
+fn triple(x: i64) -> i64 {
+    3 * x
+}
+
+fn with_watchdog<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        let v = f();
+        let _ = tx.send(());
+        v
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("watchdog: no end within 30 s"),
+        _ => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+    }
+}
+
+#[test]
+fn spawn_and_forkserver_work_from_a_unit_test() {
+    with_watchdog(|| {
+        for method in [StartMethod::Spawn, StartMethod::Forkserver] {
+            let p = Builder::new().start_method(method).target(triple, (14,));
+            p.start().unwrap();
+            assert_eq!(p.join().unwrap(), 42, "{method}");
+        }
+    });
+}
+
+/// Spawns a child by hand and returns the parent's end of its control socket.
+fn spawn_raw() -> Started {
+    let (sock, theirs) = UnixStream::pair().unwrap();
+    let mode = format!("spawn,{},{}", theirs.as_raw_fd(), sys::proc::getpid());
+    let pid = sys::proc::spawn_self(&[(sys::image::CHILD_ENV, mode)], &[theirs.as_fd()]).unwrap();
+    drop(theirs);
+    let pidfd = sys::proc::pidfd_open(pid).unwrap();
+    Started {
+        child: ChildRef::new(pid, pidfd),
+        sock,
+        status: Status::Own,
+    }
+}
+
+fn entry_of<F: Target<(i64,), Output = i64>>(_: F) -> i64 {
+    sys::image::entry_offset(super::target::trampoline::<F, (i64,)>)
+}
+
+fn call(fingerprint: u64) -> Vec<u8> {
+    let call = Call {
+        fingerprint,
+        entry: entry_of(triple),
+        name: "raw".into(),
+        daemon: false,
+        parent_pid: sys::proc::getpid(),
+        parent_name: "MainProcess".into(),
+    };
+    let mut out = Vec::new();
+    reduction::write_frame(&mut out, Kind::Call, &reduction::encode(&call).unwrap()).unwrap();
+    out
+}
+
+/// Sends `bytes` to a raw child, closes the sending side, and returns what the child answered
+/// and its exit code.
+fn child_answer(bytes: &[u8]) -> (Option<(Kind, Vec<u8>)>, i32) {
+    let mut s = spawn_raw();
+    let _ = s.sock.write_all(bytes);
+    s.sock.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut all = Vec::new();
+    let _ = s.sock.read_to_end(&mut all);
+    let status = sys::proc::waitpid(s.child.pid, false).unwrap().unwrap();
+    let frame = if all.is_empty() {
+        None
+    } else {
+        Some(reduction::read_frame(&mut &all[..]).unwrap())
+    };
+    (frame, sys::proc::exitcode(status))
+}
+
+fn failure_of(frame: Option<(Kind, Vec<u8>)>) -> ChildFailure {
+    match frame {
+        Some((Kind::Failure, payload)) => reduction::decode(&payload).unwrap(),
+        other => panic!("expected a failure frame, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_child_given_garbage_refuses_with_a_typed_error() {
+    with_watchdog(|| {
+        let (frame, code) = child_answer(b"this is not a frame at all");
+        assert_eq!(code, EXIT_REFUSED);
+        assert!(matches!(failure_of(frame), ChildFailure::Protocol(m) if m.contains("magic")));
+    });
+}
+
+#[test]
+fn a_child_given_a_truncated_call_refuses() {
+    with_watchdog(|| {
+        let full = call(sys::image::fingerprint());
+        let (frame, code) = child_answer(&full[..full.len() - 3]);
+        assert_eq!(code, EXIT_REFUSED);
+        assert!(matches!(failure_of(frame), ChildFailure::Protocol(m) if m.contains("truncated")));
+    });
+}
+
+#[test]
+fn a_child_given_undecodable_arguments_reports_a_codec_error() {
+    with_watchdog(|| {
+        let mut bytes = call(sys::image::fingerprint());
+        reduction::write_frame(&mut bytes, Kind::Args, &[0xff, 0xff]).unwrap();
+        let (frame, code) = child_answer(&bytes);
+        assert_eq!(code, EXIT_REFUSED);
+        assert!(matches!(failure_of(frame), ChildFailure::Codec(_)));
+    });
+}
+
+#[test]
+fn a_child_of_another_build_refuses_and_join_says_why() {
+    with_watchdog(|| {
+        // Simulates a binary changed on disk: the parent's fingerprint is not the child's.
+        let mut s = spawn_raw();
+        let mut bytes = call(sys::image::fingerprint() ^ 1);
+        reduction::write_frame(
+            &mut bytes,
+            Kind::Args,
+            &reduction::encode(&(5i64,)).unwrap(),
+        )
+        .unwrap();
+        s.sock.write_all(&bytes).unwrap();
+        let p: Process<i64> = Process::adopt(s);
+        let err = p.join().unwrap_err();
+        assert!(
+            matches!(&err, Error::Protocol(m) if m.contains("another build")),
+            "{err:?}"
+        );
+        assert_eq!(p.exitcode(), Some(EXIT_REFUSED));
+    });
+}
+
+#[test]
+fn the_hand_made_call_runs_when_it_is_right() {
+    with_watchdog(|| {
+        let mut s = spawn_raw();
+        let mut bytes = call(sys::image::fingerprint());
+        reduction::write_frame(
+            &mut bytes,
+            Kind::Args,
+            &reduction::encode(&(5i64,)).unwrap(),
+        )
+        .unwrap();
+        s.sock.write_all(&bytes).unwrap();
+        let p: Process<i64> = Process::adopt(s);
+        assert_eq!(p.join().unwrap(), 15);
+        assert_eq!(p.exitcode(), Some(0));
+    });
+}
+
+#[test]
+fn a_parent_reading_garbage_gets_a_protocol_error() {
+    with_watchdog(|| {
+        let (sock, mut theirs) = UnixStream::pair().unwrap();
+        let pid = sys::proc::fork_run(&[sock.as_fd()], move || {
+            let _ = theirs.write_all(b"\xb5\x01\x03\xff\xff\xff\xffgarbage");
+            0
+        })
+        .unwrap();
+        let pidfd = sys::proc::pidfd_open(pid).unwrap();
+        let p: Process<u32> = Process::adopt(Started {
+            child: ChildRef::new(pid, pidfd),
+            sock,
+            status: Status::Own,
+        });
+        let err = p.join().unwrap_err();
+        assert!(
+            matches!(&err, Error::Protocol(m) if m.contains("limit")),
+            "{err:?}"
+        );
+        assert_eq!(p.exitcode(), Some(0));
+    });
+}
+
+#[test]
+fn a_parent_reading_a_wrong_value_gets_a_codec_error() {
+    with_watchdog(|| {
+        let (sock, mut theirs) = UnixStream::pair().unwrap();
+        let pid = sys::proc::fork_run(&[sock.as_fd()], move || {
+            let _ = reduction::write_frame(&mut theirs, Kind::Value, b"\xff\xff\xff");
+            0
+        })
+        .unwrap();
+        let pidfd = sys::proc::pidfd_open(pid).unwrap();
+        let p: Process<String> = Process::adopt(Started {
+            child: ChildRef::new(pid, pidfd),
+            sock,
+            status: Status::Own,
+        });
+        assert!(matches!(p.join(), Err(Error::Codec(_))));
+    });
+}

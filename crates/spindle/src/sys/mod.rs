@@ -1,0 +1,39 @@
+//! The platform seam: the only module allowed `unsafe` and `libc`.
+//!
+//! Everything above this module speaks in `OwnedFd`, `u32` pids, `io::Result` and plain Rust
+//! types; nothing above it names a libc call, a raw errno or a raw fd number. Nothing in here
+//! knows about pools, futures or Python names, with one exception documented in
+//! [`image`]: the pre-main constructor hands a child over to
+//! `multiprocessing::bootstrap::child_main`.
+//!
+//! Conventions (after nix's `CONVENTIONS.md`): one errno-to-`Result` helper ([`cvt`]),
+//! `MaybeUninit` out-parameters, `unsafe fn` with a `# Safety` section only where the hazard is
+//! the caller's ([`proc::fork`]), and a `// SAFETY:` comment on every `unsafe` block.
+//!
+//! Linux is the only implementation today (pidfd, signalfd, `PR_SET_PDEATHSIG`); a macOS
+//! implementation would add a sibling folder behind the same names.
+
+pub(crate) mod fd;
+pub(crate) mod image;
+pub(crate) mod proc;
+
+use std::io;
+
+/// Turns a `-1` return of a libc call into the thread's `errno` as an `io::Error`.
+pub(crate) fn cvt<T: PartialEq + From<i8>>(ret: T) -> io::Result<T> {
+    if ret == T::from(-1) {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Like [`cvt`], retrying while the call was interrupted by a signal (`EINTR`).
+pub(crate) fn cvt_retry<T: PartialEq + From<i8>>(mut f: impl FnMut() -> T) -> io::Result<T> {
+    loop {
+        match cvt(f()) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}

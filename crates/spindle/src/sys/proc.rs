@@ -1,0 +1,411 @@
+//! Processes: fork, `posix_spawn` of the running image, wait, pidfd, signals, death signal.
+
+use std::ffi::{CString, OsString};
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
+use std::ptr;
+
+use super::{cvt, cvt_retry};
+
+/// The signals spindle sends or handles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    /// `SIGTERM`: ask to stop.
+    Term,
+    /// `SIGKILL`: stop now.
+    Kill,
+}
+
+impl Signal {
+    fn raw(self) -> libc::c_int {
+        match self {
+            Signal::Term => libc::SIGTERM,
+            Signal::Kill => libc::SIGKILL,
+        }
+    }
+}
+
+/// This process's id.
+pub(crate) fn getpid() -> u32 {
+    std::process::id()
+}
+
+/// The parent's process id (1 or a subreaper once the parent has died).
+pub(crate) fn getppid() -> u32 {
+    // SAFETY: getppid has no preconditions and cannot fail.
+    unsafe { libc::getppid() as u32 }
+}
+
+/// Whether the calling thread is the process's main thread (its tid equals the pid).
+pub(crate) fn is_main_thread() -> bool {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    tid as u32 == getpid()
+}
+
+/// The number of threads in this process (`num_threads`, field 20 of `/proc/self/stat`).
+pub(crate) fn thread_count() -> usize {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    after_name
+        .split_whitespace()
+        .nth(17)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
+/// The number of processors online (`sysconf(_SC_NPROCESSORS_ONLN)`), at least 1.
+pub(crate) fn cpu_count() -> usize {
+    // SAFETY: sysconf only reads a system value.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if n < 1 {
+        1
+    } else {
+        n as usize
+    }
+}
+
+/// Which side of a [`fork`] the caller is on.
+#[derive(Debug)]
+pub(crate) enum Forked {
+    /// The new process.
+    Child,
+    /// The original process; the child's pid.
+    Parent(u32),
+}
+
+/// Forks the process.
+///
+/// # Safety
+///
+/// In the child only the calling thread exists: any lock another thread held at the moment of
+/// the fork stays locked forever. The caller must keep the child to code that takes no lock
+/// another thread may have held (glibc's `malloc` is made fork-safe by its own atfork handlers;
+/// Rust's `stdout` lock is not), and must end the child with [`exit_now`].
+pub(crate) unsafe fn fork() -> io::Result<Forked> {
+    // SAFETY: the caller upholds the contract above.
+    match cvt(unsafe { libc::fork() })? {
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as u32)),
+    }
+}
+
+/// Ends the process at once with `code`, running no destructor or `atexit` handler (`_exit`).
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is always safe to call; it does not return.
+    unsafe { libc::_exit(code) }
+}
+
+/// Asks the kernel to SIGKILL this process when its parent thread exits, then checks that
+/// the parent is still `expected_parent` (closing the race where it died before the call).
+/// Returns `false` when the parent is already gone.
+pub(crate) fn die_with_parent(expected_parent: u32) -> io::Result<bool> {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number and touches no memory.
+    cvt(unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    })?;
+    Ok(getppid() == expected_parent)
+}
+
+/// Runs a fresh copy of the running image (`/proc/self/exe`) with `extra_env` added to this
+/// process's environment and the descriptors in `keep` inherited (same numbers); every other
+/// close-on-exec descriptor stays behind. Returns the child's pid.
+pub(crate) fn spawn_self(extra_env: &[(&str, String)], keep: &[BorrowedFd<'_>]) -> io::Result<u32> {
+    let path = c"/proc/self/exe";
+    let argv0 = std::env::args_os()
+        .next()
+        .unwrap_or_else(|| OsString::from("spindle-child"));
+    let argv0 = CString::new(argv0.into_vec()).unwrap_or_else(|_| c"spindle-child".to_owned());
+    let mut env: Vec<CString> = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        if extra_env.iter().any(|(name, _)| k == *name) {
+            continue;
+        }
+        let mut kv = k.into_vec();
+        kv.push(b'=');
+        kv.extend(v.into_vec());
+        if let Ok(c) = CString::new(kv) {
+            env.push(c);
+        }
+    }
+    for (k, v) in extra_env {
+        env.push(CString::new(format!("{k}={v}")).map_err(io::Error::other)?);
+    }
+    let argv: [*mut libc::c_char; 2] = [argv0.as_ptr() as *mut _, ptr::null_mut()];
+    let mut envp: Vec<*mut libc::c_char> = env.iter().map(|c| c.as_ptr() as *mut _).collect();
+    envp.push(ptr::null_mut());
+
+    let mut actions = MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
+    let mut attr = MaybeUninit::<libc::posix_spawnattr_t>::uninit();
+    // SAFETY: init functions fill the MaybeUninit out-params; every later call gets pointers to
+    // initialised objects, which are destroyed exactly once below. argv/envp are
+    // null-terminated arrays of pointers into CStrings that outlive the call.
+    unsafe {
+        spawn_check(libc::posix_spawn_file_actions_init(actions.as_mut_ptr()))?;
+        let actions = SpawnGuard::Actions(actions.as_mut_ptr());
+        spawn_check(libc::posix_spawnattr_init(attr.as_mut_ptr()))?;
+        let attr_guard = SpawnGuard::Attr(attr.as_mut_ptr());
+        for fd in keep {
+            // glibc ≥ 2.29 (and POSIX.1-2024): dup2 of a descriptor onto itself clears its
+            // close-on-exec flag in the child only.
+            spawn_check(libc::posix_spawn_file_actions_adddup2(
+                actions.actions(),
+                fd.as_raw_fd(),
+                fd.as_raw_fd(),
+            ))?;
+        }
+        let mut empty = MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(empty.as_mut_ptr());
+        spawn_check(libc::posix_spawnattr_setsigmask(
+            attr_guard.attr(),
+            empty.as_ptr(),
+        ))?;
+        spawn_check(libc::posix_spawnattr_setflags(
+            attr_guard.attr(),
+            libc::POSIX_SPAWN_SETSIGMASK as _,
+        ))?;
+        let mut pid: libc::pid_t = 0;
+        spawn_check(libc::posix_spawn(
+            &mut pid,
+            path.as_ptr(),
+            actions.actions(),
+            attr_guard.attr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+        ))?;
+        Ok(pid as u32)
+    }
+}
+
+fn spawn_check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+enum SpawnGuard {
+    Actions(*mut libc::posix_spawn_file_actions_t),
+    Attr(*mut libc::posix_spawnattr_t),
+}
+
+impl SpawnGuard {
+    fn actions(&self) -> *mut libc::posix_spawn_file_actions_t {
+        match self {
+            SpawnGuard::Actions(a) => *a,
+            SpawnGuard::Attr(_) => ptr::null_mut(),
+        }
+    }
+    fn attr(&self) -> *mut libc::posix_spawnattr_t {
+        match self {
+            SpawnGuard::Attr(a) => *a,
+            SpawnGuard::Actions(_) => ptr::null_mut(),
+        }
+    }
+}
+
+impl Drop for SpawnGuard {
+    fn drop(&mut self) {
+        // SAFETY: the guard is only built around an object whose init call succeeded, and it
+        // is dropped exactly once.
+        unsafe {
+            match self {
+                SpawnGuard::Actions(a) => libc::posix_spawn_file_actions_destroy(*a),
+                SpawnGuard::Attr(a) => libc::posix_spawnattr_destroy(*a),
+            };
+        }
+    }
+}
+
+/// `waitpid(pid)`: the raw wait status, or `None` with `nohang` when it is still running.
+pub(crate) fn waitpid(pid: u32, nohang: bool) -> io::Result<Option<i32>> {
+    let mut status = 0;
+    let flags = if nohang { libc::WNOHANG } else { 0 };
+    // SAFETY: status is a valid out-pointer for the call.
+    let r = cvt_retry(|| unsafe { libc::waitpid(pid as libc::pid_t, &mut status, flags) })?;
+    Ok(if r == 0 { None } else { Some(status) })
+}
+
+/// Reaps any one exited child without blocking: `(pid, raw status)`, or `None`.
+pub(crate) fn reap_any() -> io::Result<Option<(u32, i32)>> {
+    let mut status = 0;
+    // SAFETY: status is a valid out-pointer for the call.
+    match cvt_retry(|| unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) }) {
+        Ok(0) => Ok(None),
+        Ok(pid) => Ok(Some((pid as u32, status))),
+        Err(e) if e.raw_os_error() == Some(libc::ECHILD) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Python's exit code for a raw wait status: the exit status, or minus the signal number.
+pub(crate) fn exitcode(status: i32) -> i32 {
+    if libc::WIFSIGNALED(status) {
+        -libc::WTERMSIG(status)
+    } else {
+        libc::WEXITSTATUS(status)
+    }
+}
+
+/// A pidfd for `pid`: readable once the process has exited; signals through it cannot hit a
+/// recycled pid.
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: the syscall takes a pid and flags and returns a new descriptor or -1.
+    let fd = cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) })?;
+    // SAFETY: a successful pidfd_open returns a fresh descriptor that nothing else owns
+    // (pidfds are close-on-exec from birth).
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// Sends `sig` to the process behind a pidfd. `Ok(false)` when it has already exited.
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: Signal) -> io::Result<bool> {
+    // SAFETY: the syscall takes a descriptor, a signal number, a null siginfo and flags 0.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig.raw(),
+            ptr::null::<u8>(),
+            0,
+        )
+    };
+    match cvt(r) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether process `pid` exists and is not a zombie (reads `/proc/PID/stat`).
+pub(crate) fn is_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// The private memory of process `pid` in bytes: `Private_Clean + Private_Dirty` of
+/// `/proc/PID/smaps_rollup`.
+pub(crate) fn private_rss(pid: u32) -> io::Result<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+    let mut kib = 0;
+    for line in text.lines() {
+        if line.starts_with("Private_Clean:") || line.starts_with("Private_Dirty:") {
+            kib += line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Ok(kib * 1024)
+}
+
+/// Signal set-up of the fork server: ignore `SIGINT` (Ctrl-C reaches the parent and the
+/// children directly; the server ends through its liveness pipe) and `SIGPIPE`, and turn
+/// `SIGCHLD` into a readable descriptor. Returns the signalfd.
+pub(crate) fn server_signals() -> io::Result<OwnedFd> {
+    ignore_sigpipe();
+    // SAFETY: SIG_IGN is a valid disposition for SIGINT.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set; sigaddset/sigprocmask/signalfd read it.
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigaddset(set.as_mut_ptr(), libc::SIGCHLD);
+        cvt(libc::sigprocmask(
+            libc::SIG_BLOCK,
+            set.as_ptr(),
+            ptr::null_mut(),
+        ))?;
+        let fd = cvt(libc::signalfd(
+            -1,
+            set.as_ptr(),
+            libc::SFD_CLOEXEC | libc::SFD_NONBLOCK,
+        ))?;
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// Undoes [`server_signals`] in a freshly forked child of the server: default `SIGINT`, no
+/// blocked signal.
+pub(crate) fn child_signals() {
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: restoring the default disposition and an empty mask touches no memory of ours.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), ptr::null_mut());
+    }
+}
+
+/// Empties a non-blocking signalfd.
+pub(crate) fn drain_signalfd(fd: BorrowedFd<'_>) {
+    let mut buf = [0u8; 128 * 8];
+    // SAFETY: buf is a writable buffer of the stated length; errors (EAGAIN) end the loop.
+    while unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+}
+
+/// Ignores `SIGPIPE`, so that writing to a closed pipe returns `EPIPE` instead of killing.
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: SIG_IGN is a valid disposition for SIGPIPE.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// Raw baseline: fork a child that `_exit(0)`s at once and wait for it.
+pub(crate) fn raw_fork_wait() -> io::Result<()> {
+    // SAFETY: the child calls only the async-signal-safe `_exit`.
+    match unsafe { fork() }? {
+        Forked::Child => exit_now(0),
+        Forked::Parent(pid) => waitpid(pid, false).map(drop),
+    }
+}
+
+/// Raw baseline: `posix_spawn` this binary with `extra_env` and wait for it; returns the exit
+/// code.
+pub(crate) fn raw_spawn_wait(extra_env: &[(&str, String)]) -> io::Result<i32> {
+    let pid = spawn_self(extra_env, &[])?;
+    Ok(exitcode(waitpid(pid, false)?.unwrap_or(0)))
+}
+
+/// Forks and runs `child` in the new process, closing `close_in_child` there first and ending
+/// it with `child`'s return value as exit code (1 if it panics). Returns the child's pid.
+///
+/// The child is a copy of the calling thread only. If another thread held a lock at the time
+/// of the fork (Rust's `stdout`, an application mutex), the child blocks forever on it: this is
+/// the hazard the fork start method documents and warns about. glibc's `malloc` takes its locks
+/// around `fork` (atfork handlers), so allocating in the child is fine.
+pub(crate) fn fork_run(
+    close_in_child: &[BorrowedFd<'_>],
+    child: impl FnOnce() -> i32,
+) -> io::Result<u32> {
+    // SAFETY: in the child, the closure runs on this thread's copied stack and the process
+    // ends with `exit_now` without returning into the parent's frames (a panic is caught
+    // first). What is left is the deadlock hazard described above, which is not a memory
+    // safety matter; the caller warns about it when other threads exist.
+    match unsafe { fork() }? {
+        Forked::Parent(pid) => Ok(pid),
+        Forked::Child => {
+            for fd in close_in_child {
+                // SAFETY: closing this process's copy of a descriptor the parent keeps; the
+                // `OwnedFd` that owns it in the copied memory is never dropped here, because
+                // the child ends with `exit_now`.
+                unsafe { libc::close(fd.as_raw_fd()) };
+            }
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(1);
+            exit_now(code)
+        }
+    }
+}
