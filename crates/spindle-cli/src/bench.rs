@@ -3,10 +3,16 @@
 use std::path::Path;
 
 pub(crate) fn run(quick: bool, only: Option<String>, out: &Path) -> spindle::Result<()> {
-    let opts = spindle_bench::Options { quick, filter: only, ..Default::default() };
+    let command: Vec<String> = std::env::args().collect();
+    let opts = spindle_bench::Options {
+        quick,
+        filter: only,
+        command: Some(command.join(" ")),
+        ..Default::default()
+    };
     let board = spindle_bench::run(&opts);
-    println!("{}", board.to_text());
-    std::fs::write(out, board.to_markdown())?;
+    print!("{}", board.to_text());
+    board.write_markdown(out)?;
     println!("written to {}", out.display());
     Ok(())
 }

@@ -38,7 +38,13 @@ pub(crate) fn note(text: &str) -> String {
     paint("33", text)
 }
 
-/// A duration as seconds with two decimals, right-aligned in 8 columns.
+/// A duration right-aligned in 10 columns: seconds with two decimals from one second up,
+/// milliseconds with one decimal below.
 pub(crate) fn secs(d: Duration) -> String {
-    format!("{:>7.2} s", d.as_secs_f64())
+    let s = d.as_secs_f64();
+    if s >= 1.0 {
+        format!("{s:>7.2} s ")
+    } else {
+        format!("{:>7.1} ms", s * 1e3)
+    }
 }

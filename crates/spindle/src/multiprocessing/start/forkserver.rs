@@ -64,7 +64,7 @@ fn request(child_sock: BorrowedFd<'_>, status_w: BorrowedFd<'_>) -> Result<(u32,
     let me = sys::proc::getpid();
     let mut last_err = None;
     for _attempt in 0..2 {
-        if g.as_ref().map_or(true, |s| s.owner != me) {
+        if g.as_ref().is_none_or(|s| s.owner != me) {
             *g = Some(spawn_server()?);
         }
         let server = g.as_ref().expect("server just set");
