@@ -229,9 +229,13 @@ impl<T> Shared<T> {
         let mut slot = lock(&self.slot);
         match std::mem::replace(&mut slot.outcome, Outcome::TakenValue) {
             Outcome::Value(v) => Ok(v),
-            Outcome::Error(e) | Outcome::TakenError(e) => {
+            Outcome::Error(e) => {
                 slot.outcome = Outcome::TakenError(e.clone());
                 Err(Error::Task(e))
+            }
+            Outcome::TakenError(e) => {
+                slot.outcome = Outcome::TakenError(e);
+                Err(Error::InvalidState(TAKEN))
             }
             Outcome::TakenValue => Err(Error::InvalidState(TAKEN)),
             Outcome::Empty => {
