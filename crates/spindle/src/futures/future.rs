@@ -292,6 +292,12 @@ impl<T> Shared<T> {
             .watchers
             .retain(|(w, _)| !Arc::ptr_eq(w, watch));
     }
+
+    /// How many watches are registered (for tests of `wait`).
+    #[cfg(test)]
+    pub(crate) fn watchers(&self) -> usize {
+        lock(&self.slot).watchers.len()
+    }
 }
 
 fn run_callback<T>(cb: Callback<T>, arg: std::result::Result<&T, &TaskError>) {

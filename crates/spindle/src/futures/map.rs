@@ -40,8 +40,6 @@ pub(crate) trait Feed<R>: Send {
     fn observe(&mut self, len: usize, elapsed: Duration);
     /// How many parts to keep in flight.
     fn window(&self) -> usize;
-    /// An emptied result buffer, to reuse.
-    fn recycle(&mut self, buffer: Vec<R>);
     /// Bounds on the number of inputs not yet submitted.
     fn size_hint(&self) -> (usize, Option<usize>);
 }
@@ -216,11 +214,7 @@ impl<R> Map<R> {
     /// The slow path of `next`: the current chunk is used up, move on to the next part.
     fn next_part(&mut self) -> Option<Result<R>> {
         loop {
-            if let Some(cur) = self.current.take() {
-                if let Some(feed) = &mut self.feed {
-                    feed.recycle(Vec::from(cur.values));
-                }
-            }
+            self.current = None;
             if self.finished {
                 return None;
             }
@@ -276,9 +270,8 @@ impl<R> fmt::Debug for Map<R> {
 
 /// The items of one finished chunk, in order.
 struct ChunkIter<R> {
-    /// The values not yielded yet (a deque: popped from the front, the emptied buffer is
-    /// reused for another chunk).
-    values: VecDeque<R>,
+    /// The values not yielded yet.
+    values: std::vec::IntoIter<R>,
     errors: std::vec::IntoIter<(usize, TaskError)>,
     /// The next failed item, and its position (`usize::MAX` when there is none).
     next_error: Option<TaskError>,
@@ -294,7 +287,7 @@ impl<R> ChunkIter<R> {
         let len = chunk.values.len() + chunk.errors.len();
         let mut it = ChunkIter {
             len,
-            values: VecDeque::from(chunk.values),
+            values: chunk.values.into_iter(),
             errors: chunk.errors.into_iter(),
             next_error: None,
             next_at: usize::MAX,
@@ -308,7 +301,7 @@ impl<R> ChunkIter<R> {
     fn failed(e: Error, len: usize) -> Self {
         ChunkIter {
             len: 0,
-            values: VecDeque::new(),
+            values: Vec::new().into_iter(),
             errors: Vec::new().into_iter(),
             next_error: None,
             next_at: usize::MAX,
@@ -347,7 +340,7 @@ impl<R> ChunkIter<R> {
             self.advance_error();
             return e.map(|e| Err(Error::Task(e)));
         }
-        self.values.pop_front().map(Ok)
+        self.values.next().map(Ok)
     }
 }
 
