@@ -269,43 +269,43 @@ impl<R> fmt::Debug for Map<R> {
 }
 
 /// The items of one finished chunk, in order.
+///
+/// The hot path is one counter: `run` values can be yielded before the next failed item (or
+/// the end of the chunk).
 struct ChunkIter<R> {
+    /// Values to yield before the next error.
+    run: usize,
     /// The values not yielded yet.
     values: std::vec::IntoIter<R>,
+    /// The next failed item and its position, then the ones after it.
+    next_error: Option<(usize, TaskError)>,
     errors: std::vec::IntoIter<(usize, TaskError)>,
-    /// The next failed item, and its position (`usize::MAX` when there is none).
-    next_error: Option<TaskError>,
-    next_at: usize,
-    pos: usize,
-    len: usize,
     /// The whole chunk failed: yield this error for this many more items.
     whole: Option<(Error, usize)>,
 }
 
 impl<R> ChunkIter<R> {
     fn new(chunk: Chunk<R>) -> Self {
-        let len = chunk.values.len() + chunk.errors.len();
-        let mut it = ChunkIter {
-            len,
+        let mut errors = chunk.errors.into_iter();
+        let next_error = errors.next();
+        let run = next_error
+            .as_ref()
+            .map_or(chunk.values.len(), |(at, _)| *at);
+        ChunkIter {
+            run,
             values: chunk.values.into_iter(),
-            errors: chunk.errors.into_iter(),
-            next_error: None,
-            next_at: usize::MAX,
-            pos: 0,
+            next_error,
+            errors,
             whole: None,
-        };
-        it.advance_error();
-        it
+        }
     }
 
     fn failed(e: Error, len: usize) -> Self {
         ChunkIter {
-            len: 0,
+            run: 0,
             values: Vec::new().into_iter(),
-            errors: Vec::new().into_iter(),
             next_error: None,
-            next_at: usize::MAX,
-            pos: 0,
+            errors: Vec::new().into_iter(),
             whole: Some((e, len)),
         }
     }
@@ -313,19 +313,21 @@ impl<R> ChunkIter<R> {
     fn remaining(&self) -> usize {
         match &self.whole {
             Some((_, left)) => *left,
-            None => self.len.saturating_sub(self.pos),
+            None => self.values.len() + usize::from(self.next_error.is_some()) + self.errors.len(),
         }
-    }
-
-    fn advance_error(&mut self) {
-        (self.next_at, self.next_error) = match self.errors.next() {
-            Some((at, e)) => (at, Some(e)),
-            None => (usize::MAX, None),
-        };
     }
 
     #[inline]
     fn next(&mut self) -> Option<Result<R>> {
+        if self.run > 0 {
+            self.run -= 1;
+            return self.values.next().map(Ok);
+        }
+        self.next_slow()
+    }
+
+    /// A failed item, or the end.
+    fn next_slow(&mut self) -> Option<Result<R>> {
         if let Some((err, left)) = &mut self.whole {
             if *left == 0 {
                 return None;
@@ -333,14 +335,13 @@ impl<R> ChunkIter<R> {
             *left -= 1;
             return Some(Err(copy_error(err)));
         }
-        let pos = self.pos;
-        self.pos += 1;
-        if pos == self.next_at {
-            let e = self.next_error.take();
-            self.advance_error();
-            return e.map(|e| Err(Error::Task(e)));
-        }
-        self.values.next().map(Ok)
+        let (at, error) = self.next_error.take()?;
+        self.next_error = self.errors.next();
+        self.run = match &self.next_error {
+            Some((next, _)) => next - at - 1,
+            None => self.values.len(),
+        };
+        Some(Err(Error::Task(error)))
     }
 }
 
