@@ -48,11 +48,17 @@ pub(crate) trait Feed<R>: Send {
 /// generator).
 ///
 /// Each item is `Ok(value)` or the item's own error (a panic in that call becomes
-/// `Err(Error::Task(..))` and the others go on). The inputs are consumed lazily on the thread
-/// that iterates, a few chunks per worker ahead of it. With a timeout
-/// (`map_timeout`), a result that is not ready by the deadline yields `Err(Error::Timeout)`
-/// once, the work still queued is cancelled, and the iterator ends. Dropping a `Map`
-/// cancels the work still queued.
+/// `Err(Error::Task(..))` and the others go on).
+///
+/// * [`ThreadPoolExecutor::map`](super::ThreadPoolExecutor::map) consumes the inputs lazily,
+///   on the thread that iterates, a few chunks per worker ahead of it; if the executor shuts
+///   down before every input was submitted, one `Err(Error::Shutdown)` takes the place of the
+///   rest and the iterator ends. The default [`Executor::map`](super::Executor::map)
+///   submits everything at once, as Python does.
+/// * With a timeout (`map_timeout`, counted from the call), a result not ready by the
+///   deadline yields `Err(Error::Timeout)` once, the work still queued is cancelled, and the
+///   iterator ends.
+/// * Dropping a `Map` cancels the work still queued (running tasks finish, unobserved).
 ///
 /// ```
 /// use spindle::futures::ThreadPoolExecutor;
