@@ -29,57 +29,63 @@ fn public_types_are_send_and_sync() {
 
 #[test]
 fn pending_running_finished() {
-    let (p, f) = promise::<u32>();
-    assert!(
-        !f.done() && !f.running() && !f.cancelled(),
-        "pending: {f:?}"
-    );
-    assert!(p.set_running_or_notify_cancel());
-    assert!(f.running() && !f.done() && !f.cancelled(), "running: {f:?}");
-    // A running task cannot be cancelled.
-    assert!(!f.cancel());
-    assert!(f.running());
-    p.set_result(7).unwrap();
-    assert!(
-        f.done() && !f.running() && !f.cancelled(),
-        "finished: {f:?}"
-    );
-    // Nor a finished one.
-    assert!(!f.cancel());
-    assert_eq!(f.exception(), None);
-    assert_eq!(f.result().unwrap(), 7);
+    watchdog(|| {
+        let (p, f) = promise::<u32>();
+        assert!(
+            !f.done() && !f.running() && !f.cancelled(),
+            "pending: {f:?}"
+        );
+        assert!(p.set_running_or_notify_cancel());
+        assert!(f.running() && !f.done() && !f.cancelled(), "running: {f:?}");
+        // A running task cannot be cancelled.
+        assert!(!f.cancel());
+        assert!(f.running());
+        p.set_result(7).unwrap();
+        assert!(
+            f.done() && !f.running() && !f.cancelled(),
+            "finished: {f:?}"
+        );
+        // Nor a finished one.
+        assert!(!f.cancel());
+        assert_eq!(f.exception(), None);
+        assert_eq!(f.result().unwrap(), 7);
+    });
 }
 
 #[test]
 fn pending_cancelled() {
-    let (p, f) = promise::<u32>();
-    assert!(f.cancel());
-    assert!(f.cancelled() && f.done() && !f.running());
-    // Cancelling again still reports "cancelled".
-    assert!(f.cancel());
-    assert!(p.cancelled());
-    // The executor learns it must skip the task, and cannot complete it any more.
-    assert!(!p.set_running_or_notify_cancel());
-    assert!(matches!(p.set_result(1), Err(Error::InvalidState(_))));
-    assert!(f.exception().unwrap().is_cancelled());
-    let err = f.result().unwrap_err();
-    assert!(err.as_task().unwrap().is_cancelled(), "{err:?}");
+    watchdog(|| {
+        let (p, f) = promise::<u32>();
+        assert!(f.cancel());
+        assert!(f.cancelled() && f.done() && !f.running());
+        // Cancelling again still reports "cancelled".
+        assert!(f.cancel());
+        assert!(p.cancelled());
+        // The executor learns it must skip the task, and cannot complete it any more.
+        assert!(!p.set_running_or_notify_cancel());
+        assert!(matches!(p.set_result(1), Err(Error::InvalidState(_))));
+        assert!(f.exception().unwrap().is_cancelled());
+        let err = f.result().unwrap_err();
+        assert!(err.as_task().unwrap().is_cancelled(), "{err:?}");
+    });
 }
 
 #[test]
 fn a_finished_promise_cannot_be_finished_again_or_cancelled() {
-    let (p, f) = promise::<u32>();
-    assert!(p.set_running_or_notify_cancel());
-    // Setting a result from pending (without running) is allowed too, as in Python.
-    let (p2, f2) = promise::<u32>();
-    p2.set_result(2).unwrap();
-    assert_eq!(f2.result().unwrap(), 2);
-    p.set_exception(TaskError::failed("nope")).unwrap();
-    assert!(!f.cancel());
-    assert!(!f.cancelled());
-    let e = f.exception().unwrap();
-    assert_eq!(e.to_string(), "task failed: nope");
-    assert!(matches!(f.result(), Err(Error::Task(t)) if t == e));
+    watchdog(|| {
+        let (p, f) = promise::<u32>();
+        assert!(p.set_running_or_notify_cancel());
+        // Setting a result from pending (without running) is allowed too, as in Python.
+        let (p2, f2) = promise::<u32>();
+        p2.set_result(2).unwrap();
+        assert_eq!(f2.result().unwrap(), 2);
+        p.set_exception(TaskError::failed("nope")).unwrap();
+        assert!(!f.cancel());
+        assert!(!f.cancelled());
+        let e = f.exception().unwrap();
+        assert_eq!(e.to_string(), "task failed: nope");
+        assert!(matches!(f.result(), Err(Error::Task(t)) if t == e));
+    });
 }
 
 #[test]
@@ -106,18 +112,20 @@ fn result_timeout_times_out_then_succeeds_then_reports_taken() {
 
 #[test]
 fn an_error_is_handed_out_once_too() {
-    let (p, mut f) = promise::<u8>();
-    p.set_exception(TaskError::failed("bad")).unwrap();
-    assert!(matches!(
-        f.result_timeout(Duration::ZERO),
-        Err(Error::Task(_))
-    ));
-    assert!(matches!(
-        f.result_timeout(Duration::ZERO),
-        Err(Error::InvalidState(_))
-    ));
-    // `exception` still tells what happened.
-    assert_eq!(f.exception().unwrap().to_string(), "task failed: bad");
+    watchdog(|| {
+        let (p, mut f) = promise::<u8>();
+        p.set_exception(TaskError::failed("bad")).unwrap();
+        assert!(matches!(
+            f.result_timeout(Duration::ZERO),
+            Err(Error::Task(_))
+        ));
+        assert!(matches!(
+            f.result_timeout(Duration::ZERO),
+            Err(Error::InvalidState(_))
+        ));
+        // `exception` still tells what happened.
+        assert_eq!(f.exception().unwrap().to_string(), "task failed: bad");
+    });
 }
 
 #[test]
@@ -151,22 +159,24 @@ fn exception_timeout_and_wait_timeout() {
 
 #[test]
 fn dropping_an_unfulfilled_promise_fails_the_future() {
-    let (p, f) = promise::<u8>();
-    assert!(p.set_running_or_notify_cancel());
-    drop(p);
-    assert!(f.done());
-    let err = f.result().unwrap_err();
-    let task = err.as_task().expect("a task error");
-    assert!(!task.is_cancelled() && !task.is_panic());
-    assert!(
-        task.to_string().contains("dropped without a result"),
-        "{task}"
-    );
+    watchdog(|| {
+        let (p, f) = promise::<u8>();
+        assert!(p.set_running_or_notify_cancel());
+        drop(p);
+        assert!(f.done());
+        let err = f.result().unwrap_err();
+        let task = err.as_task().expect("a task error");
+        assert!(!task.is_cancelled() && !task.is_panic());
+        assert!(
+            task.to_string().contains("dropped without a result"),
+            "{task}"
+        );
 
-    // A pending one, too.
-    let (p, f) = promise::<u8>();
-    drop(p);
-    assert!(f.exception().is_some());
+        // A pending one, too.
+        let (p, f) = promise::<u8>();
+        drop(p);
+        assert!(f.exception().is_some());
+    });
 }
 
 #[test]
@@ -203,49 +213,55 @@ fn callbacks_added_before_completion_run_on_the_completing_thread_in_order() {
 
 #[test]
 fn a_callback_added_after_completion_runs_at_once_on_the_caller() {
-    let (p, f) = promise::<u32>();
-    p.set_result(5).unwrap();
-    let seen = Arc::new(Mutex::new(None));
-    let me = thread::current().id();
-    {
-        let seen = Arc::clone(&seen);
-        f.add_done_callback(move |r| {
-            *seen.lock().unwrap() = Some((*r.unwrap(), thread::current().id()));
-        });
-    }
-    // It already ran, before `add_done_callback` returned, on this thread.
-    assert_eq!(*seen.lock().unwrap(), Some((5, me)));
+    watchdog(|| {
+        let (p, f) = promise::<u32>();
+        p.set_result(5).unwrap();
+        let seen = Arc::new(Mutex::new(None));
+        let me = thread::current().id();
+        {
+            let seen = Arc::clone(&seen);
+            f.add_done_callback(move |r| {
+                *seen.lock().unwrap() = Some((*r.unwrap(), thread::current().id()));
+            });
+        }
+        // It already ran, before `add_done_callback` returned, on this thread.
+        assert_eq!(*seen.lock().unwrap(), Some((5, me)));
+    });
 }
 
 #[test]
 fn callbacks_see_errors_and_cancellation() {
-    let (p, f) = promise::<u32>();
-    let (tx, rx) = mpsc::channel();
-    let tx2 = tx.clone();
-    f.add_done_callback(move |r| tx2.send(r.unwrap_err().is_cancelled()).unwrap());
-    assert!(f.cancel());
-    assert_eq!(rx.try_recv(), Ok(true));
-    // Late callback on a cancelled future.
-    f.add_done_callback(move |r| tx.send(r.unwrap_err().is_cancelled()).unwrap());
-    assert_eq!(rx.try_recv(), Ok(true));
-    drop(p);
+    watchdog(|| {
+        let (p, f) = promise::<u32>();
+        let (tx, rx) = mpsc::channel();
+        let tx2 = tx.clone();
+        f.add_done_callback(move |r| tx2.send(r.unwrap_err().is_cancelled()).unwrap());
+        assert!(f.cancel());
+        assert_eq!(rx.try_recv(), Ok(true));
+        // Late callback on a cancelled future.
+        f.add_done_callback(move |r| tx.send(r.unwrap_err().is_cancelled()).unwrap());
+        assert_eq!(rx.try_recv(), Ok(true));
+        drop(p);
+    });
 }
 
 #[test]
 fn a_panicking_callback_breaks_nothing() {
-    let (p, f) = promise::<u32>();
-    let (tx, rx) = mpsc::channel();
-    f.add_done_callback(|_| panic!("callback boom"));
-    let tx2 = tx.clone();
-    f.add_done_callback(move |r| tx2.send(*r.unwrap()).unwrap());
-    p.set_result(9).unwrap();
-    assert_eq!(rx.try_recv(), Ok(9));
-    // And after completion too.
-    f.add_done_callback(|_| panic!("late callback boom"));
-    f.add_done_callback(move |r| tx.send(*r.unwrap() + 1).unwrap());
-    assert_eq!(rx.try_recv(), Ok(10));
-    assert!(f.done());
-    assert_eq!(f.result().unwrap(), 9);
+    watchdog(|| {
+        let (p, f) = promise::<u32>();
+        let (tx, rx) = mpsc::channel();
+        f.add_done_callback(|_| panic!("callback boom"));
+        let tx2 = tx.clone();
+        f.add_done_callback(move |r| tx2.send(*r.unwrap()).unwrap());
+        p.set_result(9).unwrap();
+        assert_eq!(rx.try_recv(), Ok(9));
+        // And after completion too.
+        f.add_done_callback(|_| panic!("late callback boom"));
+        f.add_done_callback(move |r| tx.send(*r.unwrap() + 1).unwrap());
+        assert_eq!(rx.try_recv(), Ok(10));
+        assert!(f.done());
+        assert_eq!(f.result().unwrap(), 9);
+    });
 }
 
 #[test]
@@ -335,21 +351,25 @@ fn awaited_on_another_thread_and_inside_an_async_block() {
 
 #[test]
 fn polling_after_ready_reports_taken() {
-    let (p, mut f) = promise::<u8>();
-    p.set_result(1).unwrap();
-    assert_eq!(block_on(&mut f, || {}).0.unwrap(), 1);
-    assert!(matches!(
-        block_on(&mut f, || {}).0,
-        Err(Error::InvalidState(_))
-    ));
+    watchdog(|| {
+        let (p, mut f) = promise::<u8>();
+        p.set_result(1).unwrap();
+        assert_eq!(block_on(&mut f, || {}).0.unwrap(), 1);
+        assert!(matches!(
+            block_on(&mut f, || {}).0,
+            Err(Error::InvalidState(_))
+        ));
+    });
 }
 
 #[test]
 fn future_pending_is_promise() {
-    let (p, f): (Promise<&str>, Future<&str>) = Future::pending();
-    assert!(p.set_running_or_notify_cancel());
-    p.set_result("ok").unwrap();
-    assert_eq!(f.result().unwrap(), "ok");
+    watchdog(|| {
+        let (p, f): (Promise<&str>, Future<&str>) = Future::pending();
+        assert!(p.set_running_or_notify_cancel());
+        p.set_result("ok").unwrap();
+        assert_eq!(f.result().unwrap(), "ok");
+    });
 }
 
 #[test]

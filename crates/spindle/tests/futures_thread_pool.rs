@@ -71,16 +71,18 @@ fn tasks_overlap_up_to_max_workers() {
 
 #[test]
 fn default_and_invalid_max_workers() {
-    let cpus = thread::available_parallelism().map_or(1, usize::from);
-    assert_eq!(
-        ThreadPoolExecutor::new().unwrap().max_workers(),
-        32.min(cpus + 4)
-    );
-    let err = ThreadPoolExecutor::builder()
-        .max_workers(0)
-        .build()
-        .unwrap_err();
-    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    watchdog(|| {
+        let cpus = thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(
+            ThreadPoolExecutor::new().unwrap().max_workers(),
+            32.min(cpus + 4)
+        );
+        let err = ThreadPoolExecutor::builder()
+            .max_workers(0)
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    });
 }
 
 #[test]
@@ -170,25 +172,27 @@ fn shutdown_without_cancel_runs_the_queue() {
 
 #[test]
 fn submit_after_shutdown_is_an_error_for_every_entry_point() {
-    let pool = pool(2);
-    pool.shutdown(true, false);
-    assert!(matches!(pool.spawn(|| 1), Err(Error::Shutdown)));
-    assert!(matches!(pool.submit(|x: u8| x, 1), Err(Error::Shutdown)));
-    assert!(matches!(
-        pool.map(|x: u8| x, vec![1, 2]),
-        Err(Error::Shutdown)
-    ));
-    fn id(x: u8) -> u8 {
-        x
-    }
-    assert!(matches!(
-        Executor::submit(&pool, id, 1),
-        Err(Error::Shutdown)
-    ));
-    assert!(matches!(
-        Executor::map(&pool, id, vec![1]),
-        Err(Error::Shutdown)
-    ));
+    watchdog(|| {
+        let pool = pool(2);
+        pool.shutdown(true, false);
+        assert!(matches!(pool.spawn(|| 1), Err(Error::Shutdown)));
+        assert!(matches!(pool.submit(|x: u8| x, 1), Err(Error::Shutdown)));
+        assert!(matches!(
+            pool.map(|x: u8| x, vec![1, 2]),
+            Err(Error::Shutdown)
+        ));
+        fn id(x: u8) -> u8 {
+            x
+        }
+        assert!(matches!(
+            Executor::submit(&pool, id, 1),
+            Err(Error::Shutdown)
+        ));
+        assert!(matches!(
+            Executor::map(&pool, id, vec![1]),
+            Err(Error::Shutdown)
+        ));
+    });
 }
 
 #[test]

@@ -56,13 +56,15 @@ fn first_completed() {
 
 #[test]
 fn first_completed_counts_a_cancellation_and_returns_at_once_when_one_is_done() {
-    let (_p0, f0) = promise::<u8>();
-    let (_p1, f1) = promise::<u8>();
-    assert!(f1.cancel());
-    let r = wait([f0, f1], ReturnWhen::FirstCompleted, None);
-    assert_eq!(r.done.len(), 1);
-    assert!(r.done[0].cancelled());
-    assert_eq!(r.not_done.len(), 1);
+    watchdog(|| {
+        let (_p0, f0) = promise::<u8>();
+        let (_p1, f1) = promise::<u8>();
+        assert!(f1.cancel());
+        let r = wait([f0, f1], ReturnWhen::FirstCompleted, None);
+        assert_eq!(r.done.len(), 1);
+        assert!(r.done[0].cancelled());
+        assert_eq!(r.not_done.len(), 1);
+    });
 }
 
 #[test]
@@ -126,11 +128,13 @@ fn first_exception_ignores_cancellation_and_otherwise_waits_for_all() {
 
 #[test]
 fn first_exception_counts_a_failed_promise() {
-    let (p0, f0) = promise::<u8>();
-    let (_p1, f1) = promise::<u8>();
-    p0.set_exception(TaskError::failed("x")).unwrap();
-    let r = wait([f0, f1], ReturnWhen::FirstException, None);
-    assert_eq!((r.done.len(), r.not_done.len()), (1, 1));
+    watchdog(|| {
+        let (p0, f0) = promise::<u8>();
+        let (_p1, f1) = promise::<u8>();
+        p0.set_exception(TaskError::failed("x")).unwrap();
+        let r = wait([f0, f1], ReturnWhen::FirstException, None);
+        assert_eq!((r.done.len(), r.not_done.len()), (1, 1));
+    });
 }
 
 #[test]
@@ -178,14 +182,16 @@ fn timeout_leaves_not_done_non_empty() {
 
 #[test]
 fn wait_on_nothing_returns_at_once() {
-    for how in [
-        ReturnWhen::FirstCompleted,
-        ReturnWhen::FirstException,
-        ReturnWhen::AllCompleted,
-    ] {
-        let r = wait(Vec::<Future<u8>>::new(), how, None);
-        assert!(r.done.is_empty() && r.not_done.is_empty());
-    }
+    watchdog(|| {
+        for how in [
+            ReturnWhen::FirstCompleted,
+            ReturnWhen::FirstException,
+            ReturnWhen::AllCompleted,
+        ] {
+            let r = wait(Vec::<Future<u8>>::new(), how, None);
+            assert!(r.done.is_empty() && r.not_done.is_empty());
+        }
+    });
 }
 
 #[test]
