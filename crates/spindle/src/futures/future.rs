@@ -329,6 +329,13 @@ fn run_callback<T>(cb: Callback<T>, arg: std::result::Result<&T, &TaskError>) {
 /// A task's failure (panic, cancellation, ...) comes back as
 /// [`Error::Task`](crate::Error::Task) from [`result`](Future::result).
 ///
+/// A future has one owner; it cannot be cloned:
+///
+/// ```compile_fail
+/// let (_promise, future) = spindle::futures::promise::<u8>();
+/// let copy = future.clone();
+/// ```
+///
 /// ```
 /// use spindle::futures::ThreadPoolExecutor;
 ///
