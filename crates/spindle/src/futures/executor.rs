@@ -34,6 +34,16 @@ use crate::Result;
 /// assert_eq!(total(&ThreadPoolExecutor::new()?)?, 52);
 /// # Ok::<(), spindle::Error>(())
 /// ```
+///
+/// A closure that captures an owned value is not a nameable function (it is not `Copy`), so
+/// the trait refuses it; the thread pool's inherent `submit` takes it:
+///
+/// ```compile_fail
+/// use spindle::futures::{Executor, ThreadPoolExecutor};
+/// let pool = ThreadPoolExecutor::new().unwrap();
+/// let name = String::from("spindle");
+/// let f = Executor::submit(&pool, move |n: usize| name.len() + n, 1);
+/// ```
 pub trait Executor {
     /// Schedules `f(arg)` and returns its [`Future`] (Python's `submit(fn, arg)`).
     ///

@@ -229,9 +229,13 @@ impl<T> Shared<T> {
         let mut slot = lock(&self.slot);
         match std::mem::replace(&mut slot.outcome, Outcome::TakenValue) {
             Outcome::Value(v) => Ok(v),
-            Outcome::Error(e) | Outcome::TakenError(e) => {
+            Outcome::Error(e) => {
                 slot.outcome = Outcome::TakenError(e.clone());
                 Err(Error::Task(e))
+            }
+            Outcome::TakenError(e) => {
+                slot.outcome = Outcome::TakenError(e);
+                Err(Error::InvalidState(TAKEN))
             }
             Outcome::TakenValue => Err(Error::InvalidState(TAKEN)),
             Outcome::Empty => {
@@ -288,6 +292,12 @@ impl<T> Shared<T> {
             .watchers
             .retain(|(w, _)| !Arc::ptr_eq(w, watch));
     }
+
+    /// How many watches are registered (for tests of `wait`).
+    #[cfg(test)]
+    pub(crate) fn watchers(&self) -> usize {
+        lock(&self.slot).watchers.len()
+    }
 }
 
 fn run_callback<T>(cb: Callback<T>, arg: std::result::Result<&T, &TaskError>) {
@@ -318,6 +328,13 @@ fn run_callback<T>(cb: Callback<T>, arg: std::result::Result<&T, &TaskError>) {
 ///
 /// A task's failure (panic, cancellation, ...) comes back as
 /// [`Error::Task`](crate::Error::Task) from [`result`](Future::result).
+///
+/// A future has one owner; it cannot be cloned:
+///
+/// ```compile_fail
+/// let (_promise, future) = spindle::futures::promise::<u8>();
+/// let copy = future.clone();
+/// ```
 ///
 /// ```
 /// use spindle::futures::ThreadPoolExecutor;

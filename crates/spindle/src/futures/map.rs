@@ -40,8 +40,6 @@ pub(crate) trait Feed<R>: Send {
     fn observe(&mut self, len: usize, elapsed: Duration);
     /// How many parts to keep in flight.
     fn window(&self) -> usize;
-    /// An emptied result buffer, to reuse.
-    fn recycle(&mut self, buffer: Vec<R>);
     /// Bounds on the number of inputs not yet submitted.
     fn size_hint(&self) -> (usize, Option<usize>);
 }
@@ -50,11 +48,17 @@ pub(crate) trait Feed<R>: Send {
 /// generator).
 ///
 /// Each item is `Ok(value)` or the item's own error (a panic in that call becomes
-/// `Err(Error::Task(..))` and the others go on). The inputs are consumed lazily on the thread
-/// that iterates, a few chunks per worker ahead of it. With a timeout
-/// (`map_timeout`), a result that is not ready by the deadline yields `Err(Error::Timeout)`
-/// once, the work still queued is cancelled, and the iterator ends. Dropping a `Map`
-/// cancels the work still queued.
+/// `Err(Error::Task(..))` and the others go on).
+///
+/// * [`ThreadPoolExecutor::map`](super::ThreadPoolExecutor::map) consumes the inputs lazily,
+///   on the thread that iterates, a few chunks per worker ahead of it; if the executor shuts
+///   down before every input was submitted, one `Err(Error::Shutdown)` takes the place of the
+///   rest and the iterator ends. The default [`Executor::map`](super::Executor::map)
+///   submits everything at once, as Python does.
+/// * With a timeout (`map_timeout`, counted from the call), a result not ready by the
+///   deadline yields `Err(Error::Timeout)` once, the work still queued is cancelled, and the
+///   iterator ends.
+/// * Dropping a `Map` cancels the work still queued (running tasks finish, unobserved).
 ///
 /// ```
 /// use spindle::futures::ThreadPoolExecutor;
@@ -216,11 +220,7 @@ impl<R> Map<R> {
     /// The slow path of `next`: the current chunk is used up, move on to the next part.
     fn next_part(&mut self) -> Option<Result<R>> {
         loop {
-            if let Some(cur) = self.current.take() {
-                if let Some(feed) = &mut self.feed {
-                    feed.recycle(Vec::from(cur.values));
-                }
-            }
+            self.current = None;
             if self.finished {
                 return None;
             }
@@ -275,44 +275,43 @@ impl<R> fmt::Debug for Map<R> {
 }
 
 /// The items of one finished chunk, in order.
+///
+/// The hot path is one counter: `run` values can be yielded before the next failed item (or
+/// the end of the chunk).
 struct ChunkIter<R> {
-    /// The values not yielded yet (a deque: popped from the front, the emptied buffer is
-    /// reused for another chunk).
-    values: VecDeque<R>,
+    /// Values to yield before the next error.
+    run: usize,
+    /// The values not yielded yet.
+    values: std::vec::IntoIter<R>,
+    /// The next failed item and its position, then the ones after it.
+    next_error: Option<(usize, TaskError)>,
     errors: std::vec::IntoIter<(usize, TaskError)>,
-    /// The next failed item, and its position (`usize::MAX` when there is none).
-    next_error: Option<TaskError>,
-    next_at: usize,
-    pos: usize,
-    len: usize,
     /// The whole chunk failed: yield this error for this many more items.
     whole: Option<(Error, usize)>,
 }
 
 impl<R> ChunkIter<R> {
     fn new(chunk: Chunk<R>) -> Self {
-        let len = chunk.values.len() + chunk.errors.len();
-        let mut it = ChunkIter {
-            len,
-            values: VecDeque::from(chunk.values),
-            errors: chunk.errors.into_iter(),
-            next_error: None,
-            next_at: usize::MAX,
-            pos: 0,
+        let mut errors = chunk.errors.into_iter();
+        let next_error = errors.next();
+        let run = next_error
+            .as_ref()
+            .map_or(chunk.values.len(), |(at, _)| *at);
+        ChunkIter {
+            run,
+            values: chunk.values.into_iter(),
+            next_error,
+            errors,
             whole: None,
-        };
-        it.advance_error();
-        it
+        }
     }
 
     fn failed(e: Error, len: usize) -> Self {
         ChunkIter {
-            len: 0,
-            values: VecDeque::new(),
-            errors: Vec::new().into_iter(),
+            run: 0,
+            values: Vec::new().into_iter(),
             next_error: None,
-            next_at: usize::MAX,
-            pos: 0,
+            errors: Vec::new().into_iter(),
             whole: Some((e, len)),
         }
     }
@@ -320,19 +319,21 @@ impl<R> ChunkIter<R> {
     fn remaining(&self) -> usize {
         match &self.whole {
             Some((_, left)) => *left,
-            None => self.len.saturating_sub(self.pos),
+            None => self.values.len() + usize::from(self.next_error.is_some()) + self.errors.len(),
         }
-    }
-
-    fn advance_error(&mut self) {
-        (self.next_at, self.next_error) = match self.errors.next() {
-            Some((at, e)) => (at, Some(e)),
-            None => (usize::MAX, None),
-        };
     }
 
     #[inline]
     fn next(&mut self) -> Option<Result<R>> {
+        if self.run > 0 {
+            self.run -= 1;
+            return self.values.next().map(Ok);
+        }
+        self.next_slow()
+    }
+
+    /// A failed item, or the end.
+    fn next_slow(&mut self) -> Option<Result<R>> {
         if let Some((err, left)) = &mut self.whole {
             if *left == 0 {
                 return None;
@@ -340,14 +341,13 @@ impl<R> ChunkIter<R> {
             *left -= 1;
             return Some(Err(copy_error(err)));
         }
-        let pos = self.pos;
-        self.pos += 1;
-        if pos == self.next_at {
-            let e = self.next_error.take();
-            self.advance_error();
-            return e.map(|e| Err(Error::Task(e)));
-        }
-        self.values.pop_front().map(Ok)
+        let (at, error) = self.next_error.take()?;
+        self.next_error = self.errors.next();
+        self.run = match &self.next_error {
+            Some((next, _)) => next - at - 1,
+            None => self.values.len(),
+        };
+        Some(Err(Error::Task(error)))
     }
 }
 

@@ -414,6 +414,14 @@ impl ThreadPoolExecutor {
 
     /// Schedules the closure `f` (Python's `submit(fn)` with no argument).
     ///
+    /// The closure and its result cross threads, so they must be `Send`:
+    ///
+    /// ```compile_fail
+    /// let pool = spindle::futures::ThreadPoolExecutor::new().unwrap();
+    /// let shared = std::rc::Rc::new(1);
+    /// let f = pool.spawn(move || *shared);
+    /// ```
+    ///
     /// # Errors
     ///
     /// Those of [`submit`](Self::submit).

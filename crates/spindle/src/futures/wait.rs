@@ -238,3 +238,45 @@ impl<T> fmt::Debug for AsCompleted<T> {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::futures::promise;
+
+    #[test]
+    fn wait_and_as_completed_leave_no_watch_behind() {
+        let (p, f) = promise::<u8>();
+        let mut fs = vec![f];
+        for how in [
+            ReturnWhen::FirstCompleted,
+            ReturnWhen::FirstException,
+            ReturnWhen::AllCompleted,
+        ] {
+            fs = wait(fs, how, Some(Duration::ZERO)).not_done;
+            assert_eq!(fs[0].shared().watchers(), 0);
+        }
+        let mut it = as_completed(fs, Some(Duration::ZERO));
+        assert!(matches!(it.next(), Some(Err(Error::Timeout))));
+        let fs = it.remaining();
+        assert_eq!(fs[0].shared().watchers(), 0);
+        let it = as_completed(fs, None);
+        drop(it);
+        p.set_result(1).unwrap();
+    }
+
+    #[test]
+    fn a_watch_hears_each_future_once() {
+        let watch = Arc::new(Watch::default());
+        let (p, f) = promise::<u8>();
+        f.shared().watch(&watch, 3);
+        assert_eq!(f.shared().watchers(), 1);
+        p.set_exception(crate::TaskError::failed("x")).unwrap();
+        // Registering on a finished future reports at once and keeps nothing.
+        f.shared().watch(&watch, 4);
+        assert_eq!(f.shared().watchers(), 0);
+        let s = lock(&watch.state);
+        assert_eq!(s.ready, [3, 4]);
+        assert_eq!((s.ended, s.errors), (2, 2));
+    }
+}

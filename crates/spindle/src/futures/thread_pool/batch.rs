@@ -41,17 +41,14 @@ where
     R: Send + 'static,
     I: Iterator<Item = A> + Send + 'static,
 {
-    let max = (MAX_BYTES / std::mem::size_of::<A>().max(1)).clamp(1, MAX_ITEMS);
     let mut feed = Batcher {
         iter,
         f: Arc::new(f),
         pool: Arc::clone(pool),
-        size: 1,
-        max,
+        sizer: ChunkSizer::new(std::mem::size_of::<A>()),
         window: pool.max_workers().saturating_mul(CHUNKS_PER_WORKER),
         exhausted: false,
         spare_inputs: Arc::new(Mutex::new(Vec::new())),
-        spare_outputs: Vec::new(),
     };
     // The first chunk is submitted here so that a closed executor is reported by `map`.
     let first = match feed.next_part() {
@@ -62,22 +59,18 @@ where
 }
 
 /// The [`Feed`] of a batched map: owns the inputs, cuts and submits chunks.
-struct Batcher<I, F, A, R> {
+struct Batcher<I, F, A> {
     iter: I,
     f: Arc<F>,
     pool: Arc<Pool>,
-    /// Items in the next chunk.
-    size: usize,
-    max: usize,
+    sizer: ChunkSizer,
     window: usize,
     exhausted: bool,
     /// Emptied input buffers, given back by the chunk tasks.
     spare_inputs: Arc<Mutex<Vec<Vec<A>>>>,
-    /// Emptied result buffers, given back by the [`Map`].
-    spare_outputs: Vec<Vec<R>>,
 }
 
-impl<I, F, A, R> Feed<R> for Batcher<I, F, A, R>
+impl<I, F, A, R> Feed<R> for Batcher<I, F, A>
 where
     I: Iterator<Item = A> + Send,
     F: Fn(A) -> R + Send + Sync + 'static,
@@ -89,15 +82,11 @@ where
             return None;
         }
         let mut inputs = lock(&self.spare_inputs).pop().unwrap_or_default();
-        let capacity = self
-            .iter
-            .size_hint()
-            .1
-            .map_or(self.size, |n| n.min(self.size));
-        inputs.reserve(capacity);
-        inputs.extend(self.iter.by_ref().take(self.size));
+        let size = self.sizer.size;
+        inputs.reserve(self.iter.size_hint().1.map_or(size, |n| n.min(size)));
+        inputs.extend(self.iter.by_ref().take(size));
         // A short chunk means the iterator returned `None`: never call it again.
-        self.exhausted = inputs.len() < self.size;
+        self.exhausted = inputs.len() < size;
         if inputs.is_empty() {
             return None;
         }
@@ -106,7 +95,6 @@ where
         let job = Box::new(ChunkTask {
             f: Arc::clone(&self.f),
             inputs,
-            output: self.spare_outputs.pop().unwrap_or_default(),
             spare_inputs: Arc::clone(&self.spare_inputs),
             keep: self.window + 1,
             promise,
@@ -118,10 +106,7 @@ where
     }
 
     fn observe(&mut self, len: usize, elapsed: Duration) {
-        let nanos = elapsed.as_nanos().max(1);
-        let ideal = (TARGET.as_nanos() * len as u128 / nanos).min(usize::MAX as u128) as usize;
-        let ceiling = self.size.max(len).saturating_mul(16).min(self.max);
-        self.size = ideal.clamp(1, ceiling);
+        self.sizer.observe(len, elapsed);
     }
 
     fn window(&self) -> usize {
@@ -135,11 +120,34 @@ where
             self.iter.size_hint()
         }
     }
+}
 
-    fn recycle(&mut self, buffer: Vec<R>) {
-        if self.spare_outputs.len() <= self.window {
-            self.spare_outputs.push(buffer);
+/// The adaptive chunk size: one item at first, then about [`TARGET`] of work per chunk.
+#[derive(Debug)]
+struct ChunkSizer {
+    /// Items in the next chunk.
+    size: usize,
+    /// The most items in a chunk, for inputs of this size.
+    max: usize,
+}
+
+impl ChunkSizer {
+    fn new(input_bytes: usize) -> Self {
+        ChunkSizer {
+            size: 1,
+            max: (MAX_BYTES / input_bytes.max(1)).clamp(1, MAX_ITEMS),
         }
+    }
+
+    /// A chunk of `len` items took `elapsed`: aim the next ones at [`TARGET`], growing at
+    /// most sixteenfold at a time (a tiny chunk's timing is mostly overhead, so it
+    /// underestimates the right size, never overestimates it).
+    fn observe(&mut self, len: usize, elapsed: Duration) {
+        let nanos = elapsed.as_nanos().max(1);
+        let ideal = TARGET.as_nanos().saturating_mul(len as u128) / nanos;
+        let ideal = usize::try_from(ideal).unwrap_or(usize::MAX);
+        let ceiling = self.size.max(len).saturating_mul(16).min(self.max);
+        self.size = ideal.clamp(1, ceiling);
     }
 }
 
@@ -147,8 +155,6 @@ where
 struct ChunkTask<F, A, R> {
     f: Arc<F>,
     inputs: Vec<A>,
-    /// An empty buffer for the results (recycled: its memory is warm).
-    output: Vec<R>,
     /// Where the emptied `inputs` go back to, if fewer than `keep` are there.
     spare_inputs: Arc<Mutex<Vec<Vec<A>>>>,
     keep: usize,
@@ -165,7 +171,6 @@ where
         let ChunkTask {
             f,
             mut inputs,
-            mut output,
             spare_inputs,
             keep,
             promise,
@@ -174,8 +179,7 @@ where
             return;
         }
         let start = Instant::now();
-        output.clear();
-        output.reserve(inputs.len());
+        let mut output = Vec::with_capacity(inputs.len());
         let mut errors = Vec::new();
         let mut items = inputs.drain(..);
         // One `catch` for the whole chunk; after a panic, go on with the next item.
@@ -205,5 +209,49 @@ where
 
     fn fail(self: Box<Self>, error: TaskError) {
         let _ = self.promise.set_exception(error);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_start_at_one_item_and_grow_while_items_are_quick() {
+        let mut s = ChunkSizer::new(8);
+        assert_eq!(s.size, 1);
+        s.observe(1, Duration::from_nanos(100));
+        assert_eq!(s.size, 16, "at most sixteenfold per report");
+        for _ in 0..10 {
+            let len = s.size;
+            s.observe(len, Duration::from_nanos(len as u64));
+        }
+        assert_eq!(s.size, MAX_ITEMS);
+    }
+
+    #[test]
+    fn slow_items_go_one_by_one() {
+        let mut s = ChunkSizer::new(8);
+        s.observe(1, Duration::from_millis(10));
+        assert_eq!(s.size, 1);
+        s.size = 1000;
+        s.observe(1000, Duration::from_millis(100));
+        assert_eq!(s.size, 1);
+    }
+
+    #[test]
+    fn chunks_aim_at_the_target_duration() {
+        let mut s = ChunkSizer::new(8);
+        s.size = 1000;
+        // 1000 items in 100 µs: 100 ns each, so 500 make the 50 µs target.
+        s.observe(1000, Duration::from_micros(100));
+        assert_eq!(s.size, 500);
+    }
+
+    #[test]
+    fn big_inputs_make_smaller_chunks() {
+        assert_eq!(ChunkSizer::new(1 << 16).max, 16);
+        assert_eq!(ChunkSizer::new(1 << 30).max, 1);
+        assert_eq!(ChunkSizer::new(0).max, MAX_ITEMS);
     }
 }
