@@ -36,7 +36,7 @@ mod scoreboard;
 mod stats;
 mod workloads;
 
-pub use harness::{measure, Measurement, Plan};
+pub use harness::{measure, Measurement, Plan, Samples, Unit};
 pub use machine::Machine;
-pub use scoreboard::{run, Aim, GroupResult, NotMeasured, Options, Role, Row, Scoreboard};
+pub use scoreboard::{run, Aim, GroupResult, NotMeasured, Options, Role, Row, Rule, Scoreboard};
 pub use stats::Summary;

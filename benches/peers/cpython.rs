@@ -60,7 +60,7 @@ pub(crate) fn measure(
             plan.reps
         )));
     }
-    Ok(Measurement { ops: n, times })
+    Ok(Measurement::times(n, times))
 }
 
 /// Reads the `"times_s"` array of the script's JSON line.
@@ -163,7 +163,7 @@ mod tests {
             Err(NotMeasured::Skipped(_)) => {}
             other => {
                 let m = other.unwrap();
-                assert_eq!((m.ops, m.times.len()), (50, 2));
+                assert_eq!((m.ops, m.samples.len()), (50, 2));
             }
         }
     }
