@@ -33,6 +33,7 @@ mod machine;
 mod peers;
 mod report;
 mod scoreboard;
+mod scratch;
 mod stats;
 mod workloads;
 

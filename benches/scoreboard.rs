@@ -275,6 +275,12 @@ impl Progress {
         }
     }
 
+    /// No output (for tests that call a workload directly).
+    #[cfg(test)]
+    pub(crate) fn quiet() -> Progress {
+        Progress { enabled: false }
+    }
+
     fn say(&self, text: &str) {
         if self.enabled {
             eprint!("{text}");
