@@ -126,8 +126,9 @@ impl Scoreboard {
         let _ = writeln!(
             out,
             "- **Repetitions:** {} warm-up, then at least {} timed{} for each Rust contender, \
-             more while they add up to less than {:.2} s (at most {}); the CPython peers run \
-             at most 5; each row gives its count.",
+             more while they add up to less than {:.2} s (at most {}; spawns fewer); the \
+             CPython peers run fewer (at most 5 for the thread pools; the process workloads \
+             say how many); each row gives its count.",
             self.plan.warmup,
             self.plan.reps,
             if self.quick {

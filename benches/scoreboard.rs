@@ -26,7 +26,9 @@ pub struct Options {
     pub filter: Option<String>,
     /// The fewest timed repetitions per contender; `None` takes 5 in quick mode and 10
     /// otherwise. Fast contenders repeat more, until their repetitions add up to 0.25 s
-    /// (quick) or 1 s, at most 1000 times; the CPython peers run exactly `min(reps, 5)`.
+    /// (quick) or 1 s, at most 1000 times (spawns at most 200 or 500). The CPython thread-pool
+    /// peers run exactly `min(reps, 5)`; the CPython process peers a fixed count per start
+    /// method, given in their workload's notes.
     pub reps: Option<usize>,
     /// Worker threads of every pool, the same for every contender.
     pub workers: usize,
