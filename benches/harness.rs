@@ -1,4 +1,5 @@
-//! The measurement harness: warm-up, repetitions, one wall time per repetition.
+//! The measurement harness: warm-up, repetitions, one wall time per repetition; and what a
+//! contender's samples are (times or bytes).
 
 use std::time::{Duration, Instant};
 
@@ -40,22 +41,99 @@ impl Plan {
     }
 }
 
-/// The wall times of one contender's repetitions, each of `ops` operations.
+/// What a contender's samples measure, which decides how the report prints them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Wall time per operation: lower is faster.
+    Time,
+    /// Memory in bytes per operation (per child, say): lower is smaller.
+    Bytes,
+}
+
+/// One sample per timed repetition: wall times or memory sizes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Samples {
+    /// The wall time of each repetition.
+    Times(Vec<Duration>),
+    /// A size in bytes per repetition (for example one idle child's private memory).
+    Bytes(Vec<u64>),
+}
+
+impl Samples {
+    /// The number of samples.
+    pub fn len(&self) -> usize {
+        match self {
+            Samples::Times(t) => t.len(),
+            Samples::Bytes(b) => b.len(),
+        }
+    }
+
+    /// Whether there is no sample.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// What the samples measure.
+    pub fn unit(&self) -> Unit {
+        match self {
+            Samples::Times(_) => Unit::Time,
+            Samples::Bytes(_) => Unit::Bytes,
+        }
+    }
+
+    /// The samples as numbers: seconds or bytes.
+    fn values(&self) -> Vec<f64> {
+        match self {
+            Samples::Times(t) => t.iter().map(Duration::as_secs_f64).collect(),
+            Samples::Bytes(b) => b.iter().map(|&v| v as f64).collect(),
+        }
+    }
+}
+
+/// One contender's samples, each covering `ops` operations.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Measurement {
-    /// Operations (tasks, round trips) per repetition.
+    /// Operations (tasks, round trips, children) per repetition.
     pub ops: u64,
-    /// One wall time per timed repetition.
-    pub times: Vec<Duration>,
+    /// One sample per timed repetition.
+    pub samples: Samples,
 }
 
 impl Measurement {
-    /// Statistics of the time per operation, in seconds; `None` when nothing was timed.
+    /// Wall times of repetitions of `ops` operations each.
+    pub fn times(ops: u64, times: Vec<Duration>) -> Measurement {
+        Measurement {
+            ops,
+            samples: Samples::Times(times),
+        }
+    }
+
+    /// Sizes in bytes, one per repetition of `ops` operations (usually 1: one child each).
+    ///
+    /// ```
+    /// use spindle_bench::{Measurement, Unit};
+    /// let m = Measurement::bytes(1, vec![1024, 2048, 3072]);
+    /// assert_eq!(m.samples.unit(), Unit::Bytes);
+    /// assert_eq!(m.per_op().unwrap().median, 2048.0);
+    /// ```
+    pub fn bytes(ops: u64, bytes: Vec<u64>) -> Measurement {
+        Measurement {
+            ops,
+            samples: Samples::Bytes(bytes),
+        }
+    }
+
+    /// What the samples measure.
+    pub fn unit(&self) -> Unit {
+        self.samples.unit()
+    }
+
+    /// Statistics per operation, in seconds or bytes; `None` when nothing was sampled.
     ///
     /// ```
     /// use std::time::Duration;
     /// use spindle_bench::Measurement;
-    /// let m = Measurement { ops: 1000, times: vec![Duration::from_millis(2); 3] };
+    /// let m = Measurement::times(1000, vec![Duration::from_millis(2); 3]);
     /// let per_op = m.per_op().unwrap();
     /// assert!((per_op.median - 2e-6).abs() < 1e-15);
     /// ```
@@ -63,8 +141,7 @@ impl Measurement {
         if self.ops == 0 {
             return None;
         }
-        let secs: Vec<f64> = self.times.iter().map(Duration::as_secs_f64).collect();
-        Summary::of(&secs).map(|s| s.scaled(1.0 / self.ops as f64))
+        Summary::of(&self.samples.values()).map(|s| s.scaled(1.0 / self.ops as f64))
     }
 }
 
@@ -84,7 +161,7 @@ impl Measurement {
 /// })
 /// .unwrap();
 /// assert_eq!(calls, 5);
-/// assert_eq!((m.ops, m.times.len()), (10, 3));
+/// assert_eq!((m.ops, m.samples.len()), (10, 3));
 /// ```
 pub fn measure<F, P>(
     plan: Plan,
@@ -109,7 +186,7 @@ where
         times.push(took);
         progress(times.len(), took);
     }
-    Ok(Measurement { ops, times })
+    Ok(Measurement::times(ops, times))
 }
 
 #[cfg(test)]
@@ -152,7 +229,7 @@ mod tests {
             max_reps: 7,
         };
         let m = measure(plan, 1, |_, _| {}, || Ok(())).unwrap();
-        assert_eq!(m.times.len(), 7);
+        assert_eq!(m.samples.len(), 7);
         let plan = Plan {
             warmup: 0,
             reps: 2,
@@ -170,15 +247,13 @@ mod tests {
         )
         .unwrap();
         // 2 ms each: the third repetition passes 5 ms (a slow machine may stop sooner, never later).
-        assert!((2..=3).contains(&m.times.len()), "{}", m.times.len());
+        assert!((2..=3).contains(&m.samples.len()), "{}", m.samples.len());
     }
 
     #[test]
     fn zero_ops_has_no_per_op_summary() {
-        let m = Measurement {
-            ops: 0,
-            times: vec![Duration::from_millis(1)],
-        };
+        let m = Measurement::times(0, vec![Duration::from_millis(1)]);
         assert_eq!(m.per_op(), None);
+        assert_eq!(Measurement::bytes(1, Vec::new()).per_op(), None);
     }
 }

@@ -10,6 +10,8 @@
 //! |---|---|
 //! | submit-and-wait round trip | spindle `ThreadPoolExecutor::submit` + `result`, a bare crossbeam-channel pool, rayon `install`, CPython `ThreadPoolExecutor.submit(...).result()` |
 //! | map over 1,000,000 tiny tasks | spindle `ThreadPoolExecutor::map`, rayon `par_iter` (collect and sum), the bare crossbeam pool, CPython `ThreadPoolExecutor.map` |
+//! | process start-and-join (empty task) | spindle `Process` with each start method (fork, spawn, forkserver), raw `fork`+`waitpid`, raw `posix_spawn`+`waitpid` of the same binary, CPython `multiprocessing.Process` with each method, and one socket round trip to a child for reference |
+//! | idle child process memory (private RSS) | one idle spindle child per start method and the fork server, beside CPython's |
 //!
 //! Figures are medians of the time per task over the repetitions, with the spread as ± half
 //! the interquartile range relative to the median ([`Summary::spread`]); each peer's row gives
@@ -18,8 +20,10 @@
 //! `benches/peers/cpython_futures.py` with `python3` as a subprocess; without `python3` their
 //! rows say "skipped".
 //!
-//! A later issue adds a workload as one file under `benches/workloads/` and one line in its
-//! `all` list.
+//! Memory rows are sizes in bytes ([`Unit::Bytes`]); their ratio is how many times smaller
+//! spindle is. A workload may compare several spindle rows (one per start method), each peer
+//! with the one it names ([`Row::versus`]). A later issue adds a workload as one file under
+//! `benches/workloads/` and one line in its `all` list.
 //!
 //! ```no_run
 //! use spindle_bench::{run, Options};
@@ -33,10 +37,11 @@ mod machine;
 mod peers;
 mod report;
 mod scoreboard;
+mod scratch;
 mod stats;
 mod workloads;
 
-pub use harness::{measure, Measurement, Plan};
+pub use harness::{measure, Measurement, Plan, Samples, Unit};
 pub use machine::Machine;
-pub use scoreboard::{run, Aim, GroupResult, NotMeasured, Options, Role, Row, Scoreboard};
+pub use scoreboard::{run, Aim, GroupResult, NotMeasured, Options, Role, Row, Rule, Scoreboard};
 pub use stats::Summary;

@@ -4,14 +4,16 @@ use std::fmt::Write as _;
 use std::io;
 use std::path::Path;
 
-use crate::harness::Measurement;
-use crate::scoreboard::{GroupResult, NotMeasured, Role, Row, Scoreboard};
+use crate::harness::{Measurement, Unit};
+use crate::scoreboard::{GroupResult, NotMeasured, Role, Row, Rule, Scoreboard};
 
 impl Scoreboard {
     /// The board as an aligned plain-text table (no colour), for a terminal.
     ///
     /// Columns: workload, contender, tasks per repetition, median time per task, spread,
-    /// throughput, spindle's speed-up against this peer, and the issue's aim if any.
+    /// throughput, spindle's speed-up against this peer, and the issue's aim if any. Memory
+    /// workloads get their own header line: samples, median bytes, spread, min–max, and how
+    /// many times smaller spindle is.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
@@ -26,7 +28,12 @@ impl Scoreboard {
         let _ = writeln!(
             out,
             "spread = ±half the interquartile range / median; speed-up = peer's time per task / \
-             spindle's (above 1× spindle is faster)"
+             spindle's (above 1× spindle is faster){}",
+            if self.has_memory() {
+                "; smaller by = peer's bytes / spindle's"
+            } else {
+                ""
+            }
         );
         let m = &self.machine;
         let _ = writeln!(
@@ -46,17 +53,16 @@ impl Scoreboard {
             );
         }
         out.push('\n');
-        let mut table = vec![cells(&[
-            "workload",
-            "contender",
-            "tasks/rep",
-            "median/task",
-            "spread",
-            "throughput",
-            "spindle speed-up",
-            "aim",
-        ])];
+        let mut table = Vec::new();
+        let mut header_of = None;
         for g in &self.groups {
+            if header_of != Some(g.unit) {
+                if header_of.is_some() {
+                    table.push(Vec::new());
+                }
+                table.push(text_header(g.unit));
+                header_of = Some(g.unit);
+            }
             for (i, row) in g.rows.iter().enumerate() {
                 let workload = if i == 0 {
                     g.title.clone()
@@ -79,10 +85,14 @@ impl Scoreboard {
         if !missed.is_empty() {
             out.push('\n');
             for (id, contender) in missed {
-                let _ = writeln!(out, "aim missed: {id} against {contender}");
+                let _ = writeln!(out, "aim missed: {id}, {contender}");
             }
         }
         out
+    }
+
+    fn has_memory(&self) -> bool {
+        self.groups.iter().any(|g| g.unit == Unit::Bytes)
     }
 
     /// The board as Markdown, headed with the date, the machine, the toolchain and the exact
@@ -116,8 +126,9 @@ impl Scoreboard {
         let _ = writeln!(
             out,
             "- **Repetitions:** {} warm-up, then at least {} timed{} for each Rust contender, \
-             more while they add up to less than {:.2} s (at most {}); the CPython peers run \
-             at most 5; each row gives its count.",
+             more while they add up to less than {:.2} s (at most {}; spawns fewer); the \
+             CPython peers run fewer (at most 5 for the thread pools; the process workloads \
+             say how many); each row gives its count.",
             self.plan.warmup,
             self.plan.reps,
             if self.quick {
@@ -137,8 +148,17 @@ impl Scoreboard {
             "- **How to read:** *median* is the median over repetitions of the wall time per \
              task; *spread* is ± half the interquartile range relative to the median (quartiles \
              interpolated linearly); *speed-up* is the peer's median divided by spindle's: \
-             above 1× spindle is faster, 0.50× means spindle takes twice as long.\n",
+             above 1× spindle is faster, 0.50× means spindle takes twice as long. In a \
+             workload with several spindle rows (one per start method), each peer is compared \
+             with the spindle row it names.\n",
         );
+        if self.has_memory() {
+            out.push_str(
+                "- **Memory rows:** *median* is the median over samples of a size in bytes \
+                 (KiB = 1024 B); *smaller by* is the peer's median divided by spindle's: above \
+                 1× spindle uses less.\n",
+            );
+        }
         let aims: Vec<(&GroupResult, &Row)> = self
             .groups
             .iter()
@@ -150,10 +170,10 @@ impl Scoreboard {
             })
             .collect();
         if !aims.is_empty() {
-            out.push_str("\n## Aims\n\n| workload | aim | speed-up | |\n|---|---|---:|---|\n");
+            out.push_str("\n## Aims\n\n| workload | aim | figure | |\n|---|---|---:|---|\n");
             for (g, r) in aims {
                 let aim = r.aim.as_ref().map_or("", |a| a.text.as_str());
-                let speedup = g.speedup(r).map_or_else(|| "n/a".to_string(), ratio);
+                let speedup = aim_figure(g, r);
                 let verdict = match g.aim_met(r) {
                     Some(true) => "met",
                     Some(false) => "**missed**",
@@ -167,33 +187,49 @@ impl Scoreboard {
             for note in &g.notes {
                 let _ = write!(out, "{note}\n\n");
             }
-            out.push_str(
-                "| contender | tasks/rep | reps | median/task | spread | min–max/task | throughput \
-                 | spindle speed-up | aim |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
-            );
+            out.push_str(match g.unit {
+                Unit::Time => {
+                    "| contender | tasks/rep | reps | median/task | spread | min–max/task \
+                     | throughput | spindle speed-up | aim |\n\
+                     |---|---:|---:|---:|---:|---:|---:|---:|---|\n"
+                }
+                Unit::Bytes => {
+                    "| contender | samples | median | spread | min–max | spindle smaller by \
+                     | aim |\n|---|---:|---:|---:|---:|---:|---|\n"
+                }
+            });
             for row in &g.rows {
                 let f = figures(g, row).unwrap_or_else(|reason| {
                     let mut f: [String; 6] = Default::default();
                     f[1] = reason;
                     f
                 });
-                let reps = row
-                    .outcome
-                    .as_ref()
-                    .map_or(String::new(), |m| m.times.len().to_string());
-                let range = row.per_op().map_or(String::new(), |s| {
-                    format!("{}–{}", time(s.min), time(s.max))
-                });
                 let name = if row.role == Role::Subject {
                     format!("**{}**", row.contender)
                 } else {
                     row.contender.clone()
                 };
-                let _ = writeln!(
-                    out,
-                    "| {name} | {} | {reps} | {} | {} | {range} | {} | {} | {} |",
-                    f[0], f[1], f[2], f[3], f[4], f[5]
-                );
+                let _ = match g.unit {
+                    Unit::Time => {
+                        let reps = row
+                            .outcome
+                            .as_ref()
+                            .map_or(String::new(), |m| m.samples.len().to_string());
+                        let range = row.per_op().map_or(String::new(), |s| {
+                            format!("{}–{}", time(s.min), time(s.max))
+                        });
+                        writeln!(
+                            out,
+                            "| {name} | {} | {reps} | {} | {} | {range} | {} | {} | {} |",
+                            f[0], f[1], f[2], f[3], f[4], f[5]
+                        )
+                    }
+                    Unit::Bytes => writeln!(
+                        out,
+                        "| {name} | {} | {} | {} | {} | {} | {} |",
+                        f[0], f[1], f[2], f[3], f[4], f[5]
+                    ),
+                };
             }
         }
         out
@@ -205,8 +241,34 @@ impl Scoreboard {
     }
 }
 
-/// The six figure cells of a row (tasks/rep, median, spread, throughput, speed-up, aim), or
-/// why it has none.
+/// The header line of the plain-text table for workloads in `unit`.
+fn text_header(unit: Unit) -> Vec<String> {
+    cells(&match unit {
+        Unit::Time => [
+            "workload",
+            "contender",
+            "tasks/rep",
+            "median/task",
+            "spread",
+            "throughput",
+            "spindle speed-up",
+            "aim",
+        ],
+        Unit::Bytes => [
+            "workload",
+            "contender",
+            "samples",
+            "median",
+            "spread",
+            "min–max",
+            "spindle smaller by",
+            "aim",
+        ],
+    })
+}
+
+/// The six figure cells of a row, or why it has none: for time, tasks/rep, median, spread,
+/// throughput, speed-up, aim; for memory, samples, median, spread, min–max, ratio, aim.
 fn figures(g: &GroupResult, row: &Row) -> Result<[String; 6], String> {
     let (m, s) = match (&row.outcome, row.per_op()) {
         (Ok(m), Some(s)) => (m, s),
@@ -214,40 +276,96 @@ fn figures(g: &GroupResult, row: &Row) -> Result<[String; 6], String> {
         (Err(NotMeasured::Skipped(why)), _) => return Err(format!("skipped: {why}")),
         (Err(NotMeasured::Failed(why)), _) => return Err(format!("FAILED: {why}")),
     };
+    let unit = m.unit();
     let speedup = match row.role {
         Role::Subject => "—".to_string(),
-        Role::Peer => g.speedup(row).map_or_else(|| "n/a".to_string(), ratio),
+        Role::Reference => String::new(),
+        Role::Peer => {
+            let r = g.speedup(row).map_or_else(|| "n/a".to_string(), ratio);
+            match g.subject_of(row) {
+                Some(subject) if g.several_subjects() => {
+                    let short = subject.contender.strip_prefix("spindle ");
+                    format!("{r} vs {}", short.unwrap_or(&subject.contender))
+                }
+                _ => r,
+            }
+        }
     };
-    let aim = match (&row.aim, g.aim_met(row)) {
-        (Some(a), Some(met)) => format!(
-            "≥ {} {}",
-            ratio(a.min_speedup),
-            if met { "met" } else { "MISSED" }
-        ),
-        (Some(a), None) => format!("≥ {}", ratio(a.min_speedup)),
-        (None, _) => String::new(),
+    let aim = match row.aim.as_ref().map(|a| &a.rule) {
+        None => String::new(),
+        Some(rule) => {
+            let bound = match rule {
+                Rule::MinSpeedup(min) => format!("≥ {}", ratio(*min)),
+                Rule::AtMost(_) | Rule::AtMostSumOf(_) => match g.aim_limit(row) {
+                    Some(limit) => format!("≤ {}", value(unit, limit)),
+                    None => "≤ n/a".to_string(),
+                },
+            };
+            match g.aim_met(row) {
+                Some(true) => format!("{bound} met"),
+                Some(false) => format!("{bound} MISSED"),
+                None => bound,
+            }
+        }
     };
-    Ok([
-        thousands(m.ops),
-        time(s.median),
-        format!("±{:.1}%", s.spread() * 100.0),
-        rate(1.0 / s.median),
-        speedup,
-        aim,
-    ])
+    let spread = format!("±{:.1}%", s.spread() * 100.0);
+    Ok(match unit {
+        Unit::Time => [
+            thousands(m.ops),
+            time(s.median),
+            spread,
+            rate(1.0 / s.median),
+            speedup,
+            aim,
+        ],
+        Unit::Bytes => [
+            thousands(m.samples.len() as u64),
+            bytes(s.median),
+            spread,
+            format!("{}–{}", bytes(s.min), bytes(s.max)),
+            speedup,
+            aim,
+        ],
+    })
+}
+
+/// The figure an aim is judged on, for the Markdown list of aims: the speed-up, or the row's
+/// median and its bound.
+fn aim_figure(g: &GroupResult, row: &Row) -> String {
+    let not_measured = || "n/a".to_string();
+    match row.aim.as_ref().map(|a| &a.rule) {
+        Some(Rule::MinSpeedup(_)) | None => g.speedup(row).map_or_else(not_measured, ratio),
+        Some(Rule::AtMost(_) | Rule::AtMostSumOf(_)) => {
+            match (row.outcome.as_ref().ok(), row.per_op(), g.aim_limit(row)) {
+                (Some(m), Some(s), Some(limit)) => format!(
+                    "{} (limit {})",
+                    value(m.unit(), s.median),
+                    value(m.unit(), limit)
+                ),
+                _ => not_measured(),
+            }
+        }
+    }
 }
 
 /// The one-line result printed to standard error after a contender has run.
 pub(crate) fn progress_line(outcome: &Result<Measurement, NotMeasured>) -> String {
     match outcome {
-        Ok(m) => match m.per_op() {
-            Some(s) => format!(
+        Ok(m) => match (m.unit(), m.per_op()) {
+            (Unit::Time, Some(s)) => format!(
                 "{}/task ±{:.1}%  ({})",
                 time(s.median),
                 s.spread() * 100.0,
                 rate(1.0 / s.median)
             ),
-            None => "no timed repetitions".to_string(),
+            (Unit::Bytes, Some(s)) => format!(
+                "{} ±{:.1}%  ({}–{})",
+                bytes(s.median),
+                s.spread() * 100.0,
+                bytes(s.min),
+                bytes(s.max)
+            ),
+            (_, None) => "no timed repetitions".to_string(),
         },
         Err(NotMeasured::Skipped(why)) => format!("skipped: {why}"),
         Err(NotMeasured::Failed(why)) => format!("FAILED: {why}"),
@@ -287,6 +405,32 @@ pub(crate) fn time(secs: f64) -> String {
         format!("{} ms", sig3(secs * 1e3))
     } else {
         format!("{} s", sig3(secs))
+    }
+}
+
+/// A size in binary units with three significant figures: "512 B", "812 KiB", "1.25 MiB".
+pub(crate) fn bytes(b: f64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if !b.is_finite() {
+        return "n/a".to_string();
+    }
+    if b < 1000.0 {
+        return format!("{} B", b.round());
+    }
+    let mut scaled = b / 1024.0;
+    let mut unit = 0;
+    while round3(scaled) >= 1000.0 && unit + 1 < UNITS.len() {
+        scaled /= 1024.0;
+        unit += 1;
+    }
+    format!("{} {}", sig3(round3(scaled)), UNITS[unit])
+}
+
+/// A median or bound in the unit of its workload.
+fn value(unit: Unit, v: f64) -> String {
+    match unit {
+        Unit::Time => time(v),
+        Unit::Bytes => bytes(v),
     }
 }
 

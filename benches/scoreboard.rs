@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use crate::harness::{Measurement, Plan};
+use crate::harness::{Measurement, Plan, Unit};
 use crate::machine::Machine;
 use crate::stats::Summary;
 use crate::workloads;
@@ -26,7 +26,9 @@ pub struct Options {
     pub filter: Option<String>,
     /// The fewest timed repetitions per contender; `None` takes 5 in quick mode and 10
     /// otherwise. Fast contenders repeat more, until their repetitions add up to 0.25 s
-    /// (quick) or 1 s, at most 1000 times; the CPython peers run exactly `min(reps, 5)`.
+    /// (quick) or 1 s, at most 1000 times (spawns at most 200 or 500). The CPython thread-pool
+    /// peers run exactly `min(reps, 5)`; the CPython process peers a fixed count per start
+    /// method, given in their workload's notes.
     pub reps: Option<usize>,
     /// Worker threads of every pool, the same for every contender.
     pub workers: usize,
@@ -88,21 +90,38 @@ impl Options {
     }
 }
 
-/// Whose figures these are: spindle's own (the subject of every ratio) or a peer's.
+/// Whose figures these are: spindle's own (the subject of ratios), a peer's, or a reference
+/// figure that an aim is built from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// spindle itself; every peer's ratio is taken against this contender.
+    /// spindle itself; peers' ratios are taken against a subject. A group may have several
+    /// (one per start method, say); each peer then names its own ([`Row::versus`]).
     Subject,
     /// A contender spindle is compared with.
     Peer,
+    /// A figure shown for an aim's sake (such as one socket round trip), compared with
+    /// nothing; it always runs, like the subjects.
+    Reference,
 }
 
-/// A target from the issue: spindle's speed-up against one peer must be at least `min_speedup`.
+/// The rule of an [`Aim`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rule {
+    /// On a peer's row: spindle's speed-up against it (peer / subject) is at least this;
+    /// 0.77 means "no slower than 1.3× the peer".
+    MinSpeedup(f64),
+    /// On any row: its own median per operation (seconds or bytes) is at most this.
+    AtMost(f64),
+    /// On any row: its own median is at most the sum of the medians of these rows of the
+    /// same group (named by contender), such as "fork's start plus one round trip".
+    AtMostSumOf(Vec<String>),
+}
+
+/// A target from the issue, attached to the row it is checked on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Aim {
-    /// The smallest acceptable speed-up (peer time / spindle time); 0.83 means "no slower than
-    /// 1.2× the peer".
-    pub min_speedup: f64,
+    /// What must hold.
+    pub rule: Rule,
     /// How the issue words it.
     pub text: String,
 }
@@ -121,16 +140,18 @@ pub enum NotMeasured {
 pub struct Row {
     /// Its name, such as "crossbeam pool".
     pub contender: String,
-    /// Subject or peer.
+    /// Subject, peer or reference.
     pub role: Role,
-    /// The issue's target against this peer, if any.
+    /// The subject a peer is compared with, by name; `None` takes the group's first subject.
+    pub versus: Option<String>,
+    /// The issue's target checked on this row, if any.
     pub aim: Option<Aim>,
     /// Its repetition times, or why there are none.
     pub outcome: Result<Measurement, NotMeasured>,
 }
 
 impl Row {
-    /// Statistics of the seconds per operation; `None` when not measured.
+    /// Statistics of the seconds (or bytes) per operation; `None` when not measured.
     pub fn per_op(&self) -> Option<Summary> {
         self.outcome.as_ref().ok().and_then(Measurement::per_op)
     }
@@ -145,28 +166,67 @@ pub struct GroupResult {
     pub title: String,
     /// What is measured and how to read it.
     pub notes: Vec<String>,
-    /// The rows, spindle's first.
+    /// What every row measures: time or memory.
+    pub unit: Unit,
+    /// The rows, a subject first.
     pub rows: Vec<Row>,
 }
 
 impl GroupResult {
-    /// spindle's own row, if it ran.
+    /// spindle's first row, if it ran.
     pub fn subject(&self) -> Option<&Row> {
         self.rows.iter().find(|r| r.role == Role::Subject)
     }
 
-    /// How many times faster spindle is than `row` (its median time per operation divided by
-    /// spindle's): above 1 spindle is faster. `None` when either was not measured.
+    /// Whether the group compares several spindle rows (each peer then names its own).
+    pub fn several_subjects(&self) -> bool {
+        self.rows.iter().filter(|r| r.role == Role::Subject).count() > 1
+    }
+
+    /// The subject `row` is compared with: the one it names, or the group's first. `None`
+    /// for a reference row, or when the named subject is not on the board.
+    pub fn subject_of(&self, row: &Row) -> Option<&Row> {
+        match (row.role, &row.versus) {
+            (Role::Reference, _) => None,
+            (_, Some(name)) => self
+                .rows
+                .iter()
+                .find(|r| r.role == Role::Subject && &r.contender == name),
+            (_, None) => self.subject(),
+        }
+    }
+
+    /// How many times better spindle is than `row`: `row`'s median per operation divided by
+    /// its subject's (time or bytes; above 1 spindle is faster or smaller). `None` when either
+    /// was not measured, or for a reference row.
     pub fn speedup(&self, row: &Row) -> Option<f64> {
-        let ours = self.subject()?.per_op()?.median;
+        let ours = self.subject_of(row)?.per_op()?.median;
         let theirs = row.per_op()?.median;
         (ours > 0.0).then(|| theirs / ours)
     }
 
-    /// Whether spindle meets `row`'s aim; `None` when it has no aim or was not measured.
+    /// The bound that `row`'s own median must stay under (seconds or bytes), for an
+    /// [`Rule::AtMost`] or [`Rule::AtMostSumOf`] aim; `None` for a speed-up aim, no aim, or
+    /// when a row of the sum was not measured.
+    pub fn aim_limit(&self, row: &Row) -> Option<f64> {
+        match &row.aim.as_ref()?.rule {
+            Rule::MinSpeedup(_) => None,
+            Rule::AtMost(limit) => Some(*limit),
+            Rule::AtMostSumOf(names) => names.iter().try_fold(0.0, |sum, name| {
+                let r = self.rows.iter().find(|r| &r.contender == name)?;
+                Some(sum + r.per_op()?.median)
+            }),
+        }
+    }
+
+    /// Whether `row`'s aim is met; `None` when it has no aim or a figure it needs is missing.
     pub fn aim_met(&self, row: &Row) -> Option<bool> {
-        let aim = row.aim.as_ref()?;
-        Some(self.speedup(row)? >= aim.min_speedup)
+        match &row.aim.as_ref()?.rule {
+            Rule::MinSpeedup(min) => Some(self.speedup(row)? >= *min),
+            Rule::AtMost(_) | Rule::AtMostSumOf(_) => {
+                Some(row.per_op()?.median <= self.aim_limit(row)?)
+            }
+        }
     }
 }
 
@@ -217,6 +277,12 @@ impl Progress {
         }
     }
 
+    /// No output (for tests that call a workload directly).
+    #[cfg(test)]
+    pub(crate) fn quiet() -> Progress {
+        Progress { enabled: false }
+    }
+
     fn say(&self, text: &str) {
         if self.enabled {
             eprint!("{text}");
@@ -233,6 +299,7 @@ type Runner = Box<dyn FnOnce(Progress) -> Result<Measurement, NotMeasured> + Sen
 pub(crate) struct Contender {
     name: String,
     role: Role,
+    versus: Option<String>,
     aim: Option<Aim>,
     run: Runner,
 }
@@ -242,22 +309,32 @@ impl std::fmt::Debug for Contender {
         f.debug_struct("Contender")
             .field("name", &self.name)
             .field("role", &self.role)
+            .field("versus", &self.versus)
+            .field("aim", &self.aim)
             .finish()
     }
 }
 
 impl Contender {
-    /// spindle's contender.
-    pub(crate) fn subject<F>(name: &str, run: F) -> Contender
+    fn new<F>(name: &str, role: Role, run: F) -> Contender
     where
         F: FnOnce(Progress) -> Result<Measurement, NotMeasured> + Send + 'static,
     {
         Contender {
             name: name.to_string(),
-            role: Role::Subject,
+            role,
+            versus: None,
             aim: None,
             run: Box::new(run),
         }
+    }
+
+    /// spindle's contender.
+    pub(crate) fn subject<F>(name: &str, run: F) -> Contender
+    where
+        F: FnOnce(Progress) -> Result<Measurement, NotMeasured> + Send + 'static,
+    {
+        Contender::new(name, Role::Subject, run)
     }
 
     /// A peer.
@@ -265,12 +342,15 @@ impl Contender {
     where
         F: FnOnce(Progress) -> Result<Measurement, NotMeasured> + Send + 'static,
     {
-        Contender {
-            name: name.to_string(),
-            role: Role::Peer,
-            aim: None,
-            run: Box::new(run),
-        }
+        Contender::new(name, Role::Peer, run)
+    }
+
+    /// A reference figure an aim is built from (see [`Role::Reference`]).
+    pub(crate) fn reference<F>(name: &str, run: F) -> Contender
+    where
+        F: FnOnce(Progress) -> Result<Measurement, NotMeasured> + Send + 'static,
+    {
+        Contender::new(name, Role::Reference, run)
     }
 
     /// Its name.
@@ -285,10 +365,34 @@ impl Contender {
         self.role
     }
 
-    /// Attaches the issue's target against this peer.
-    pub(crate) fn aim(mut self, min_speedup: f64, text: &str) -> Contender {
+    /// The subject this peer is compared with.
+    #[cfg(test)]
+    pub(crate) fn versus_name(&self) -> Option<&str> {
+        self.versus.as_deref()
+    }
+
+    /// Its aim.
+    #[cfg(test)]
+    pub(crate) fn aim_of(&self) -> Option<&Aim> {
+        self.aim.as_ref()
+    }
+
+    /// Compares this peer with the subject named `subject` (in a group of several subjects).
+    pub(crate) fn versus(mut self, subject: &str) -> Contender {
+        self.versus = Some(subject.to_string());
+        self
+    }
+
+    /// Attaches the issue's target against this peer: spindle's speed-up at least
+    /// `min_speedup`.
+    pub(crate) fn aim(self, min_speedup: f64, text: &str) -> Contender {
+        self.aim_rule(Rule::MinSpeedup(min_speedup), text)
+    }
+
+    /// Attaches an aim with any rule.
+    pub(crate) fn aim_rule(mut self, rule: Rule, text: &str) -> Contender {
         self.aim = Some(Aim {
-            min_speedup,
+            rule,
             text: text.to_string(),
         });
         self
@@ -301,17 +405,26 @@ pub(crate) struct Group {
     pub(crate) id: String,
     pub(crate) title: String,
     pub(crate) notes: Vec<String>,
+    pub(crate) unit: Unit,
     pub(crate) contenders: Vec<Contender>,
 }
 
 impl Group {
+    /// A group of timed contenders.
     pub(crate) fn new(id: &str, title: &str) -> Group {
         Group {
             id: id.to_string(),
             title: title.to_string(),
             notes: Vec::new(),
+            unit: Unit::Time,
             contenders: Vec::new(),
         }
+    }
+
+    /// What every contender measures (time unless said otherwise).
+    pub(crate) fn unit(mut self, unit: Unit) -> Group {
+        self.unit = unit;
+        self
     }
 
     pub(crate) fn note(mut self, text: impl Into<String>) -> Group {
@@ -353,11 +466,15 @@ pub fn run(opts: &Options) -> Scoreboard {
         for c in group.contenders {
             done += 1;
             progress.say(&format!("[{done}/{total}] {} · {} ", group.id, c.name));
-            let outcome = guarded(c.run, progress, opts.contender_timeout());
+            let outcome = in_unit(
+                guarded(c.run, progress, opts.contender_timeout()),
+                group.unit,
+            );
             progress.say(&format!(" {}\n", crate::report::progress_line(&outcome)));
             rows.push(Row {
                 contender: c.name,
                 role: c.role,
+                versus: c.versus,
                 aim: c.aim,
                 outcome,
             });
@@ -366,6 +483,7 @@ pub fn run(opts: &Options) -> Scoreboard {
             id: group.id,
             title: group.title,
             notes: group.notes,
+            unit: group.unit,
             rows,
         });
     }
@@ -412,7 +530,23 @@ fn guarded(run: Runner, progress: Progress, timeout: Duration) -> Result<Measure
     }
 }
 
-/// Keeps the groups and contenders the filter selects.
+/// A measurement in another unit than its group's is a bug of the workload: a failed row,
+/// rather than bytes printed as seconds.
+fn in_unit(
+    outcome: Result<Measurement, NotMeasured>,
+    unit: Unit,
+) -> Result<Measurement, NotMeasured> {
+    match outcome {
+        Ok(m) if m.unit() != unit => Err(NotMeasured::Failed(format!(
+            "measured {:?} in a {unit:?} workload",
+            m.unit()
+        ))),
+        other => other,
+    }
+}
+
+/// Keeps the groups and contenders the filter selects (spindle's rows and the reference rows
+/// always stay, so that ratios and aims can be computed).
 fn select(groups: Vec<Group>, opts: &Options) -> Vec<Group> {
     groups
         .into_iter()
@@ -424,167 +558,11 @@ fn select(groups: Vec<Group>, opts: &Options) -> Vec<Group> {
                 return None;
             }
             g.contenders
-                .retain(|c| c.role == Role::Subject || opts.matches(&c.name));
+                .retain(|c| c.role != Role::Peer || opts.matches(&c.name));
             Some(g)
         })
         .collect()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn group(id: &str, names: &[&str]) -> Group {
-        let mut g = Group::new(id, &format!("title of {id}"));
-        for (i, name) in names.iter().enumerate() {
-            let run = |_| Err(NotMeasured::Skipped("test".to_string()));
-            g = g.contender(if i == 0 {
-                Contender::subject(name, run)
-            } else {
-                Contender::peer(name, run)
-            });
-        }
-        g
-    }
-
-    fn picked(filter: Option<&str>) -> Vec<(String, Vec<String>)> {
-        let opts = Options {
-            filter: filter.map(str::to_string),
-            ..Options::default()
-        };
-        let groups = vec![
-            group("round-trip", &["spindle", "crossbeam", "CPython"]),
-            group("map", &["spindle", "rayon"]),
-        ];
-        select(groups, &opts)
-            .into_iter()
-            .map(|g| (g.id, g.contenders.into_iter().map(|c| c.name).collect()))
-            .collect()
-    }
-
-    #[test]
-    fn no_filter_keeps_everything() {
-        assert_eq!(picked(None).len(), 2);
-    }
-
-    #[test]
-    fn a_workload_filter_keeps_its_whole_group() {
-        assert_eq!(
-            picked(Some("MAP")),
-            vec![(
-                "map".to_string(),
-                vec!["spindle".to_string(), "rayon".to_string()]
-            )]
-        );
-    }
-
-    #[test]
-    fn a_contender_filter_keeps_spindle_beside_it() {
-        assert_eq!(
-            picked(Some("cpython")),
-            vec![(
-                "round-trip".to_string(),
-                vec!["spindle".to_string(), "CPython".to_string()]
-            )]
-        );
-    }
-
-    #[test]
-    fn a_filter_matching_nothing_keeps_nothing() {
-        assert!(picked(Some("no such thing")).is_empty());
-    }
-
-    #[test]
-    fn a_panicking_contender_is_a_failed_row() {
-        let run: Runner = Box::new(|_| panic!("pool exploded"));
-        let out = guarded(run, Progress { enabled: false }, Duration::from_secs(30));
-        assert_eq!(
-            out,
-            Err(NotMeasured::Failed("panicked: pool exploded".to_string()))
-        );
-    }
-
-    #[test]
-    fn a_hung_contender_is_abandoned_after_the_timeout() {
-        let (_keep, rx) = crossbeam_channel::bounded::<()>(0);
-        let run: Runner = Box::new(move |_| {
-            // Blocks until the test ends (the sender is dropped then).
-            let _ = rx.recv();
-            Err(NotMeasured::Skipped(
-                "unreachable while the test runs".to_string(),
-            ))
-        });
-        let out = guarded(run, Progress { enabled: false }, Duration::from_millis(50));
-        assert!(
-            matches!(&out, Err(NotMeasured::Failed(m)) if m.contains("abandoned")),
-            "{out:?}"
-        );
-    }
-
-    #[test]
-    fn a_measured_contender_comes_back_whole() {
-        let run: Runner = Box::new(|_| {
-            Ok(Measurement {
-                ops: 3,
-                times: vec![Duration::from_millis(1)],
-            })
-        });
-        let out = guarded(run, Progress { enabled: false }, Duration::from_secs(30));
-        assert_eq!(
-            out,
-            Ok(Measurement {
-                ops: 3,
-                times: vec![Duration::from_millis(1)]
-            })
-        );
-    }
-
-    #[test]
-    fn plan_follows_mode_and_override() {
-        let full = Options::default().plan();
-        assert_eq!(
-            (full.warmup, full.reps, full.min_time),
-            (1, 10, Duration::from_secs(1))
-        );
-        assert_eq!(full.max_reps, 1000);
-        assert_eq!(
-            Options {
-                quick: true,
-                ..Options::default()
-            }
-            .plan()
-            .reps,
-            5
-        );
-        assert_eq!(
-            Options {
-                reps: Some(3),
-                ..Options::default()
-            }
-            .plan()
-            .reps,
-            3
-        );
-        assert_eq!(
-            Options {
-                reps: Some(0),
-                ..Options::default()
-            }
-            .plan()
-            .reps,
-            1
-        );
-    }
-
-    #[test]
-    fn a_board_with_no_groups_runs_nothing() {
-        let opts = Options {
-            filter: Some("no such thing".into()),
-            progress: false,
-            ..Options::default()
-        };
-        let board = run(&opts);
-        assert!(board.groups.is_empty());
-        assert_eq!(board.workers, 2);
-    }
-}
+mod tests;

@@ -1,15 +1,54 @@
 //! The workloads on the board. Each file builds one [`Group`] of contenders; a later issue adds
-//! its workload (process start latency, `multiprocessing.Pool.map`, ...) as a new file and one
-//! line in [`all`].
+//! its workload (`multiprocessing.Pool.map`, ...) as a new file and one line in [`all`].
 
 use crate::scoreboard::{Group, Options};
 
 mod map;
+mod process_memory;
+mod process_start;
 mod round_trip;
 
 /// Every workload, in the order the board runs them.
 pub(crate) fn all(opts: &Options) -> Vec<Group> {
-    vec![round_trip::group(opts), map::group(opts)]
+    vec![
+        round_trip::group(opts),
+        map::group(opts),
+        process_start::group(opts),
+        process_memory::group(opts),
+    ]
+}
+
+/// The empty task of the process workloads (Python's `def empty(): pass`).
+pub(crate) fn empty() {}
+
+/// For tests that start processes: one at a time, spindle's panic hook installed before any
+/// fork, and a watchdog that fails the test instead of letting it hang.
+///
+/// Forking a multi-threaded process (the test harness) copies the locks other threads hold.
+/// A fork child installs spindle's panic hook on its first `catch` with `take_hook`, which
+/// waits forever if another thread was panicking (holding std's hook lock) at the fork; the
+/// board never forks while a contender panics, but the test suite does. Installing the hook in
+/// the parent first keeps the child off that lock.
+#[cfg(test)]
+pub(crate) fn with_processes<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
+    use std::sync::Mutex;
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = spindle::panic::catch(|| ());
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let runner = std::thread::spawn(move || {
+        let _ = tx.send(body());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(out) => out,
+        // The body panicked (its sender went away unused): fail with its message.
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+            std::panic::resume_unwind(runner.join().expect_err("the body did not send"))
+        }
+        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+            panic!("watchdog: a process test did not finish within 60 s")
+        }
+    }
 }
 
 /// The tiny task every thread-pool workload runs.
@@ -43,7 +82,7 @@ pub(crate) fn check_sum(got: u64, n: u64) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scoreboard::Role;
+    use crate::scoreboard::{Role, Rule};
 
     #[test]
     fn expected_sum_matches_a_loop() {
@@ -60,7 +99,7 @@ mod tests {
     }
 
     #[test]
-    fn every_workload_has_one_subject_first_and_distinct_names() {
+    fn every_workload_starts_with_a_subject_and_its_aims_name_rows_it_has() {
         for quick in [true, false] {
             let opts = Options {
                 quick,
@@ -70,19 +109,60 @@ mod tests {
             let groups = all(&opts);
             assert!(!groups.is_empty());
             for g in &groups {
-                let roles: Vec<Role> = g.contenders.iter().map(|c| c.role()).collect();
-                assert_eq!(
-                    roles.iter().filter(|r| **r == Role::Subject).count(),
-                    1,
-                    "{}",
-                    g.id
-                );
-                assert_eq!(roles[0], Role::Subject, "{}", g.id);
+                assert_eq!(g.contenders[0].role(), Role::Subject, "{}", g.id);
+                let subjects: Vec<&str> = g
+                    .contenders
+                    .iter()
+                    .filter(|c| c.role() == Role::Subject)
+                    .map(|c| c.name())
+                    .collect();
                 let mut names: Vec<&str> = g.contenders.iter().map(|c| c.name()).collect();
+                for c in &g.contenders {
+                    // With several subjects, each peer names the one it is compared with.
+                    match (c.role(), c.versus_name()) {
+                        (Role::Peer, Some(s)) => assert!(subjects.contains(&s), "{}", c.name()),
+                        (Role::Peer, None) => assert_eq!(subjects.len(), 1, "{}", c.name()),
+                        (_, v) => assert_eq!(v, None, "{}", c.name()),
+                    }
+                    match c.aim_of().map(|a| &a.rule) {
+                        Some(Rule::MinSpeedup(_)) => assert_eq!(c.role(), Role::Peer),
+                        Some(Rule::AtMostSumOf(parts)) => {
+                            for part in parts {
+                                assert!(names.contains(&part.as_str()), "{part}");
+                            }
+                        }
+                        Some(Rule::AtMost(_)) | None => {}
+                    }
+                }
                 names.sort_unstable();
                 names.dedup();
                 assert_eq!(names.len(), g.contenders.len(), "{}", g.id);
             }
         }
+    }
+
+    #[test]
+    fn the_process_workloads_are_on_the_board_with_their_aims() {
+        let groups = all(&Options::default());
+        let starts = groups.iter().find(|g| g.id == "process-start").unwrap();
+        let aimed: Vec<&str> = starts
+            .contenders
+            .iter()
+            .filter(|c| c.aim_of().is_some())
+            .map(|c| c.name())
+            .collect();
+        assert_eq!(
+            aimed,
+            [
+                "raw fork+waitpid",
+                "CPython fork",
+                "raw posix_spawn+waitpid",
+                "CPython spawn",
+                "spindle forkserver",
+                "CPython forkserver"
+            ]
+        );
+        let memory = groups.iter().find(|g| g.id == "process-memory").unwrap();
+        assert_eq!(memory.unit, crate::harness::Unit::Bytes);
     }
 }

@@ -1,0 +1,260 @@
+//! Process start-and-join of an empty task, one spindle row per start method, each beside its
+//! floor (the bare system calls) and CPython's `multiprocessing.Process` with the same method.
+//!
+//! One start per repetition, so the median is the median start: `get_context(method)
+//! .process().target(empty, ())`, `start()`, `join()`, building the `Process` included.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+
+use spindle::multiprocessing::{bench, get_context, StartMethod};
+
+use crate::harness::{measure, Measurement, Plan};
+use crate::peers::cpython;
+use crate::report::thousands;
+use crate::scoreboard::{Contender, Group, NotMeasured, Options, Progress, Rule};
+use crate::workloads::empty;
+
+const FORK: &str = "spindle fork";
+const SPAWN: &str = "spindle spawn";
+const FORKSERVER: &str = "spindle forkserver";
+const ROUND_TRIP: &str = "socket round trip to a child";
+
+/// The process start group.
+pub(crate) fn group(opts: &Options) -> Group {
+    let plan = opts.plan();
+    // A spawn costs about a millisecond: repeat while under the minimum time, but never more
+    // than a few hundred times.
+    let spawn_plan = Plan {
+        max_reps: plan.reps.max(opts.size(200, 500) as usize),
+        ..plan
+    };
+    let py_fork = Plan::fixed(1, opts.size(20, 50) as usize);
+    let py_spawn = Plan::fixed(1, opts.size(8, 20) as usize);
+    let round_trips = opts.size(1_000, 5_000);
+    let python = opts.python.clone();
+    let (py1, py2, py3) = (python.clone(), python.clone(), python);
+    let within = 1.0 / 1.3;
+    Group::new("process-start", "process start-and-join (empty task)")
+        .note(
+            "One start per repetition: `get_context(METHOD).process().target(empty, ())`, \
+             `start()`, `join()` with `fn empty() {}`; figures are per start. Each peer is \
+             compared with the spindle row of its start method. raw fork+waitpid: `fork()`, the \
+             child `_exit(0)`s at once, `waitpid` (`bench::raw_fork_wait`). raw \
+             posix_spawn+waitpid: `posix_spawn` of this same binary, whose pre-main hook exits \
+             at once, then `waitpid` (`bench::raw_spawn_wait`): the floor of any spawn.",
+        )
+        .note(
+            "The untimed warm-up start of each row starts what is started once per process: \
+             spindle's fork server (so its one-time spawn is not counted) and launcher thread, \
+             CPython's fork server and resource tracker. The board runs each contender on a \
+             thread of its own, so spindle creates the children on its `spindle-launcher` \
+             thread (as for any start from a thread other than main), and fork warns once on \
+             stderr that the process has several threads.",
+        )
+        .note(format!(
+            "CPython: `ctx.Process(target=empty)`, `start()`, `join()`, with `empty` defined in \
+             the peer script, which runs from a file so that spawn and forkserver children \
+             import it as they would a user's program; {} starts for fork and forkserver, {} \
+             for spawn (about 50–100 ms each), after one warm-up.",
+            py_fork.reps, py_spawn.reps
+        ))
+        .note(format!(
+            "Aims (issue #3): fork within 1.3× raw fork+waitpid; spawn within 1.3× raw \
+             posix_spawn+waitpid; each method at least 10× faster than CPython's same method; \
+             forkserver at most fork's cost plus one round trip, encoded as: median forkserver \
+             start ≤ median spindle fork start + median \"{ROUND_TRIP}\" (one byte each way \
+             over a Unix stream socket between this process and a forked child, {} per \
+             repetition).",
+            thousands(round_trips)
+        ))
+        .contender(Contender::subject(FORK, move |p| {
+            spindle_starts(StartMethod::Fork, plan, p)
+        }))
+        .contender(
+            Contender::peer("raw fork+waitpid", move |p| {
+                raw(plan, p, bench::raw_fork_wait)
+            })
+            .versus(FORK)
+            .aim(within, "spindle fork within 1.3× raw fork+waitpid"),
+        )
+        .contender(
+            Contender::peer("CPython fork", move |_| {
+                cpython::process_starts(&py1, "fork", py_fork)
+            })
+            .versus(FORK)
+            .aim(10.0, "spindle fork at least 10× faster than CPython's fork"),
+        )
+        .contender(Contender::subject(SPAWN, move |p| {
+            spindle_starts(StartMethod::Spawn, spawn_plan, p)
+        }))
+        .contender(
+            Contender::peer("raw posix_spawn+waitpid", move |p| {
+                raw(spawn_plan, p, bench::raw_spawn_wait)
+            })
+            .versus(SPAWN)
+            .aim(
+                within,
+                "spindle spawn within 1.3× raw posix_spawn of the same binary",
+            ),
+        )
+        .contender(
+            Contender::peer("CPython spawn", move |_| {
+                cpython::process_starts(&py2, "spawn", py_spawn)
+            })
+            .versus(SPAWN)
+            .aim(
+                10.0,
+                "spindle spawn at least 10× faster than CPython's spawn",
+            ),
+        )
+        .contender(
+            Contender::subject(FORKSERVER, move |p| {
+                spindle_starts(StartMethod::Forkserver, plan, p)
+            })
+            .aim_rule(
+                Rule::AtMostSumOf(vec![FORK.to_string(), ROUND_TRIP.to_string()]),
+                "spindle forkserver at most spindle fork + one socket round trip",
+            ),
+        )
+        .contender(
+            Contender::peer("CPython forkserver", move |_| {
+                cpython::process_starts(&py3, "forkserver", py_fork)
+            })
+            .versus(FORKSERVER)
+            .aim(
+                10.0,
+                "spindle forkserver at least 10× faster than CPython's forkserver",
+            ),
+        )
+        .contender(Contender::reference(ROUND_TRIP, move |p| {
+            socket_round_trips(round_trips, plan, p)
+        }))
+}
+
+fn failed(e: impl std::fmt::Display) -> NotMeasured {
+    NotMeasured::Failed(e.to_string())
+}
+
+/// Starts and joins one empty child with `method` per repetition.
+pub(crate) fn spindle_starts(
+    method: StartMethod,
+    plan: Plan,
+    p: Progress,
+) -> Result<Measurement, NotMeasured> {
+    let ctx = get_context(method);
+    measure(
+        plan,
+        1,
+        |i, t| p.rep(i, t),
+        || {
+            let child = ctx.process().target(empty, ());
+            child.start().map_err(|e| e.to_string())?;
+            child.join().map_err(|e| e.to_string())
+        },
+    )
+    .map_err(NotMeasured::Failed)
+}
+
+/// One bare start (`bench::raw_fork_wait` or `bench::raw_spawn_wait`) per repetition.
+fn raw(
+    plan: Plan,
+    p: Progress,
+    start: fn() -> spindle::Result<()>,
+) -> Result<Measurement, NotMeasured> {
+    measure(
+        plan,
+        1,
+        |i, t| p.rep(i, t),
+        || start().map_err(|e| e.to_string()),
+    )
+    .map_err(NotMeasured::Failed)
+}
+
+/// `n` one-byte round trips per repetition to a forked child that echoes them; a zero byte
+/// ends the child, which returns how many it echoed (checked against what was sent).
+pub(crate) fn socket_round_trips(
+    n: u64,
+    plan: Plan,
+    p: Progress,
+) -> Result<Measurement, NotMeasured> {
+    let (mut ours, theirs) = UnixStream::pair().map_err(failed)?;
+    let echo = get_context(StartMethod::Fork)
+        .process()
+        .daemon(true)
+        .fork_target(move || echo_until_zero(theirs));
+    echo.start().map_err(failed)?;
+    let mut sent = 0u64;
+    let measured = measure(
+        plan,
+        n,
+        |i, t| p.rep(i, t),
+        || {
+            let mut byte = [0u8; 1];
+            for _ in 0..n {
+                ours.write_all(&[1]).map_err(|e| e.to_string())?;
+                ours.read_exact(&mut byte).map_err(|e| e.to_string())?;
+                if byte != [1] {
+                    return Err(format!("the echo child sent back {byte:?}"));
+                }
+            }
+            sent += n;
+            Ok(())
+        },
+    );
+    // Stop the child before reporting, also after a failure (a daemon dropped unjoined would
+    // be killed anyway).
+    let _ = ours.write_all(&[0]);
+    let echoed = echo.join().map_err(failed)?;
+    let m = measured.map_err(NotMeasured::Failed)?;
+    if echoed != sent {
+        return Err(NotMeasured::Failed(format!(
+            "the echo child echoed {echoed} bytes, {sent} were sent"
+        )));
+    }
+    Ok(m)
+}
+
+/// The echo child: sends back every byte until it reads a zero or the socket closes.
+fn echo_until_zero(mut sock: UnixStream) -> u64 {
+    let mut echoed = 0;
+    let mut byte = [0u8; 1];
+    while sock.read_exact(&mut byte).is_ok() && byte != [0] {
+        if sock.write_all(&byte).is_err() {
+            break;
+        }
+        echoed += 1;
+    }
+    echoed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scoreboard::Progress;
+    use crate::workloads::with_processes;
+
+    // These run the workloads once from the test binary: no figure is checked, only that each
+    // start method, spawn included, works from a binary that merely links spindle.
+
+    #[test]
+    fn every_start_method_starts_and_joins_from_this_binary() {
+        with_processes(|| {
+            for method in StartMethod::ALL {
+                let m = spindle_starts(method, Plan::fixed(1, 2), Progress::quiet()).unwrap();
+                assert_eq!((m.ops, m.samples.len()), (1, 2), "{method:?}");
+            }
+            raw(Plan::fixed(0, 1), Progress::quiet(), bench::raw_spawn_wait).unwrap();
+            raw(Plan::fixed(0, 1), Progress::quiet(), bench::raw_fork_wait).unwrap();
+        });
+    }
+
+    #[test]
+    fn the_echo_child_echoes_every_byte_of_every_repetition() {
+        // 1 warm-up + 2 timed repetitions of 10: the child must report exactly 30.
+        let m = with_processes(|| {
+            socket_round_trips(10, Plan::fixed(1, 2), Progress::quiet()).unwrap()
+        });
+        assert_eq!((m.ops, m.samples.len()), (10, 2));
+    }
+}
