@@ -101,7 +101,10 @@ thread_local! {
 
 static HOOK: Once = Once::new();
 
-fn install_hook() {
+/// Installs the panic hook (once). A fork start calls it in the parent first: a forked child
+/// must never take the hook lock, which another thread of the parent may have held at the
+/// moment of the fork.
+pub(crate) fn install_hook() {
     HOOK.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {

@@ -38,6 +38,9 @@ fn warn_if_threaded() {
 pub(crate) fn start(launch: Launch) -> Result<Started> {
     let (sock, theirs) = UnixStream::pair()?;
     warn_if_threaded();
+    // The child catches its job's panic; the hook must already be in place, so that the child
+    // never takes the hook lock another thread of this process may hold during the fork.
+    crate::panic::install_hook();
     // Flush in the parent, so that the child does not print the parent's buffered text again.
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
