@@ -10,6 +10,8 @@
 //! ```
 //!
 //! No `if __name__ == "__main__":` guard is needed: a spawned child is entered before `main`.
+//! The start method is the default (forkserver) or the first argument:
+//! `cargo run -p spindle-examples --example processes -- spawn`.
 #![allow(unreachable_pub, dead_code)]
 
 use std::time::Duration;
@@ -39,8 +41,9 @@ pub fn run(method: StartMethod, pause: Duration) -> spindle::Result<()> {
 }
 
 fn main() -> spindle::Result<()> {
-    run(
-        multiprocessing::get_start_method(),
-        spindle_examples::seconds(2.0),
-    )
+    let method = match std::env::args().nth(1) {
+        Some(name) => name.parse()?,
+        None => multiprocessing::get_start_method(),
+    };
+    run(method, spindle_examples::seconds(2.0))
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::style;
 
+mod compare;
 mod processes;
 mod threads;
 
@@ -41,6 +42,11 @@ impl Pace {
     pub(crate) fn sleep(self, seconds: f64) -> Duration {
         Duration::from_secs_f64(seconds * self.scale)
     }
+
+    /// An amount of work, `n` at full pace or `n / 10` with `--quick`.
+    pub(crate) fn work(self, n: f64) -> u64 {
+        (n * self.scale) as u64
+    }
 }
 
 /// Runs `f` and returns its value and wall time.
@@ -53,6 +59,7 @@ pub(crate) fn timed<T>(f: impl FnOnce() -> spindle::Result<T>) -> spindle::Resul
 fn sections() -> Vec<Section> {
     let mut all = threads::sections();
     all.extend(processes::sections());
+    all.extend(compare::sections());
     all
 }
 
