@@ -1,7 +1,7 @@
 //! Who this process is: [`current_process`], [`parent_process`], [`active_children`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::start::ChildRef;
 use crate::latch::lock;
@@ -90,12 +90,40 @@ pub fn parent_process() -> Option<ProcessInfo> {
 
 /// Records this process as a child named `name`, started by `parent_pid`.
 pub(crate) fn become_child(name: String, daemon: bool, parent_pid: u32, parent_name: String) {
-    *lock(&IDENTITY) = Some(Identity {
-        name,
-        daemon,
-        parent: Some((parent_pid, parent_name)),
-    });
-    lock(&CHILDREN).clear();
+    lock_for_fork().become_child(name, daemon, parent_pid, parent_name);
+}
+
+/// This module's locks, held by the forking thread across `fork()`, so that a forked child
+/// never finds them held by a thread that does not exist in it (see `start::fork`).
+pub(crate) struct ForkGuard {
+    identity: MutexGuard<'static, Option<Identity>>,
+    children: MutexGuard<'static, Vec<Entry>>,
+}
+
+/// Takes this module's locks, always in this order.
+pub(crate) fn lock_for_fork() -> ForkGuard {
+    let identity = lock(&IDENTITY);
+    let children = lock(&CHILDREN);
+    ForkGuard { identity, children }
+}
+
+impl ForkGuard {
+    /// In the new child: records its identity and drops its copies of the parent's children
+    /// (closing only this process's copies of their descriptors).
+    pub(crate) fn become_child(
+        mut self,
+        name: String,
+        daemon: bool,
+        parent_pid: u32,
+        parent_name: String,
+    ) {
+        *self.identity = Some(Identity {
+            name,
+            daemon,
+            parent: Some((parent_pid, parent_name)),
+        });
+        self.children.clear();
+    }
 }
 
 /// The next default name, `Process-N`.

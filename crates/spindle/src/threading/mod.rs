@@ -92,3 +92,5 @@ pub use thread::{
     ThreadBuilder, ThreadInfo,
 };
 pub use timer::Timer;
+
+pub(crate) use thread::{lock_registry_for_fork, RegistryForkGuard};

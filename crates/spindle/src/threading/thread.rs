@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::mem;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -585,6 +585,33 @@ impl<R> Thread<R> {
     pub fn info(&self) -> ThreadInfo {
         ThreadInfo {
             shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// The thread registry's lock, held by a forking thread across `fork()` so that the child
+/// never finds it held by a thread that does not exist in it (see
+/// `multiprocessing::start::fork`).
+pub(crate) struct RegistryForkGuard(MutexGuard<'static, BTreeMap<u64, Arc<Shared>>>);
+
+/// Takes the registry's lock for a fork.
+pub(crate) fn lock_registry_for_fork() -> RegistryForkGuard {
+    RegistryForkGuard(lock(&REGISTRY))
+}
+
+impl RegistryForkGuard {
+    /// In the new child, where only the forking thread exists: forgets every other thread.
+    /// Their shared state is leaked rather than dropped, since a thread of the parent may have
+    /// been using it at the moment of the fork.
+    pub(crate) fn in_child(mut self) {
+        let me = get_ident();
+        let threads = std::mem::take(&mut *self.0);
+        for (ident, shared) in threads {
+            if ident == me {
+                self.0.insert(ident, shared);
+            } else {
+                std::mem::forget(shared);
+            }
         }
     }
 }

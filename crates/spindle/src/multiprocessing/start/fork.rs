@@ -7,13 +7,21 @@
 //! like CPython 3.12+, the first fork of a process that has other threads prints one warning
 //! on stderr. Prefer [`StartMethod::Forkserver`](crate::multiprocessing::StartMethod) (the
 //! default) or `Spawn` in threaded programs.
+//!
+//! **spindle's own locks are safe.** The forking thread takes every lock that spindle itself
+//! may need in the child (stdout and stderr, the process identity and children, the launcher,
+//! the thread registry) before `fork()` and releases them after it, in the parent and in the
+//! child, as `pthread_atfork` handlers do for `malloc`. So a child never finds one of them
+//! held by a thread that does not exist in it. The fork server's connection is the one
+//! exception: a forked child that itself starts forkserver children while another thread of
+//! the parent was mid-request would wait on it; such a child should use spawn.
 
-use std::io::Write;
+use std::io::{StderrLock, StdoutLock, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Once;
 
-use super::{on_launcher, ChildRef, Job, Launch, Started, Status};
+use super::{lock_launcher_for_fork, on_launcher, ChildRef, Job, Launch, Started, Status};
 use crate::error::Result;
 use crate::multiprocessing::{bootstrap, identity, reduction::Kind};
 use crate::sys;
@@ -35,26 +43,70 @@ fn warn_if_threaded() {
     }
 }
 
+/// Every lock of spindle's that a forked child may need, held across `fork()`. Taken in one
+/// fixed order: stdout and stderr first (a user's `Display` may call spindle while printing;
+/// spindle never prints while holding its own locks), then spindle's.
+struct HeldAcrossFork {
+    stdout: StdoutLock<'static>,
+    stderr: StderrLock<'static>,
+    identity: identity::ForkGuard,
+    launcher: super::LauncherForkGuard,
+    threads: crate::threading::RegistryForkGuard,
+}
+
+impl HeldAcrossFork {
+    fn acquire() -> Self {
+        let mut stdout = std::io::stdout().lock();
+        let mut stderr = std::io::stderr().lock();
+        // Flush in the parent, so that the child does not print the parent's buffered text
+        // again.
+        let _ = stdout.flush();
+        let _ = stderr.flush();
+        HeldAcrossFork {
+            stdout,
+            stderr,
+            identity: identity::lock_for_fork(),
+            launcher: lock_launcher_for_fork(),
+            threads: crate::threading::lock_registry_for_fork(),
+        }
+    }
+
+    /// In the child: fixes up what only the parent's threads owned, then releases every lock.
+    fn release_in_child(self, name: String, daemon: bool, parent_pid: u32, parent_name: String) {
+        let HeldAcrossFork {
+            stdout,
+            stderr,
+            identity,
+            launcher,
+            threads,
+        } = self;
+        threads.in_child();
+        launcher.in_child();
+        identity.become_child(name, daemon, parent_pid, parent_name);
+        drop(stderr);
+        drop(stdout);
+    }
+}
+
 pub(crate) fn start(launch: Launch) -> Result<Started> {
     let (sock, theirs) = UnixStream::pair()?;
     warn_if_threaded();
     // The child catches its job's panic; the hook must already be in place, so that the child
     // never takes the hook lock another thread of this process may hold during the fork.
     crate::panic::install_hook();
-    // Flush in the parent, so that the child does not print the parent's buffered text again.
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
     let me = identity::current_process();
     let Launch { name, daemon, job } = launch;
     let (pid, sock) = on_launcher(move || {
         let ppid = sys::proc::getpid();
+        let held = HeldAcrossFork::acquire();
+        // In the parent, `fork_run` drops the closure, and with it `held`, once forked.
         let pid = sys::proc::fork_run(&[sock.as_fd()], move || {
+            held.release_in_child(name, daemon, me.pid(), me.name().to_owned());
             let mut theirs = theirs;
             theirs.set_nonblocking(false).ok();
             if !sys::proc::die_with_parent(ppid).unwrap_or(false) {
                 return bootstrap::EXIT_REFUSED;
             }
-            identity::become_child(name, daemon, me.pid(), me.name().to_owned());
             let mut out = Vec::new();
             let kind = match job {
                 Job::Entry { entry, args } => entry(&args, &mut out),

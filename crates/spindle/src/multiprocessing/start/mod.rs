@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use crossbeam_channel::{bounded, Sender};
 
@@ -187,6 +187,24 @@ pub(crate) fn send_call(
 type Task = Box<dyn FnOnce() + Send>;
 
 static LAUNCHER: Mutex<Option<(u32, Sender<Task>)>> = Mutex::new(None);
+
+/// The launcher's lock, held by a forking thread across `fork()` (see `fork`).
+pub(crate) struct LauncherForkGuard(MutexGuard<'static, Option<(u32, Sender<Task>)>>);
+
+/// Takes the launcher's lock for a fork.
+pub(crate) fn lock_launcher_for_fork() -> LauncherForkGuard {
+    LauncherForkGuard(lock(&LAUNCHER))
+}
+
+impl LauncherForkGuard {
+    /// In the new child, which has no launcher thread: forgets the parent's channel to it
+    /// (dropping it could take the channel's internal locks), so the child starts its own.
+    pub(crate) fn in_child(mut self) {
+        if let Some(parents) = self.0.take() {
+            std::mem::forget(parents);
+        }
+    }
+}
 
 /// Runs `f` on a thread that lives as long as the process: the calling thread when it is the
 /// main thread, the launcher thread otherwise.
