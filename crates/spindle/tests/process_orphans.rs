@@ -25,9 +25,11 @@ fn sigkill_of_the_parent_leaves_no_child() {
         parent.kill().unwrap(); // SIGKILL
         parent.wait().unwrap();
         let t = Instant::now();
-        let gone = eventually(Duration::from_secs(5), || pids.iter().all(|p| !running(*p)));
+        // The issue asks for a check within a second: the death signal is SIGKILL, sent by the
+        // kernel as the parent dies, so nothing here waits on scheduling luck.
+        let gone = eventually(Duration::from_secs(1), || pids.iter().all(|p| !running(*p)));
         let left: Vec<_> = pids.iter().filter(|p| running(**p)).collect();
-        assert!(gone, "still running after the parent's SIGKILL: {left:?}");
+        assert!(gone, "still running a second after the parent's SIGKILL: {left:?}");
         eprintln!("children gone {:?} after the parent's SIGKILL", t.elapsed());
     });
 }
