@@ -29,7 +29,10 @@ fn sigkill_of_the_parent_leaves_no_child() {
         // kernel as the parent dies, so nothing here waits on scheduling luck.
         let gone = eventually(Duration::from_secs(1), || pids.iter().all(|p| !running(*p)));
         let left: Vec<_> = pids.iter().filter(|p| running(**p)).collect();
-        assert!(gone, "still running a second after the parent's SIGKILL: {left:?}");
+        assert!(
+            gone,
+            "still running a second after the parent's SIGKILL: {left:?}"
+        );
         eprintln!("children gone {:?} after the parent's SIGKILL", t.elapsed());
     });
 }

@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 
-use super::{on_launcher, send_call, ChildRef, Job, Launch, Started, Status};
+use super::{on_launcher, send_call, ChildRef, Launch, Started, Status};
 use crate::error::{Error, Result};
 use crate::latch::lock;
 use crate::sys;
@@ -101,14 +101,7 @@ fn request(child_sock: BorrowedFd<'_>, status_w: BorrowedFd<'_>) -> Result<(u32,
 }
 
 pub(crate) fn start(launch: Launch) -> Result<Started> {
-    let (entry, args) = match &launch.job {
-        Job::Entry { entry, args } => (*entry, args),
-        Job::Closure(_) => {
-            return Err(Error::InvalidArgument(
-                "a capturing closure can only run under StartMethod::Fork".into(),
-            ))
-        }
-    };
+    let (entry, args) = launch.job.entry()?;
     let (mut sock, theirs) = UnixStream::pair()?;
     let (status_r, status_w) = sys::fd::pipe()?;
     let (pid, pidfd) = request(theirs.as_fd(), status_w.as_fd())?;

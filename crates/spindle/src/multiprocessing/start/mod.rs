@@ -37,6 +37,19 @@ pub(crate) enum Job {
     Closure(ForkClosure),
 }
 
+impl Job {
+    /// The trampoline and its encoded arguments: what a child that shares no memory with us
+    /// (spawn, forkserver) can run. A capturing closure is refused.
+    pub(crate) fn entry(&self) -> Result<(EntryFn, &[u8])> {
+        match self {
+            Job::Entry { entry, args } => Ok((*entry, args)),
+            Job::Closure(_) => Err(Error::InvalidArgument(
+                "a capturing closure can only run under StartMethod::Fork".into(),
+            )),
+        }
+    }
+}
+
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

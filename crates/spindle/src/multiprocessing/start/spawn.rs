@@ -8,20 +8,13 @@
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 
-use super::{on_launcher, send_call, ChildRef, Job, Launch, Started, Status};
-use crate::error::{Error, Result};
+use super::{on_launcher, send_call, ChildRef, Launch, Started, Status};
+use crate::error::Result;
 use crate::sys;
 
 pub(crate) fn start(launch: Launch) -> Result<Started> {
     sys::image::keep_entry_linked();
-    let (entry, args) = match &launch.job {
-        Job::Entry { entry, args } => (*entry, args),
-        Job::Closure(_) => {
-            return Err(Error::InvalidArgument(
-                "a capturing closure can only run under StartMethod::Fork".into(),
-            ))
-        }
-    };
+    let (entry, args) = launch.job.entry()?;
     let (mut sock, theirs) = UnixStream::pair()?;
     let mode = format!("spawn,{},{}", theirs.as_raw_fd(), sys::proc::getpid());
     let pid = on_launcher(move || {
