@@ -2,7 +2,7 @@
 //! the `std::future::Future` impl. Behaviours follow CPython's `test_concurrent_futures`
 //! (`FutureTests`), rewritten for spindle's types.
 
-mod futures_support;
+mod common;
 
 use std::cell::Cell;
 use std::sync::mpsc;
@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use futures_support::{block_on, watchdog};
+use common::futures::block_on;
+use common::watchdog;
 use spindle::futures::{promise, Future, Promise, ThreadPoolExecutor};
 use spindle::{Error, TaskError};
 
@@ -333,7 +334,7 @@ fn awaited_on_another_thread_and_inside_an_async_block() {
             .max_workers(2)
             .build()
             .unwrap();
-        let gate = futures_support::Gate::new();
+        let gate = common::futures::Gate::new();
         let g = gate.clone();
         let a = pool.spawn(move || {
             g.wait();

@@ -1,12 +1,12 @@
 //! No thread outlives a `ThreadPoolExecutor`. Alone in its binary: it counts the threads of
 //! the whole process (`/proc/self/task`), which other tests would disturb.
 
-mod futures_support;
+mod common;
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use futures_support::watchdog;
+use common::watchdog;
 use spindle::futures::ThreadPoolExecutor;
 
 fn threads() -> usize {

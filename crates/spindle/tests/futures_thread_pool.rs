@@ -2,7 +2,7 @@
 //! `map`. Behaviours follow CPython's `test_concurrent_futures` (`ThreadPoolExecutorTest`,
 //! `ExecutorShutdownTest`, `ExecutorTest.test_map*`), rewritten for spindle's types.
 
-mod futures_support;
+mod common;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,7 +10,8 @@ use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use futures_support::{watchdog, Gate};
+use common::futures::Gate;
+use common::watchdog;
 use spindle::futures::{Executor, Future, ThreadPoolExecutor};
 use spindle::{Error, Result};
 

@@ -2,13 +2,14 @@
 //! sleeps. Behaviours follow CPython's `test_concurrent_futures` (`WaitTests`,
 //! `AsCompletedTests`), rewritten for spindle's types.
 
-mod futures_support;
+mod common;
 
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use futures_support::{watchdog, Gate};
+use common::futures::Gate;
+use common::watchdog;
 use spindle::futures::{as_completed, promise, wait, Future, ReturnWhen, ThreadPoolExecutor};
 use spindle::{Error, TaskError};
 

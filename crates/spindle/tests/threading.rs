@@ -4,9 +4,13 @@
 //! (rewritten, not copied). Concurrency is shown by what threads see of each other, never by
 //! wall-clock bounds; every test body runs under a watchdog so that a hang fails the test.
 
+mod common;
+
+use common::watchdog;
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use spindle::threading::{
@@ -15,25 +19,6 @@ use spindle::threading::{
     RLock, Semaphore, Thread, ThreadBuilder, ThreadInfo, Timer,
 };
 use spindle::Error;
-
-/// Runs `body` on its own thread and fails the test if it does not finish within 30 s.
-fn watchdog<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let runner = std::thread::Builder::new()
-        .name("test-body".into())
-        .spawn(move || {
-            let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)));
-        })
-        .unwrap();
-    match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(Ok(value)) => {
-            runner.join().unwrap();
-            value
-        }
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => panic!("test body did not finish within 30 s: a hang"),
-    }
-}
 
 /// Polls `done` until it holds; the watchdog bounds the wait.
 fn eventually(mut done: impl FnMut() -> bool) {

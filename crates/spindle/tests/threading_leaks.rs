@@ -4,27 +4,15 @@
 //! Its own test binary, with a single test: it counts the process's OS threads
 //! (`/proc/self/task`), which other tests running in the same process would disturb.
 
+mod common;
+
+use common::watchdog;
+
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use spindle::threading::{active_count, enumerate, Barrier, Event, Thread, Timer};
-
-/// Runs `body` on its own thread and fails the test if it does not finish within 30 s.
-fn watchdog<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let runner = std::thread::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)));
-    });
-    match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(Ok(value)) => {
-            runner.join().unwrap();
-            value
-        }
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => panic!("test body did not finish within 30 s: a hang"),
-    }
-}
 
 /// The process's OS threads, as Linux lists them.
 fn os_threads() -> usize {

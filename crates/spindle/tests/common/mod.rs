@@ -1,11 +1,13 @@
 //! Shared helpers of the process tests.
 #![allow(dead_code)]
 
+pub(crate) mod futures;
+
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// Runs `body` on a thread and fails the test if it does not finish within 30 s, so that a
-/// hang fails instead of stalling CI. A panic in `body` is re-raised.
+/// Runs `body` on a thread named `test-body` and fails the test if it does not finish within
+/// 30 s, so that a hang fails instead of stalling CI. A panic in `body` is re-raised.
 pub(crate) fn watchdog<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
     watchdog_for(Duration::from_secs(30), body)
 }
@@ -16,19 +18,19 @@ pub(crate) fn watchdog_for<T: Send + 'static>(
     body: impl FnOnce() -> T + Send + 'static,
 ) -> T {
     let (tx, rx) = mpsc::channel();
-    let h = std::thread::spawn(move || {
-        let out = body();
-        let _ = tx.send(());
-        out
-    });
+    let runner = std::thread::Builder::new()
+        .name("test-body".into())
+        .spawn(move || {
+            let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)));
+        })
+        .expect("spawn the test body");
     match rx.recv_timeout(limit) {
-        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => match h.join() {
-            Ok(v) => v,
-            Err(p) => std::panic::resume_unwind(p),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("watchdog: test body did not finish within {limit:?}")
+        Ok(Ok(value)) => {
+            runner.join().expect("test body");
+            value
         }
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("watchdog: test body did not finish within {limit:?}: a hang"),
     }
 }
 

@@ -1,69 +1,40 @@
-//! Helpers shared by the `futures_*` test binaries.
-#![allow(dead_code, unreachable_pub)]
+//! Helpers of the `futures_*` test binaries: a gate and a hand-written `block_on`.
 
 use std::future::Future as StdFuture;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
-use std::time::Duration;
-
-/// How long any test may take before it is declared hung.
-pub const WATCHDOG: Duration = Duration::from_secs(30);
-
-/// Runs `body` on its own thread and fails the test if it does not finish within
-/// [`WATCHDOG`], so that a hang is a failure instead of a stalled CI. A panic in `body` is
-/// re-raised here.
-pub fn watchdog<F: FnOnce() + Send + 'static>(body: F) {
-    let (tx, rx) = mpsc::channel::<()>();
-    let handle = thread::Builder::new()
-        .name("watched-test".into())
-        .spawn(move || {
-            body();
-            let _ = tx.send(());
-        })
-        .expect("spawn the test body");
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(()) => handle.join().expect("test body"),
-        Err(RecvTimeoutError::Disconnected) => {
-            if let Err(panic) = handle.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
-        Err(RecvTimeoutError::Timeout) => panic!("test did not finish within {WATCHDOG:?}"),
-    }
-}
 
 /// A one-shot gate: `open` releases every `wait`er (a test-side latch).
 #[derive(Clone, Default)]
-pub struct Gate(Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+pub(crate) struct Gate(Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
 
 impl Gate {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
-    pub fn open(&self) {
+    pub(crate) fn open(&self) {
         *self.0 .0.lock().unwrap() = true;
         self.0 .1.notify_all();
     }
 
-    pub fn wait(&self) {
+    pub(crate) fn wait(&self) {
         let mut open = self.0 .0.lock().unwrap();
         while !*open {
             open = self.0 .1.wait(open).unwrap();
         }
     }
 
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         *self.0 .0.lock().unwrap()
     }
 }
 
 /// Wakes a parked thread, and counts how often it was asked to.
-pub struct ThreadWaker {
+pub(crate) struct ThreadWaker {
     thread: Thread,
     woken: AtomicBool,
     pub wakes: AtomicUsize,
@@ -84,7 +55,7 @@ impl Wake for ThreadWaker {
 /// The smallest executor of `std::future::Future`s: poll, park until woken, poll again.
 /// `on_pending` runs every time a poll returns `Pending`. Returns the output and how many
 /// times the waker was woken.
-pub fn block_on<F: StdFuture>(fut: F, mut on_pending: impl FnMut()) -> (F::Output, usize) {
+pub(crate) fn block_on<F: StdFuture>(fut: F, mut on_pending: impl FnMut()) -> (F::Output, usize) {
     let mut fut = pin!(fut);
     let state = Arc::new(ThreadWaker {
         thread: thread::current(),
