@@ -560,8 +560,7 @@ impl<R> Drop for Process<R> {
                     Ok(Some(_)) | Err(_) => break,
                     Ok(None) => {
                         // Drain the socket so that a child blocked writing a large value ends.
-                        let mut sink = [0u8; 64 * 1024];
-                        while matches!(std::io::Read::read(sock, &mut sink), Ok(n) if n > 0) {}
+                        discard_available(sock);
                         let fds = [status.fd(child), sock.as_fd()];
                         let _ = sys::fd::poll_readable(&fds, Some(Duration::from_millis(100)));
                     }
@@ -572,4 +571,16 @@ impl<R> Drop for Process<R> {
             identity::unregister(id);
         }
     }
+}
+
+/// Reads and discards whatever a non-blocking socket holds now.
+///
+/// Its own function, and its buffer on the heap: a 64 KiB array in `Drop::drop`'s frame would
+/// be probed page by page on *every* drop (stack probes), which after a fork means sixteen
+/// copy-on-write faults per `Process`, whether or not anything is drained.
+#[cold]
+#[inline(never)]
+fn discard_available(sock: &mut std::os::unix::net::UnixStream) {
+    let mut sink = vec![0u8; 64 * 1024];
+    while matches!(std::io::Read::read(sock, &mut sink), Ok(n) if n > 0) {}
 }

@@ -42,19 +42,24 @@ pub(crate) fn start(launch: Launch) -> Result<Started> {
     // never takes the hook lock another thread of this process may hold during the fork.
     crate::panic::install_hook();
     // Flush in the parent, so that the child does not print the parent's buffered text again.
+    // (Rust's stderr has no buffer: nothing to flush there.)
     let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
+    // Everything the child needs is made here, before the fork: after it, every page the
+    // child writes (an allocation, a string) is a copy-on-write fault, and so is every page
+    // the parent writes while the child shares it.
     let me = identity::current_process();
+    let (parent_pid, parent_name) = (me.pid(), me.name().to_owned());
     let Launch { name, daemon, job } = launch;
     let (pid, sock) = on_launcher(move || {
         let ppid = sys::proc::getpid();
         let pid = sys::proc::fork_run(&[sock.as_fd()], move || {
+            // `theirs` is a blocking socket (`UnixStream::pair`); only the parent's end is
+            // made non-blocking, after the fork.
             let mut theirs = theirs;
-            theirs.set_nonblocking(false).ok();
             if !sys::proc::die_with_parent(ppid).unwrap_or(false) {
                 return bootstrap::EXIT_REFUSED;
             }
-            identity::become_child(name, daemon, me.pid(), me.name().to_owned());
+            identity::become_child(name, daemon, parent_pid, parent_name);
             let mut out = Vec::new();
             let kind = match job {
                 Job::Entry { entry, args } => entry(&args, &mut out),
