@@ -204,6 +204,11 @@ pub(crate) struct FrameBuffer {
 }
 
 impl FrameBuffer {
+    /// Whether nothing has been received yet.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
     /// How many more bytes the frame being received needs, or a protocol error when the bytes
     /// so far cannot start a frame.
     pub(crate) fn wanted(&self) -> Result<usize> {
