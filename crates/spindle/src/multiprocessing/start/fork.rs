@@ -51,7 +51,8 @@ pub(crate) fn start(launch: Launch) -> Result<Started> {
     let (parent_pid, parent_name) = (me.pid(), me.name().to_owned());
     let Launch { name, daemon, job } = launch;
     let (pid, sock) = on_launcher(move || {
-        let ppid = sys::proc::getpid();
+        // The launcher is a thread of this process: the child's parent is `parent_pid` either way.
+        let ppid = parent_pid;
         let pid = sys::proc::fork_run(&[sock.as_fd()], move || {
             // `theirs` is a blocking socket (`UnixStream::pair`); only the parent's end is
             // made non-blocking, after the fork.
