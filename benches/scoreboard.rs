@@ -301,6 +301,7 @@ pub(crate) struct Contender {
     role: Role,
     versus: Option<String>,
     aim: Option<Aim>,
+    on_board_thread: bool,
     run: Runner,
 }
 
@@ -311,6 +312,7 @@ impl std::fmt::Debug for Contender {
             .field("role", &self.role)
             .field("versus", &self.versus)
             .field("aim", &self.aim)
+            .field("on_board_thread", &self.on_board_thread)
             .finish()
     }
 }
@@ -325,6 +327,7 @@ impl Contender {
             role,
             versus: None,
             aim: None,
+            on_board_thread: false,
             run: Box::new(run),
         }
     }
@@ -387,6 +390,23 @@ impl Contender {
     /// `min_speedup`.
     pub(crate) fn aim(self, min_speedup: f64, text: &str) -> Contender {
         self.aim_rule(Rule::MinSpeedup(min_speedup), text)
+    }
+
+    /// Runs this contender on the thread that runs the board (the main thread of `cargo bench`
+    /// and `spindle bench`) instead of a thread of its own, for a measurement that depends on
+    /// the thread it is made from: spindle creates a child process directly on the main
+    /// thread, and from any other thread through its launcher thread. A panic is still a
+    /// failed row; a hang cannot be abandoned there, so after the timeout the board says so
+    /// and ends the process.
+    pub(crate) fn on_board_thread(mut self) -> Contender {
+        self.on_board_thread = true;
+        self
+    }
+
+    /// Whether it runs on the board's thread.
+    #[cfg(test)]
+    pub(crate) fn runs_on_board_thread(&self) -> bool {
+        self.on_board_thread
     }
 
     /// Attaches an aim with any rule.
@@ -466,10 +486,12 @@ pub fn run(opts: &Options) -> Scoreboard {
         for c in group.contenders {
             done += 1;
             progress.say(&format!("[{done}/{total}] {} · {} ", group.id, c.name));
-            let outcome = in_unit(
-                guarded(c.run, progress, opts.contender_timeout()),
-                group.unit,
-            );
+            let outcome = if c.on_board_thread {
+                on_this_thread(c.run, progress, opts.contender_timeout(), &c.name)
+            } else {
+                guarded(c.run, progress, opts.contender_timeout())
+            };
+            let outcome = in_unit(outcome, group.unit);
             progress.say(&format!(" {}\n", crate::report::progress_line(&outcome)));
             rows.push(Row {
                 contender: c.name,
@@ -528,6 +550,46 @@ fn guarded(run: Runner, progress: Progress, timeout: Duration) -> Result<Measure
             timeout.as_secs()
         ))),
     }
+}
+
+/// Runs one contender on this thread (see [`Contender::on_board_thread`]): a panic becomes a
+/// failed row; a hang ends the process after `timeout`, with a message, since this thread
+/// cannot be abandoned.
+fn on_this_thread(
+    run: Runner,
+    progress: Progress,
+    timeout: Duration,
+    name: &str,
+) -> Result<Measurement, NotMeasured> {
+    let (done, finished) = crossbeam_channel::bounded::<()>(1);
+    let name = name.to_string();
+    let watchdog = std::thread::Builder::new()
+        .name("bench-watchdog".to_string())
+        .spawn(move || {
+            if let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                finished.recv_timeout(timeout)
+            {
+                eprintln!(
+                    "\nscoreboard: {name}: no result after {} s on the board's own thread; \
+                     it cannot be abandoned there, so the board ends",
+                    timeout.as_secs()
+                );
+                std::process::exit(2);
+            }
+        });
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(progress)));
+    let _ = done.send(());
+    if let Ok(handle) = watchdog {
+        let _ = handle.join();
+    }
+    outcome.unwrap_or_else(|payload| {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a non-string payload".to_string());
+        Err(NotMeasured::Failed(format!("panicked: {msg}")))
+    })
 }
 
 /// A measurement in another unit than its group's is a bug of the workload: a failed row,

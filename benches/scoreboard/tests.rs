@@ -187,3 +187,28 @@ fn a_measurement_in_the_wrong_unit_is_a_failed_row() {
     let skipped = Err(NotMeasured::Skipped("no python3".to_string()));
     assert_eq!(in_unit(skipped.clone(), Unit::Bytes), skipped);
 }
+
+#[test]
+fn a_contender_on_the_board_thread_runs_there_and_a_panic_is_a_failed_row() {
+    let board = std::thread::current().id();
+    let run: Runner = Box::new(move |_| {
+        assert_eq!(
+            std::thread::current().id(),
+            board,
+            "not on the board's thread"
+        );
+        Ok(Measurement::times(1, vec![Duration::from_millis(1)]))
+    });
+    let quiet = Progress { enabled: false };
+    let out = on_this_thread(run, quiet, Duration::from_secs(30), "here");
+    assert_eq!(
+        out,
+        Ok(Measurement::times(1, vec![Duration::from_millis(1)]))
+    );
+    let run: Runner = Box::new(|_| panic!("pool exploded"));
+    let out = on_this_thread(run, quiet, Duration::from_secs(30), "boom");
+    assert_eq!(
+        out,
+        Err(NotMeasured::Failed("panicked: pool exploded".to_string()))
+    );
+}

@@ -16,6 +16,7 @@ use crate::scoreboard::{Contender, Group, NotMeasured, Options, Progress, Rule};
 use crate::workloads::empty;
 
 const FORK: &str = "spindle fork";
+const FORK_ELSEWHERE: &str = "spindle fork, from another thread";
 const SPAWN: &str = "spindle spawn";
 const FORKSERVER: &str = "spindle forkserver";
 const ROUND_TRIP: &str = "socket round trip to a child";
@@ -47,10 +48,15 @@ pub(crate) fn group(opts: &Options) -> Group {
         .note(
             "The untimed warm-up start of each row starts what is started once per process: \
              spindle's fork server (so its one-time spawn is not counted) and launcher thread, \
-             CPython's fork server and resource tracker. The board runs each contender on a \
-             thread of its own, so spindle creates the children on its `spindle-launcher` \
-             thread (as for any start from a thread other than main), and fork warns once on \
-             stderr that the process has several threads.",
+             CPython's fork server and resource tracker. spindle creates a child on the main \
+             thread when started there, and from any other thread hands the fork or spawn to \
+             its long-lived `spindle-launcher` thread (a child's death signal fires when the \
+             *thread* that created it ends): so the spindle and raw rows run on the board's \
+             main thread, where a program usually starts its processes, and the two rows \
+             \"from another thread\" show the same pair measured on a thread of their own, \
+             where spindle pays a round trip to its launcher thread and the raw fork does not \
+             (nor does it have a death signal to keep). fork warns once on stderr that the \
+             process has several threads.",
         )
         .note(format!(
             "CPython: `ctx.Process(target=empty)`, `start()`, `join()`, with `empty` defined in \
@@ -68,13 +74,15 @@ pub(crate) fn group(opts: &Options) -> Group {
              repetition).",
             thousands(round_trips)
         ))
-        .contender(Contender::subject(FORK, move |p| {
-            spindle_starts(StartMethod::Fork, plan, p)
-        }))
+        .contender(
+            Contender::subject(FORK, move |p| spindle_starts(StartMethod::Fork, plan, p))
+                .on_board_thread(),
+        )
         .contender(
             Contender::peer("raw fork+waitpid", move |p| {
                 raw(plan, p, bench::raw_fork_wait)
             })
+            .on_board_thread()
             .versus(FORK)
             .aim(within, "spindle fork within 1.3× raw fork+waitpid"),
         )
@@ -85,13 +93,17 @@ pub(crate) fn group(opts: &Options) -> Group {
             .versus(FORK)
             .aim(10.0, "spindle fork at least 10× faster than CPython's fork"),
         )
-        .contender(Contender::subject(SPAWN, move |p| {
-            spindle_starts(StartMethod::Spawn, spawn_plan, p)
-        }))
+        .contender(
+            Contender::subject(SPAWN, move |p| {
+                spindle_starts(StartMethod::Spawn, spawn_plan, p)
+            })
+            .on_board_thread(),
+        )
         .contender(
             Contender::peer("raw posix_spawn+waitpid", move |p| {
                 raw(spawn_plan, p, bench::raw_spawn_wait)
             })
+            .on_board_thread()
             .versus(SPAWN)
             .aim(
                 within,
@@ -112,6 +124,7 @@ pub(crate) fn group(opts: &Options) -> Group {
             Contender::subject(FORKSERVER, move |p| {
                 spindle_starts(StartMethod::Forkserver, plan, p)
             })
+            .on_board_thread()
             .aim_rule(
                 Rule::AtMostSumOf(vec![FORK.to_string(), ROUND_TRIP.to_string()]),
                 "spindle forkserver at most spindle fork + one socket round trip",
@@ -130,6 +143,15 @@ pub(crate) fn group(opts: &Options) -> Group {
         .contender(Contender::reference(ROUND_TRIP, move |p| {
             socket_round_trips(round_trips, plan, p)
         }))
+        .contender(Contender::subject(FORK_ELSEWHERE, move |p| {
+            spindle_starts(StartMethod::Fork, plan, p)
+        }))
+        .contender(
+            Contender::peer("raw fork+waitpid, from another thread", move |p| {
+                raw(plan, p, bench::raw_fork_wait)
+            })
+            .versus(FORK_ELSEWHERE),
+        )
 }
 
 fn failed(e: impl std::fmt::Display) -> NotMeasured {
@@ -247,6 +269,22 @@ mod tests {
             raw(Plan::fixed(0, 1), Progress::quiet(), bench::raw_spawn_wait).unwrap();
             raw(Plan::fixed(0, 1), Progress::quiet(), bench::raw_fork_wait).unwrap();
         });
+    }
+
+    #[test]
+    fn the_aims_compare_rows_made_on_the_same_thread() {
+        let g = group(&Options::default());
+        let on_board = |name: &str| {
+            g.contenders
+                .iter()
+                .find(|c| c.name() == name)
+                .map(|c| c.runs_on_board_thread())
+                .unwrap_or_else(|| panic!("no row {name}"))
+        };
+        assert!(on_board(FORK) && on_board("raw fork+waitpid"));
+        assert!(on_board(SPAWN) && on_board("raw posix_spawn+waitpid"));
+        assert!(on_board(FORKSERVER));
+        assert!(!on_board(FORK_ELSEWHERE) && !on_board("raw fork+waitpid, from another thread"));
     }
 
     #[test]

@@ -301,6 +301,24 @@ fn active_children_lists_running_children_only() {
 }
 
 #[test]
+fn a_forked_child_does_not_list_its_parents_children() {
+    watchdog(|| {
+        let sibling = Builder::new().daemon(true).target(sleep_ms, (60_000,));
+        sibling.start().unwrap();
+        assert!(!spindle::multiprocessing::active_children().is_empty());
+        let p = Builder::new().fork_target(|| spindle::multiprocessing::active_children().len());
+        p.start().unwrap();
+        assert_eq!(
+            p.join().unwrap(),
+            0,
+            "the parent's children are not the child's"
+        );
+        sibling.kill().unwrap();
+        let _ = sibling.join();
+    });
+}
+
+#[test]
 fn daemon_children_are_killed_when_dropped() {
     watchdog(|| {
         let p = Builder::new().daemon(true).target(sleep_ms, (60_000,));

@@ -125,7 +125,7 @@ pub(crate) fn finish(sock: &mut UnixStream, outcome: Result<(Kind, Vec<u8>)>) ->
     };
     // The parent may be gone; then there is nobody to tell.
     let _ = reduction::write_frame(sock, kind, &payload);
+    // Rust's stderr has no buffer; stdout's may hold a line not ended yet.
     let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
     code
 }

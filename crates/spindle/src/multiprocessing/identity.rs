@@ -97,19 +97,23 @@ pub(crate) fn become_child(name: String, daemon: bool, parent_pid: u32, parent_n
 /// never finds them held by a thread that does not exist in it (see `start::fork`).
 pub(crate) struct ForkGuard {
     identity: MutexGuard<'static, Option<Identity>>,
-    children: MutexGuard<'static, Vec<Entry>>,
+    _children: MutexGuard<'static, Children>,
 }
 
 /// Takes this module's locks, always in this order.
 pub(crate) fn lock_for_fork() -> ForkGuard {
     let identity = lock(&IDENTITY);
     let children = lock(&CHILDREN);
-    ForkGuard { identity, children }
+    ForkGuard {
+        identity,
+        _children: children,
+    }
 }
 
 impl ForkGuard {
-    /// In the new child: records its identity and drops its copies of the parent's children
-    /// (closing only this process's copies of their descriptors).
+    /// In the new child: records its identity, then releases the locks. The parent's
+    /// children, inherited by a forked child, are forgotten lazily (`Children` is keyed by
+    /// its owner's pid): clearing them here would write their pages right after the fork.
     pub(crate) fn become_child(
         mut self,
         name: String,
@@ -122,7 +126,6 @@ impl ForkGuard {
             daemon,
             parent: Some((parent_pid, parent_name)),
         });
-        self.children.clear();
     }
 }
 
@@ -137,7 +140,29 @@ struct Entry {
     child: Arc<ChildRef>,
 }
 
-static CHILDREN: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+/// The registry of started children, keyed by the pid of the process that started them: a
+/// forked child inherits its parent's list, which is not its own.
+struct Children {
+    owner: u32,
+    list: Vec<Entry>,
+}
+
+impl Children {
+    /// This process's list, emptied first when it was inherited through a fork.
+    fn mine(&mut self) -> &mut Vec<Entry> {
+        let me = sys::proc::getpid();
+        if self.owner != me {
+            self.owner = me;
+            self.list.clear();
+        }
+        &mut self.list
+    }
+}
+
+static CHILDREN: Mutex<Children> = Mutex::new(Children {
+    owner: 0,
+    list: Vec::new(),
+});
 static IDS: AtomicU64 = AtomicU64::new(0);
 
 /// Registers a started child; returns the key to [`unregister`] it with.
@@ -148,13 +173,13 @@ pub(crate) fn register(name: &str, daemon: bool, child: Arc<ChildRef>) -> u64 {
         pid: child.pid,
         daemon,
     };
-    lock(&CHILDREN).push(Entry { id, info, child });
+    lock(&CHILDREN).mine().push(Entry { id, info, child });
     id
 }
 
 /// Forgets a child (joined, closed or dropped).
 pub(crate) fn unregister(id: u64) {
-    lock(&CHILDREN).retain(|e| e.id != id);
+    lock(&CHILDREN).mine().retain(|e| e.id != id);
 }
 
 /// The children of this process that are still running, as Python's
@@ -168,6 +193,7 @@ pub(crate) fn unregister(id: u64) {
 /// ```
 pub fn active_children() -> Vec<ProcessInfo> {
     lock(&CHILDREN)
+        .mine()
         .iter()
         .filter(|e| e.child.is_running())
         .map(|e| e.info.clone())

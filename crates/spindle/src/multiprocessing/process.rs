@@ -21,6 +21,10 @@ use crate::latch::lock;
 use crate::panic::PanicReport;
 use crate::sys;
 
+/// How long `join` watches only for the child's exit before it also reads the child's value
+/// while the child runs (see `join_until`).
+const QUIET: Duration = Duration::from_millis(1);
+
 /// Settings of a process before it has a target: name, daemon flag, start method.
 ///
 /// ```
@@ -479,6 +483,14 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
         let child = Arc::clone(self.child.get().ok_or(Error::InvalidState(
             "cannot join a process that was not started",
         ))?);
+        // For a short while the socket is not watched, only the exit: a child whose value fits
+        // in the socket's buffer writes it and exits without waiting for us, and the value is
+        // read after the exit, with one wake-up instead of two. A child with more to say blocks
+        // until we read; from the end of this window on (or at once, if the socket already
+        // holds something when we look) we read while it runs, so a large value never
+        // deadlocks: it waits at most this long.
+        let quiet_until = Instant::now() + QUIET;
+        let mut quiet = true;
         loop {
             Self::read_outcome(&mut w);
             let exited = self.poll_exit(&mut w)?;
@@ -494,21 +506,24 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
                 .started
                 .as_ref()
                 .ok_or(Error::InvalidState("the process has been closed"))?;
-            let mut fds = vec![status.fd(&child)];
-            if w.outcome.is_none() && !w.sock_done {
-                fds.push(sock.as_fd());
-            }
-            let timeout = match deadline {
+            let now = Instant::now();
+            quiet = quiet && now < quiet_until && w.frames.is_empty();
+            let watch_sock = !quiet && w.outcome.is_none() && !w.sock_done;
+            let fds = [status.fd(&child), sock.as_fd()];
+            let fds = if watch_sock { &fds[..] } else { &fds[..1] };
+            let mut timeout = match deadline {
                 None => None,
                 Some(d) => {
-                    let now = Instant::now();
                     if now >= d {
                         return Err(Error::Timeout);
                     }
                     Some(d - now)
                 }
             };
-            let ready = sys::fd::poll_readable(&fds, timeout)?;
+            if quiet {
+                timeout = Some(timeout.map_or(quiet_until - now, |t| t.min(quiet_until - now)));
+            }
+            let ready = sys::fd::poll_readable(fds, timeout)?;
             if !ready.iter().any(|r| *r) && deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(Error::Timeout);
             }
@@ -560,8 +575,7 @@ impl<R> Drop for Process<R> {
                     Ok(Some(_)) | Err(_) => break,
                     Ok(None) => {
                         // Drain the socket so that a child blocked writing a large value ends.
-                        let mut sink = [0u8; 64 * 1024];
-                        while matches!(std::io::Read::read(sock, &mut sink), Ok(n) if n > 0) {}
+                        discard_available(sock);
                         let fds = [status.fd(child), sock.as_fd()];
                         let _ = sys::fd::poll_readable(&fds, Some(Duration::from_millis(100)));
                     }
@@ -572,4 +586,16 @@ impl<R> Drop for Process<R> {
             identity::unregister(id);
         }
     }
+}
+
+/// Reads and discards whatever a non-blocking socket holds now.
+///
+/// Its own function, and its buffer on the heap: a 64 KiB array in `Drop::drop`'s frame would
+/// be probed page by page on *every* drop (stack probes), which after a fork means sixteen
+/// copy-on-write faults per `Process`, whether or not anything is drained.
+#[cold]
+#[inline(never)]
+fn discard_available(sock: &mut std::os::unix::net::UnixStream) {
+    let mut sink = vec![0u8; 64 * 1024];
+    while matches!(std::io::Read::read(sock, &mut sink), Ok(n) if n > 0) {}
 }

@@ -130,7 +130,15 @@ pub(crate) fn header(kind: Kind, len: usize) -> Result<[u8; HEADER]> {
 /// Writes one frame.
 pub(crate) fn write_frame(w: &mut impl Write, kind: Kind, payload: &[u8]) -> Result<()> {
     let h = header(kind, payload.len())?;
-    if payload.len() <= 4096 {
+    // One write per small frame, without an allocation (a forked child that allocates pays
+    // copy-on-write faults for the allocator's pages).
+    const SMALL: usize = 128;
+    if payload.len() <= SMALL - HEADER {
+        let mut buf = [0u8; SMALL];
+        buf[..HEADER].copy_from_slice(&h);
+        buf[HEADER..HEADER + payload.len()].copy_from_slice(payload);
+        w.write_all(&buf[..HEADER + payload.len()])?;
+    } else if payload.len() <= 4096 {
         let mut buf = Vec::with_capacity(HEADER + payload.len());
         buf.extend_from_slice(&h);
         buf.extend_from_slice(payload);
@@ -196,6 +204,11 @@ pub(crate) struct FrameBuffer {
 }
 
 impl FrameBuffer {
+    /// Whether nothing has been received yet.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
     /// How many more bytes the frame being received needs, or a protocol error when the bytes
     /// so far cannot start a frame.
     pub(crate) fn wanted(&self) -> Result<usize> {

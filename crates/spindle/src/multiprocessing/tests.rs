@@ -210,3 +210,16 @@ fn a_parent_reading_a_wrong_value_gets_a_codec_error() {
         assert!(matches!(p.join(), Err(Error::Codec(_))));
     });
 }
+
+#[test]
+fn thread_count_sees_a_thread_that_is_alive() {
+    with_watchdog(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let parked = std::thread::spawn(move || rx.recv());
+        // This test's thread and the parked one, at least (other tests may run beside).
+        assert!(sys::proc::thread_count() >= 2);
+        assert!(sys::proc::thread_count_from_stat() >= 2);
+        drop(tx);
+        let _ = parked.join();
+    });
+}

@@ -45,8 +45,21 @@ pub(crate) fn is_main_thread() -> bool {
     tid as u32 == getpid()
 }
 
-/// The number of threads in this process (`num_threads`, field 20 of `/proc/self/stat`).
+/// The number of threads in this process.
+///
+/// One `stat` of `/proc/self/task`, whose link count procfs reports as the number of
+/// threads plus 2 (`.` and `..`); no allocation, a few microseconds less than reading and
+/// parsing `/proc/self/stat`, which remains the fallback (`num_threads`, its field 20).
 pub(crate) fn thread_count() -> usize {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata("/proc/self/task") {
+        Ok(m) if m.nlink() >= 3 => (m.nlink() - 2) as usize,
+        _ => thread_count_from_stat(),
+    }
+}
+
+/// The number of threads read from `/proc/self/stat` (the fallback of [`thread_count`]).
+pub(crate) fn thread_count_from_stat() -> usize {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     after_name

@@ -14,7 +14,10 @@
 //! child, as `pthread_atfork` handlers do for `malloc`. So a child never finds one of them
 //! held by a thread that does not exist in it. The fork server's connection is the one
 //! exception: a forked child that itself starts forkserver children while another thread of
-//! the parent was mid-request would wait on it; such a child should use spawn.
+//! the parent was mid-request would wait on it; such a child should use spawn. And one rule
+//! for callers: do not hold `std::io::stdout().lock()` (or stderr's) while starting a fork
+//! child from a thread other than the main thread. The fork then runs on the launcher thread,
+//! which must take that lock and would wait for the caller, which waits for it.
 
 use std::io::{StderrLock, StdoutLock, Write};
 use std::os::fd::AsFd;
@@ -94,16 +97,22 @@ pub(crate) fn start(launch: Launch) -> Result<Started> {
     // The child catches its job's panic; the hook must already be in place, so that the child
     // never takes the hook lock another thread of this process may hold during the fork.
     crate::panic::install_hook();
+    // Everything the child needs is made here, before the fork: after it, every page the
+    // child writes (an allocation, a string) is a copy-on-write fault, and so is every page
+    // the parent writes while the child shares it.
     let me = identity::current_process();
+    let (parent_pid, parent_name) = (me.pid(), me.name().to_owned());
     let Launch { name, daemon, job } = launch;
     let (pid, sock) = on_launcher(move || {
-        let ppid = sys::proc::getpid();
+        // The launcher is a thread of this process: the child's parent is `parent_pid` either way.
+        let ppid = parent_pid;
         let held = HeldAcrossFork::acquire();
         // In the parent, `fork_run` drops the closure, and with it `held`, once forked.
         let pid = sys::proc::fork_run(&[sock.as_fd()], move || {
-            held.release_in_child(name, daemon, me.pid(), me.name().to_owned());
+            held.release_in_child(name, daemon, parent_pid, parent_name);
+            // `theirs` is a blocking socket (`UnixStream::pair`); only the parent's end is
+            // made non-blocking, after the fork.
             let mut theirs = theirs;
-            theirs.set_nonblocking(false).ok();
             if !sys::proc::die_with_parent(ppid).unwrap_or(false) {
                 return bootstrap::EXIT_REFUSED;
             }
