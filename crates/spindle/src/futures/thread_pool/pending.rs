@@ -97,3 +97,88 @@ impl Task for Pick {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::futures::ThreadPoolExecutor;
+
+    /// A task that records what happened to it.
+    struct Probe {
+        runs: Arc<AtomicUsize>,
+        cancels: Arc<AtomicUsize>,
+    }
+
+    impl Task for Probe {
+        fn run(self: Box<Self>) {
+            self.runs.fetch_add(1, Ordering::SeqCst);
+        }
+        fn cancel(self: Box<Self>) {
+            self.cancels.fetch_add(1, Ordering::SeqCst);
+        }
+        fn fail(self: Box<Self>, _: TaskError) {
+            panic!("not failed in these tests");
+        }
+    }
+
+    fn setup() -> (
+        ThreadPoolExecutor,
+        Arc<Pending>,
+        Arc<AtomicUsize>,
+        Arc<AtomicUsize>,
+    ) {
+        let exec = ThreadPoolExecutor::builder()
+            .max_workers(1)
+            .build()
+            .unwrap();
+        let pending = Arc::new(Pending::new(Arc::clone(&exec.pool)));
+        (exec, pending, Arc::default(), Arc::default())
+    }
+
+    fn job(runs: &Arc<AtomicUsize>, cancels: &Arc<AtomicUsize>) -> Job {
+        Box::new(Probe {
+            runs: Arc::clone(runs),
+            cancels: Arc::clone(cancels),
+        })
+    }
+
+    #[test]
+    fn the_caller_takes_the_oldest_and_picks_the_newest_each_chunk_once() {
+        let (_exec, pending, runs, cancels) = setup();
+        for seq in 0..3 {
+            pending.push(seq, job(&runs, &cancels));
+        }
+        // The caller may only take the oldest.
+        assert!(!pending.run_here(1));
+        assert!(pending.run_here(0));
+        assert!(!pending.run_here(0), "a chunk runs once");
+        // A pick takes the newest: 2, so 1 is still there for the caller.
+        Box::new(Pick(Arc::clone(&pending))).run();
+        assert!(pending.run_here(1));
+        assert!(!pending.run_here(2));
+        // Picks left over once the caller took everything do nothing.
+        Box::new(Pick(Arc::clone(&pending))).run();
+        Box::new(Pick(Arc::clone(&pending))).run();
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        assert_eq!(cancels.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn after_a_cancelling_shutdown_the_caller_cancels_instead_of_running() {
+        let (exec, pending, runs, cancels) = setup();
+        pending.push(0, job(&runs, &cancels));
+        pending.push(1, job(&runs, &cancels));
+        exec.shutdown(true, false);
+        assert!(
+            pending.run_here(0),
+            "a plain shutdown lets accepted work run"
+        );
+        exec.shutdown(true, true);
+        assert!(pending.run_here(1));
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert_eq!(cancels.load(Ordering::SeqCst), 1);
+        assert!(exec.pool.check_open().is_err());
+    }
+}
