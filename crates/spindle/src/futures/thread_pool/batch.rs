@@ -6,8 +6,16 @@
 //! Chunk size is adaptive. The first chunks hold one item each (so that slow items are spread
 //! over the workers from the start); each finished chunk reports how long it took, and the
 //! next chunks are sized to take about [`TARGET`] on a worker, growing at most sixteenfold
-//! per report and capped so that a chunk's inputs stay around a megabyte. Only
-//! [`CHUNKS_PER_WORKER`] chunks per worker are in flight at a time.
+//! per report and capped at [`MAX_ITEMS`] (and so that a chunk's inputs stay around a
+//! megabyte). Only [`CHUNKS_PER_WORKER`] chunks per worker are in flight at a time.
+//!
+//! Without an initializer or a deadline, the chunks wait in the map's own
+//! [`Pending`](super::pending::Pending) queue, where the caller can take the one it needs next
+//! before a worker does. While the caller's own timings show items under [`TINY_NANOS`]
+//! each, chunks are not offered to the workers at all: the caller, which must touch every
+//! input and every result anyway, runs them (on a 2-core machine, 1M squares through `map`
+//! went from ~2.1–4 ns to ~1.8 ns an item). The emptied buffers of inputs and of results are
+//! reused, so steady state allocates nothing per chunk but the task and its future.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
