@@ -40,6 +40,9 @@ pub(crate) trait Inline: Send + Sync {
     /// Runs chunk number `seq` here unless someone has already claimed it (a chunk runs at
     /// most once); returns whether it ran here.
     fn run_here(&self, seq: u64) -> bool;
+    /// Offers the workers the chunks kept for the caller, which is about to sleep (so that
+    /// no chunk waits for a caller that waits for another chunk).
+    fn release(self: Arc<Self>);
 }
 
 /// A chunk's number and where it waits (see [`Inline`]).
@@ -290,7 +293,11 @@ impl<R> Map<R> {
     fn help(&mut self, front: &Part<R>) -> bool {
         match front {
             Part::Chunk(f, _, Some(here)) if !f.shared().is_final() => {
-                here.queue.run_here(here.seq)
+                let ran = here.queue.run_here(here.seq);
+                if !ran {
+                    Arc::clone(&here.queue).release();
+                }
+                ran
             }
             _ => false,
         }

@@ -155,7 +155,7 @@ where
             if let Err(e) = self.pool.check_open() {
                 return Some(Part::Failed(e));
             }
-            pending.push(seq, job);
+            pending.keep(seq, job);
             return Some(Part::Chunk(future, len, Some(here)));
         }
         pending.push(seq, job);

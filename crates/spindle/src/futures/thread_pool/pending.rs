@@ -10,7 +10,7 @@
 //! most once.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{Job, Pool, Task};
@@ -22,6 +22,8 @@ use crate::TaskError;
 pub(super) struct Pending {
     jobs: Mutex<VecDeque<(u64, Job)>>,
     pool: Arc<Pool>,
+    /// How many chunks were kept for the caller, with no [`Pick`] in the pool's queue.
+    kept: AtomicUsize,
 }
 
 impl Pending {
@@ -29,7 +31,15 @@ impl Pending {
         Pending {
             jobs: Mutex::new(VecDeque::new()),
             pool,
+            kept: AtomicUsize::new(0),
         }
+    }
+
+    /// Queues chunk `seq` for the caller only: no worker is told about it (until
+    /// [`release`](Inline::release)).
+    pub(super) fn keep(&self, seq: u64, job: Job) {
+        self.push(seq, job);
+        self.kept.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Queues chunk `seq` (numbers increase).
@@ -50,6 +60,17 @@ impl Pending {
 }
 
 impl Inline for Pending {
+    fn release(self: Arc<Self>) {
+        if self.kept.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let n = self.kept.swap(0, Ordering::AcqRel);
+        for _ in 0..n {
+            // On a closed pool this fails: the caller runs (or cancels) them itself.
+            let _ = self.pool.execute(Box::new(Pick(Arc::clone(&self))));
+        }
+    }
+
     fn run_here(&self, seq: u64) -> bool {
         let job = {
             let mut jobs = lock(&self.jobs);
@@ -163,6 +184,21 @@ mod tests {
         Box::new(Pick(Arc::clone(&pending))).run();
         assert_eq!(runs.load(Ordering::SeqCst), 3);
         assert_eq!(cancels.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn released_chunks_go_to_the_workers() {
+        let (exec, pending, runs, cancels) = setup();
+        pending.keep(0, job(&runs, &cancels));
+        pending.keep(1, job(&runs, &cancels));
+        Arc::clone(&pending).release();
+        // Joining the worker waits for the two picks the release queued.
+        exec.shutdown(true, false);
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert!(!pending.run_here(0));
+        // Nothing kept any more: a second release queues nothing.
+        Arc::clone(&pending).release();
+        assert_eq!(pending.kept.load(Ordering::SeqCst), 0);
     }
 
     #[test]
