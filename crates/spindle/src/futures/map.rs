@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Future;
@@ -26,18 +27,38 @@ pub(crate) struct Chunk<R> {
 pub(crate) enum Part<R> {
     /// One item.
     One(Future<R>),
-    /// `len` items computed as one task.
-    Chunk(Future<Chunk<R>>, usize),
+    /// `len` items computed as one task, which the caller may run itself if no worker has
+    /// started it.
+    Chunk(Future<Chunk<R>>, usize, Option<Here>),
     /// Submitting the next part failed: yield this error, then end.
     Failed(Error),
+}
+
+/// Where the thread iterating a [`Map`] can find a chunk it needs next that no worker has
+/// started yet, to run it itself instead of sleeping until a worker gets to it.
+pub(crate) trait Inline: Send + Sync {
+    /// Runs chunk number `seq` here unless someone has already claimed it (a chunk runs at
+    /// most once); returns whether it ran here.
+    fn run_here(&self, seq: u64) -> bool;
+    /// Offers the workers the chunks kept for the caller, which is about to sleep (so that
+    /// no chunk waits for a caller that waits for another chunk).
+    fn release(self: Arc<Self>);
+}
+
+/// A chunk's number and where it waits (see [`Inline`]).
+pub(crate) struct Here {
+    pub(crate) queue: Arc<dyn Inline>,
+    pub(crate) seq: u64,
 }
 
 /// A source of parts: it owns the input iterator and submits to its executor.
 pub(crate) trait Feed<R>: Send {
     /// Submits the next part, or returns `None` when the input is exhausted.
     fn next_part(&mut self) -> Option<Part<R>>;
-    /// A chunk of `len` items took `elapsed` on its worker.
-    fn observe(&mut self, len: usize, elapsed: Duration);
+    /// A chunk of `len` items took `elapsed`, on a worker or (`here`) on the caller's thread.
+    fn observe(&mut self, len: usize, elapsed: Duration, here: bool);
+    /// The emptied buffer of a chunk's values, to reuse.
+    fn recycle(&mut self, values: Vec<R>);
     /// How many parts to keep in flight.
     fn window(&self) -> usize;
     /// Bounds on the number of inputs not yet submitted.
@@ -161,7 +182,7 @@ impl<R> Part<R> {
     /// How many items this part yields.
     fn len(&self) -> usize {
         match self {
-            Part::Chunk(_, len) => *len,
+            Part::Chunk(_, len, _) => *len,
             Part::One(_) | Part::Failed(_) => 1,
         }
     }
@@ -169,7 +190,7 @@ impl<R> Part<R> {
     fn wait_deadline(&self, until: Option<Instant>) -> bool {
         match self {
             Part::One(f) => f.shared().wait_deadline(until),
-            Part::Chunk(f, _) => f.shared().wait_deadline(until),
+            Part::Chunk(f, _, _) => f.shared().wait_deadline(until),
             Part::Failed(_) => true,
         }
     }
@@ -179,7 +200,7 @@ impl<R> Part<R> {
             Part::One(f) => {
                 f.cancel();
             }
-            Part::Chunk(f, _) => {
+            Part::Chunk(f, _, _) => {
                 f.cancel();
             }
             Part::Failed(_) => {}
@@ -220,7 +241,11 @@ impl<R> Map<R> {
     /// The slow path of `next`: the current chunk is used up, move on to the next part.
     fn next_part(&mut self) -> Option<Result<R>> {
         loop {
-            self.current = None;
+            if let Some(done) = self.current.take() {
+                if let (Some(feed), Some(buffer)) = (&mut self.feed, done.into_buffer()) {
+                    feed.recycle(buffer);
+                }
+            }
             if self.finished {
                 return None;
             }
@@ -230,16 +255,17 @@ impl<R> Map<R> {
                 return None;
             };
             self.queued -= part.len();
+            let here = self.help(&part);
             if !self.ready(&part) {
                 return Some(Err(Error::Timeout));
             }
             match part {
                 Part::One(mut f) => return Some(f.result_timeout(Duration::ZERO)),
-                Part::Chunk(mut f, len) => {
+                Part::Chunk(mut f, len, _) => {
                     let cur = match f.result_timeout(Duration::ZERO) {
                         Ok(chunk) => {
                             if let Some(feed) = &mut self.feed {
-                                feed.observe(len, chunk.elapsed);
+                                feed.observe(len, chunk.elapsed, here);
                             }
                             ChunkIter::new(chunk)
                         }
@@ -255,6 +281,25 @@ impl<R> Map<R> {
                     return Some(Err(e));
                 }
             }
+        }
+    }
+}
+
+impl<R> Map<R> {
+    /// Before waiting for `front`, the part needed next: runs it here if no worker has
+    /// started it. (Only the part needed next: running a later one could make the caller
+    /// wait on an item that waits for the caller.)
+    /// Returns whether it ran here.
+    fn help(&mut self, front: &Part<R>) -> bool {
+        match front {
+            Part::Chunk(f, _, Some(here)) if !f.shared().is_final() => {
+                let ran = here.queue.run_here(here.seq);
+                if !ran {
+                    Arc::clone(&here.queue).release();
+                }
+                ran
+            }
+            _ => false,
         }
     }
 }
@@ -321,6 +366,18 @@ impl<R> ChunkIter<R> {
             Some((_, left)) => *left,
             None => self.values.len() + usize::from(self.next_error.is_some()) + self.errors.len(),
         }
+    }
+
+    /// The emptied buffer of the values, once they have all been yielded. (Collecting an
+    /// exhausted `vec::IntoIter` through an adapter reuses its allocation in place: a
+    /// standard-library optimisation, not a promise; without it this is a new empty `Vec`,
+    /// which is not kept.)
+    fn into_buffer(self) -> Option<Vec<R>> {
+        if self.values.len() > 0 {
+            return None;
+        }
+        let buffer: Vec<R> = self.values.filter(|_| false).collect();
+        (buffer.capacity() > 0).then_some(buffer)
     }
 
     #[inline]

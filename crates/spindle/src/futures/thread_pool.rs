@@ -7,6 +7,7 @@
 //! ([`batch`](self::batch)).
 
 mod batch;
+mod pending;
 
 use std::cell::Cell;
 use std::fmt;
@@ -35,7 +36,7 @@ pub(crate) trait Task: Send {
     fn fail(self: Box<Self>, error: TaskError);
 }
 
-type Job = Box<dyn Task>;
+pub(crate) type Job = Box<dyn Task>;
 
 /// `f(arg)` and the promise of its result.
 struct Call<F, A, R> {
@@ -95,6 +96,8 @@ pub(crate) struct Pool {
     live: Mutex<usize>,
     live_cv: Condvar,
     shutdown: AtomicBool,
+    /// Set by `shutdown(cancel_futures=true)`: work not started is cancelled.
+    cancelled: AtomicBool,
     broken: OnceLock<String>,
 }
 
@@ -127,6 +130,14 @@ impl Pool {
             }
         }
         Ok(())
+    }
+
+    /// `Ok` while the pool accepts work, else the error a submit would get.
+    pub(crate) fn check_open(&self) -> Result<()> {
+        match lock(&self.sender).as_ref() {
+            Some(_) => Ok(()),
+            None => Err(self.closed()),
+        }
     }
 
     fn closed(&self) -> Error {
@@ -211,6 +222,7 @@ impl Pool {
             sender.take();
         }
         if cancel_futures {
+            self.cancelled.store(true, Ordering::Release);
             while let Ok(job) = self.receiver.try_recv() {
                 job.cancel();
             }
@@ -353,6 +365,7 @@ impl ThreadPoolBuilder {
             live: Mutex::new(0),
             live_cv: Condvar::new(),
             shutdown: AtomicBool::new(false),
+            cancelled: AtomicBool::new(false),
             broken: OnceLock::new(),
         };
         Ok(ThreadPoolExecutor {
@@ -440,6 +453,12 @@ impl ThreadPoolExecutor {
     /// at one item and grows while the items are quick), and a few chunks per worker are kept
     /// in flight. The input iterator is consumed lazily, on the thread that iterates the
     /// [`Map`]. A panic in one call makes that item `Err(Error::Task(..))`; the others go on.
+    ///
+    /// When the pool has no initializer, the thread that iterates may run chunks itself, as
+    /// rayon's caller does: the chunk it needs next if no worker has started it yet (rather
+    /// than sleep until one does), and every chunk while the items are so quick (a couple of
+    /// nanoseconds) that sending them to another core would cost more than running them.
+    /// `map_timeout` never does (a chunk run by the caller could overrun the deadline).
     /// If the executor is shut down before the inputs are all submitted, the [`Map`] yields
     /// `Err(Error::Shutdown)` where the first unsubmitted item would be, then ends.
     ///

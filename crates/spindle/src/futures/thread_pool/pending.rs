@@ -1,0 +1,220 @@
+//! [`Pending`]: the chunks of one map that no thread has started yet, shared by the map's
+//! caller and the pool's workers.
+//!
+//! Each chunk is queued here and a [`Pick`] is sent to the pool in its place. The caller of
+//! the map, when the chunk it needs next is still here, takes it and runs it itself instead
+//! of sleeping (as rayon's caller takes part in the work); a worker that pops a `Pick` runs the
+//! *newest* chunk still here, so that the oldest, the one the caller needs next, stays
+//! available to it the longest. There is one `Pick` per chunk, so every chunk is run (or
+//! cancelled, or failed) by someone, and a chunk is taken out under the lock, so it runs at
+//! most once.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::{Job, Pool, Task};
+use crate::futures::map::Inline;
+use crate::latch::lock;
+use crate::TaskError;
+
+/// The chunks of one map not started yet, oldest first, with their numbers.
+pub(super) struct Pending {
+    jobs: Mutex<VecDeque<(u64, Job)>>,
+    pool: Arc<Pool>,
+    /// How many chunks were kept for the caller, with no [`Pick`] in the pool's queue.
+    kept: AtomicUsize,
+}
+
+impl Pending {
+    pub(super) fn new(pool: Arc<Pool>) -> Self {
+        Pending {
+            jobs: Mutex::new(VecDeque::new()),
+            pool,
+            kept: AtomicUsize::new(0),
+        }
+    }
+
+    /// Queues chunk `seq` for the caller only: no worker is told about it (until
+    /// [`release`](Inline::release)).
+    pub(super) fn keep(&self, seq: u64, job: Job) {
+        self.push(seq, job);
+        self.kept.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Queues chunk `seq` (numbers increase).
+    pub(super) fn push(&self, seq: u64, job: Job) {
+        lock(&self.jobs).push_back((seq, job));
+    }
+
+    /// Takes chunk `seq` back out, if it is still here.
+    pub(super) fn remove(&self, seq: u64) -> Option<Job> {
+        let mut jobs = lock(&self.jobs);
+        let at = jobs.iter().position(|(s, _)| *s == seq)?;
+        jobs.remove(at).map(|(_, job)| job)
+    }
+
+    fn newest(&self) -> Option<Job> {
+        lock(&self.jobs).pop_back().map(|(_, job)| job)
+    }
+}
+
+impl Inline for Pending {
+    fn release(self: Arc<Self>) {
+        if self.kept.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let n = self.kept.swap(0, Ordering::AcqRel);
+        for _ in 0..n {
+            // On a closed pool this fails: the caller runs (or cancels) them itself.
+            let _ = self.pool.execute(Box::new(Pick(Arc::clone(&self))));
+        }
+    }
+
+    fn run_here(&self, seq: u64) -> bool {
+        let job = {
+            let mut jobs = lock(&self.jobs);
+            match jobs.front() {
+                Some((s, _)) if *s == seq => jobs.pop_front().map(|(_, job)| job),
+                _ => None,
+            }
+        };
+        match job {
+            // After `shutdown(cancel_futures=true)`, a chunk not started is cancelled, as
+            // the pool's queue was.
+            Some(job) if self.pool.cancelled.load(Ordering::Acquire) => {
+                job.cancel();
+                true
+            }
+            Some(job) => {
+                job.run();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// What the pool's queue holds for each chunk of a [`Pending`]: "run the newest chunk still
+/// there" (nothing if the caller has taken them all).
+pub(super) struct Pick(pub(super) Arc<Pending>);
+
+impl Task for Pick {
+    fn run(self: Box<Self>) {
+        if let Some(job) = self.0.newest() {
+            job.run();
+        }
+    }
+
+    fn cancel(self: Box<Self>) {
+        if let Some(job) = self.0.newest() {
+            job.cancel();
+        }
+    }
+
+    fn fail(self: Box<Self>, error: TaskError) {
+        if let Some(job) = self.0.newest() {
+            job.fail(error);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::futures::ThreadPoolExecutor;
+
+    /// A task that records what happened to it.
+    struct Probe {
+        runs: Arc<AtomicUsize>,
+        cancels: Arc<AtomicUsize>,
+    }
+
+    impl Task for Probe {
+        fn run(self: Box<Self>) {
+            self.runs.fetch_add(1, Ordering::SeqCst);
+        }
+        fn cancel(self: Box<Self>) {
+            self.cancels.fetch_add(1, Ordering::SeqCst);
+        }
+        fn fail(self: Box<Self>, _: TaskError) {
+            panic!("not failed in these tests");
+        }
+    }
+
+    fn setup() -> (
+        ThreadPoolExecutor,
+        Arc<Pending>,
+        Arc<AtomicUsize>,
+        Arc<AtomicUsize>,
+    ) {
+        let exec = ThreadPoolExecutor::builder()
+            .max_workers(1)
+            .build()
+            .unwrap();
+        let pending = Arc::new(Pending::new(Arc::clone(&exec.pool)));
+        (exec, pending, Arc::default(), Arc::default())
+    }
+
+    fn job(runs: &Arc<AtomicUsize>, cancels: &Arc<AtomicUsize>) -> Job {
+        Box::new(Probe {
+            runs: Arc::clone(runs),
+            cancels: Arc::clone(cancels),
+        })
+    }
+
+    #[test]
+    fn the_caller_takes_the_oldest_and_picks_the_newest_each_chunk_once() {
+        let (_exec, pending, runs, cancels) = setup();
+        for seq in 0..3 {
+            pending.push(seq, job(&runs, &cancels));
+        }
+        // The caller may only take the oldest.
+        assert!(!pending.run_here(1));
+        assert!(pending.run_here(0));
+        assert!(!pending.run_here(0), "a chunk runs once");
+        // A pick takes the newest: 2, so 1 is still there for the caller.
+        Box::new(Pick(Arc::clone(&pending))).run();
+        assert!(pending.run_here(1));
+        assert!(!pending.run_here(2));
+        // Picks left over once the caller took everything do nothing.
+        Box::new(Pick(Arc::clone(&pending))).run();
+        Box::new(Pick(Arc::clone(&pending))).run();
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        assert_eq!(cancels.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn released_chunks_go_to_the_workers() {
+        let (exec, pending, runs, cancels) = setup();
+        pending.keep(0, job(&runs, &cancels));
+        pending.keep(1, job(&runs, &cancels));
+        Arc::clone(&pending).release();
+        // Joining the worker waits for the two picks the release queued.
+        exec.shutdown(true, false);
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert!(!pending.run_here(0));
+        // Nothing kept any more: a second release queues nothing.
+        Arc::clone(&pending).release();
+        assert_eq!(pending.kept.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn after_a_cancelling_shutdown_the_caller_cancels_instead_of_running() {
+        let (exec, pending, runs, cancels) = setup();
+        pending.push(0, job(&runs, &cancels));
+        pending.push(1, job(&runs, &cancels));
+        exec.shutdown(true, false);
+        assert!(
+            pending.run_here(0),
+            "a plain shutdown lets accepted work run"
+        );
+        exec.shutdown(true, true);
+        assert!(pending.run_here(1));
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert_eq!(cancels.load(Ordering::SeqCst), 1);
+        assert!(exec.pool.check_open().is_err());
+    }
+}
