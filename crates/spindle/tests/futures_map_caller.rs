@@ -2,7 +2,7 @@
 //! runs exactly once, results stay in order, panics stay per item, and the rules on when the
 //! caller may not help (an initializer, a deadline, a cancelling shutdown) hold.
 
-mod futures_support;
+mod common;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::thread::{self, ThreadId};
 use std::time::Duration;
 
-use futures_support::watchdog;
+use common::watchdog;
 use spindle::futures::ThreadPoolExecutor;
 use spindle::{Error, Result};
 
