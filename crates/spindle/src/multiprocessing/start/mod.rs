@@ -135,6 +135,17 @@ impl Status {
         }
     }
 
+    /// Waits for the raw wait status of a child known to have exited. `Err` when the fork
+    /// server died before reporting it.
+    pub(crate) fn wait(&mut self, child: &ChildRef) -> Result<i32> {
+        loop {
+            if let Some(raw) = self.try_wait(child)? {
+                return Ok(raw);
+            }
+            sys::fd::poll_readable(&[self.fd(child)], None)?;
+        }
+    }
+
     /// The descriptor that becomes readable when the exit status is available.
     pub(crate) fn fd<'a>(&'a self, child: &'a ChildRef) -> BorrowedFd<'a> {
         match self {
