@@ -83,15 +83,19 @@ pub(crate) fn run_call(mut sock: UnixStream, ppid: u32) -> i32 {
 }
 
 fn receive_and_run(sock: &mut UnixStream) -> Result<(Kind, Vec<u8>)> {
-    let call: Call = match reduction::read_frame(sock)? {
+    // The parent sends nothing after the arguments, so reading ahead takes nothing that is
+    // not ours: a small call and its arguments arrive in one read instead of four.
+    let mut incoming = std::io::BufReader::with_capacity(1024, &mut *sock);
+    let call: Call = match reduction::read_frame(&mut incoming)? {
         (Kind::Call, payload) => reduction::decode(&payload)?,
         (kind, _) => return Err(Error::Protocol(format!("expected a call, got {kind:?}"))),
     };
     let entry = sys::image::entry_at(call.entry, call.fingerprint).map_err(Error::Protocol)?;
-    let args = match reduction::read_frame(sock)? {
+    let args = match reduction::read_frame(&mut incoming)? {
         (Kind::Args, payload) => payload,
         (kind, _) => return Err(Error::Protocol(format!("expected arguments, got {kind:?}"))),
     };
+    drop(incoming);
     identity::become_child(call.name, call.daemon, call.parent_pid, call.parent_name);
     let mut out = Vec::new();
     let kind = entry(&args, &mut out);

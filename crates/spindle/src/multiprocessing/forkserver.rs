@@ -30,6 +30,8 @@ pub(crate) fn serve(sock: OwnedFd, ppid: u32) -> ! {
         sys::proc::exit_now(0);
     }
     let me = sys::proc::getpid();
+    // What every child checks its call against, known before the first fork.
+    sys::image::compute_checks();
     // Status pipes of the children not reaped yet.
     let mut children: HashMap<u32, File> = HashMap::new();
     loop {
@@ -39,7 +41,12 @@ pub(crate) fn serve(sock: OwnedFd, ppid: u32) -> ! {
         };
         if ready[1] {
             sys::proc::drain_signalfd(sigfd.as_fd());
-            while let Ok(Some((pid, status))) = sys::proc::reap_any() {
+            // Every child is in `children` until reaped: once it is empty, nothing is left
+            // to ask `waitpid` about.
+            while !children.is_empty() {
+                let Ok(Some((pid, status))) = sys::proc::reap_any() else {
+                    break;
+                };
                 if let Some(mut pipe) = children.remove(&pid) {
                     // The parent may have closed its end (dropped the Process): ignore EPIPE.
                     let _ = pipe.write_all(&status.to_le_bytes());

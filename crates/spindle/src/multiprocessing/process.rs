@@ -178,6 +178,9 @@ pub struct Process<R> {
 #[derive(Debug, Default)]
 struct Waiter {
     started: Option<(std::os::unix::net::UnixStream, Status)>,
+    /// A fork server's child that `join` saw exit (its pidfd) before the server reported its
+    /// status: the status arrives on this pipe shortly, and is read when asked for.
+    pending: Option<Status>,
     registry: Option<u64>,
     frames: FrameBuffer,
     /// The frame that arrived, or why none will.
@@ -403,9 +406,24 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
         }
     }
 
-    /// Reaps the child if it has exited (non-blocking).
+    /// Reaps the child if it has exited (non-blocking, except for a status that a fork server
+    /// is about to report for a child known to have exited).
     fn poll_exit(&self, w: &mut Waiter) -> Result<bool> {
         if self.exit.get().is_some() || w.status_lost {
+            return Ok(true);
+        }
+        if let (Some(child), Some(mut status)) = (self.child.get(), w.pending.take()) {
+            match status.wait(child) {
+                Ok(raw) => {
+                    let _ = self.exit.set(sys::proc::exitcode(raw));
+                }
+                Err(e) => {
+                    w.status_lost = true;
+                    if w.outcome.is_none() {
+                        w.outcome = Some(Err(e));
+                    }
+                }
+            }
             return Ok(true);
         }
         let (Some(child), Some((_, status))) = (self.child.get(), w.started.as_mut()) else {
@@ -494,22 +512,37 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
         loop {
             Self::read_outcome(&mut w);
             let exited = self.poll_exit(&mut w)?;
-            if exited {
+            // A fork server's child: its exit (the pidfd) is enough to end the join; the
+            // status the server reports after reaping it is read later, when asked for, so
+            // the server's wake-up is not on the way of every join.
+            let reported_later =
+                !exited && matches!(w.started, Some((_, Status::Server(_)))) && !child.is_running();
+            if exited || reported_later {
                 // Everything the child wrote before it ended is in the socket now.
                 Self::read_outcome(&mut w);
-                let outcome = w.outcome.take();
+                let mut outcome = w.outcome.take();
                 w.taken = true;
+                if reported_later {
+                    w.pending = w.started.take().map(|(_, status)| status);
+                    if !matches!(outcome, Some(Ok(_))) {
+                        // No value: the exit code (or the server's death) is the answer.
+                        self.poll_exit(&mut w)?;
+                        outcome = outcome.or_else(|| w.outcome.take());
+                    }
+                }
                 self.release(&mut w);
                 return self.finish(&child, outcome);
             }
-            let (sock, status) = w
+            let (sock, _) = w
                 .started
                 .as_ref()
                 .ok_or(Error::InvalidState("the process has been closed"))?;
             let now = Instant::now();
             quiet = quiet && now < quiet_until && w.frames.is_empty();
             let watch_sock = !quiet && w.outcome.is_none() && !w.sock_done;
-            let fds = [status.fd(&child), sock.as_fd()];
+            // The exit, seen on the pidfd (also for a fork server's child, whose status comes
+            // later through the server).
+            let fds = [child.exit_fd(), sock.as_fd()];
             let fds = if watch_sock { &fds[..] } else { &fds[..1] };
             let mut timeout = match deadline {
                 None => None,

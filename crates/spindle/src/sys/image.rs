@@ -71,6 +71,14 @@ pub(crate) fn entry_at(offset: i64, fingerprint: u64) -> Result<EntryFn, String>
     Ok(unsafe { std::mem::transmute::<usize, EntryFn>(addr) })
 }
 
+/// Computes the fingerprint and the image size now, so that a process that forks children
+/// (the fork server) hands them both already known: each child would otherwise `stat` the
+/// executable twice before running its call.
+pub(crate) fn compute_checks() {
+    fingerprint();
+    image_size();
+}
+
 fn exe_meta() -> Option<std::fs::Metadata> {
     std::fs::metadata("/proc/self/exe").ok()
 }

@@ -367,8 +367,12 @@ pub(crate) fn child_signals() {
 /// Empties a non-blocking signalfd.
 pub(crate) fn drain_signalfd(fd: BorrowedFd<'_>) {
     let mut buf = [0u8; 128 * 8];
-    // SAFETY: buf is a writable buffer of the stated length; errors (EAGAIN) end the loop.
-    while unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    // A read returns every queued record that fits; a short one (or an error: EAGAIN) means
+    // the descriptor is empty, without one more call to find out.
+    // SAFETY: buf is a writable buffer of the stated length.
+    while unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) }
+        == buf.len() as isize
+    {}
 }
 
 /// Ignores `SIGPIPE`, so that writing to a closed pipe returns `EPIPE` instead of killing.

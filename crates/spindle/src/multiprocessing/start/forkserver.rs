@@ -5,14 +5,15 @@
 //! `SOCK_SEQPACKET` message (`b"F"` + 2 descriptors); the server forks, answers
 //! `b"P"` + pid (u32 LE) + a pidfd of the child, and later writes the child's raw wait status
 //! into the status pipe after reaping it. The call itself goes straight from the parent to the
-//! child over the control socket, as with spawn.
+//! child over the control socket, as with spawn; a small one is written before the request,
+//! so the child finds it waiting.
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 
-use super::{on_launcher, send_call, ChildRef, Launch, Started, Status};
+use super::{on_launcher, CallBytes, ChildRef, Launch, Started, Status};
 use crate::error::{Error, Result};
 use crate::latch::lock;
 use crate::sys;
@@ -100,14 +101,27 @@ fn request(child_sock: BorrowedFd<'_>, status_w: BorrowedFd<'_>) -> Result<(u32,
     })
 }
 
+/// A call of at most this many bytes is written into the child's socket before the fork
+/// request: the socket's buffer holds it, and the child finds it there as soon as it runs.
+const PIPELINED: usize = 32 * 1024;
+
 pub(crate) fn start(launch: Launch) -> Result<Started> {
     let (entry, args) = launch.job.entry()?;
+    let call = CallBytes::new(&launch, entry, args)?;
     let (mut sock, theirs) = UnixStream::pair()?;
     let (status_r, status_w) = sys::fd::pipe()?;
+    // Written before the child exists, so that it need not wait for a second message after
+    // the fork, and the server's reply overlaps with the child's start.
+    let early = call.fits(PIPELINED);
+    if early {
+        call.send(&mut sock, args)?;
+    }
     let (pid, pidfd) = request(theirs.as_fd(), status_w.as_fd())?;
     drop(theirs);
     drop(status_w);
-    send_call(&mut sock, &launch, entry, args)?;
+    if !early {
+        call.send(&mut sock, args)?;
+    }
     Ok(Started {
         child: ChildRef::new(pid, pidfd),
         sock,

@@ -135,6 +135,17 @@ impl Status {
         }
     }
 
+    /// Waits for the raw wait status of a child known to have exited. `Err` when the fork
+    /// server died before reporting it.
+    pub(crate) fn wait(&mut self, child: &ChildRef) -> Result<i32> {
+        loop {
+            if let Some(raw) = self.try_wait(child)? {
+                return Ok(raw);
+            }
+            sys::fd::poll_readable(&[self.fd(child)], None)?;
+        }
+    }
+
     /// The descriptor that becomes readable when the exit status is available.
     pub(crate) fn fd<'a>(&'a self, child: &'a ChildRef) -> BorrowedFd<'a> {
         match self {
@@ -170,30 +181,65 @@ pub(crate) fn send_call(
     entry: EntryFn,
     args: &[u8],
 ) -> Result<()> {
-    let me = super::current_process();
-    let call = Call {
-        fingerprint: sys::image::fingerprint(),
-        entry: sys::image::entry_offset(entry),
-        name: launch.name.clone(),
-        daemon: launch.daemon,
-        parent_pid: me.pid(),
-        parent_name: me.name().to_owned(),
-    };
-    let call = reduction::encode(&call)?;
-    let mut buf = Vec::with_capacity(2 * reduction::HEADER + call.len() + args.len().min(1 << 16));
-    buf.extend_from_slice(&reduction::header(Kind::Call, call.len())?);
-    buf.extend_from_slice(&call);
-    buf.extend_from_slice(&reduction::header(Kind::Args, args.len())?);
-    let result = if args.len() <= 1 << 16 {
-        buf.extend_from_slice(args);
-        std::io::Write::write_all(sock, &buf)
-    } else {
-        std::io::Write::write_all(sock, &buf).and_then(|()| std::io::Write::write_all(sock, args))
-    };
-    match result {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) if e.raw_os_error() == Some(104) => Ok(()), // ECONNRESET
-        other => other.map_err(Error::Io),
+    let call = CallBytes::new(launch, entry, args)?;
+    call.send(sock, args)
+}
+
+/// Arguments up to this size travel in the same write as the call.
+const INLINE_ARGS: usize = 1 << 16;
+
+/// The encoded `Call` frame and the `Args` header, followed by the arguments themselves when
+/// they are small: what a spawned or forkserver child reads first.
+#[derive(Debug)]
+pub(crate) struct CallBytes {
+    buf: Vec<u8>,
+    args_inline: bool,
+}
+
+impl CallBytes {
+    pub(crate) fn new(launch: &Launch, entry: EntryFn, args: &[u8]) -> Result<Self> {
+        let me = super::current_process();
+        let call = Call {
+            fingerprint: sys::image::fingerprint(),
+            entry: sys::image::entry_offset(entry),
+            name: launch.name.clone(),
+            daemon: launch.daemon,
+            parent_pid: me.pid(),
+            parent_name: me.name().to_owned(),
+        };
+        let call = reduction::encode(&call)?;
+        let args_inline = args.len() <= INLINE_ARGS;
+        let inline = if args_inline { args.len() } else { 0 };
+        let mut buf = Vec::with_capacity(2 * reduction::HEADER + call.len() + inline);
+        buf.extend_from_slice(&reduction::header(Kind::Call, call.len())?);
+        buf.extend_from_slice(&call);
+        buf.extend_from_slice(&reduction::header(Kind::Args, args.len())?);
+        if args_inline {
+            buf.extend_from_slice(args);
+        }
+        Ok(CallBytes { buf, args_inline })
+    }
+
+    /// Whether the whole message is in one buffer of at most `limit` bytes: then it can be
+    /// written into a fresh socket before anyone reads it (its buffer holds it).
+    pub(crate) fn fits(&self, limit: usize) -> bool {
+        self.args_inline && self.buf.len() <= limit
+    }
+
+    /// Writes the message (`args` are the same arguments given to `new`).
+    pub(crate) fn send(&self, sock: &mut UnixStream, args: &[u8]) -> Result<()> {
+        let result = std::io::Write::write_all(sock, &self.buf).and_then(|()| {
+            if self.args_inline {
+                Ok(())
+            } else {
+                std::io::Write::write_all(sock, args)
+            }
+        });
+        match result {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            Err(e) if e.raw_os_error() == Some(104) => Ok(()), // ECONNRESET
+            other => other.map_err(Error::Io),
+        }
     }
 }
 
