@@ -132,8 +132,10 @@ fn print_section(number: usize, section: &Section, pace: Pace) -> spindle::Resul
             let ratio = d.as_secs_f64() / t.measured.as_secs_f64().max(f64::MIN_POSITIVE);
             let verdict = if ratio >= 1.05 {
                 format!("measured is {ratio:.1}× faster")
+            } else if ratio > 0.95 {
+                "about the same".to_owned()
             } else {
-                "as the notes say".to_owned()
+                format!("measured is {:.1}× slower (a busy machine?)", 1.0 / ratio)
             };
             println!(
                 "    {label:<32}{}   {}",
