@@ -14,6 +14,26 @@
 //! }
 //! ```
 //!
+//! | Python | spindle |
+//! |---|---|
+//! | `Process(target=f, args=(a, b), name=..., daemon=...)` | [`Process::builder`]`().name(..).daemon(..).target(f, (a, b))` |
+//! | `p.start()`, `p.join()`, `p.join(timeout)` | [`Process::start`], [`Process::join`] (returns `f`'s value), [`Process::join_timeout`] |
+//! | `p.is_alive()`, `p.pid`, `p.exitcode` | [`Process::is_alive`], [`Process::pid`], [`Process::exitcode`] (minus the signal number when killed) |
+//! | `p.terminate()`, `p.kill()`, `p.close()` | [`Process::terminate`], [`Process::kill`], [`Process::close`] |
+//! | `set_start_method`, `get_start_method`, `get_context` | [`set_start_method`], [`get_start_method`], [`get_context`] |
+//! | `"spawn"`, `"fork"`, `"forkserver"` | [`StartMethod::Spawn`], [`StartMethod::Fork`], [`StartMethod::Forkserver`] (the default) |
+//! | `active_children()`, `current_process()`, `parent_process()`, `cpu_count()` | [`active_children`], [`current_process`], [`parent_process`], [`cpu_count`] |
+//!
+//! What differs from Python, on purpose:
+//! - no `if __name__ == "__main__":` guard: a spawned child is entered before `main`;
+//! - a target is a `fn` item or a closure that captures nothing (a capturing closure is a
+//!   compile error), except with [`Builder::fork_target`], which only forks;
+//! - a panic in the child comes back from `join` as a [`TaskError`](crate::TaskError) with
+//!   its message and pid (exit code 1); bad bytes on the control channel are typed errors;
+//! - every child dies with its parent, also when the parent is killed with `SIGKILL`;
+//! - dropping a running non-daemon [`Process`] waits for it (Python joins non-daemon children
+//!   at exit); a daemon is killed.
+//!
 //! How a spawned child knows what to run, and how the fork server works, is told in
 //! `README.md` beside this file.
 
