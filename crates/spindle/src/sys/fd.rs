@@ -121,10 +121,11 @@ pub(crate) fn recv_with_fds(
     let n =
         cvt_retry(|| unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) })?;
     let mut fds = Vec::new();
-    // SAFETY: after a successful recvmsg the kernel has filled msg_control/msg_controllen with
+    // after a successful recvmsg the kernel has filled msg_control/msg_controllen with
     // well-formed headers; CMSG_FIRSTHDR/CMSG_NXTHDR walk them within msg_controllen, and each
     // SCM_RIGHTS payload holds (cmsg_len - CMSG_LEN(0)) / 4 fresh descriptors that this process
     // now owns (read unaligned, as the buffer gives no alignment promise for the data).
+    // SAFETY: sound for the reasons above.
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
         while !cmsg.is_null() {

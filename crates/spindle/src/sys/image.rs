@@ -62,12 +62,13 @@ pub(crate) fn entry_at(offset: i64, fingerprint: u64) -> Result<EntryFn, String>
         ));
     }
     let addr = anchor_addr().wrapping_add(offset as usize);
-    // SAFETY: `offset` was computed by `entry_offset` from an `EntryFn` in a process running
+    // `offset` was computed by `entry_offset` from an `EntryFn` in a process running
     // the same image: the fingerprints (device, inode, size and mtime of the executable)
     // match, and the message carrying it came over a private socket from our own parent and
     // passed the framing checks. The same image places the same function at the same
     // distance from `anchor`, so `addr` is the address of that `EntryFn` in this process.
     // Both are plain `fn` pointers of the same size as `usize`.
+    // SAFETY: sound for the reasons above.
     Ok(unsafe { std::mem::transmute::<usize, EntryFn>(addr) })
 }
 
@@ -134,10 +135,11 @@ pub(crate) fn conjure<F: Copy + 'static>() -> F {
             "only zero-sized targets can be conjured"
         )
     };
-    // SAFETY: `F` has size zero (checked at compile time), so a read through a dangling but
+    // `F` has size zero (checked at compile time), so a read through a dangling but
     // aligned pointer reads no byte. Callers use this only for target types of which the
     // parent held a value and which are `Copy`: making one here is a copy of that value,
     // which `Copy` allows.
+    // SAFETY: sound for the reasons above.
     unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
 }
 

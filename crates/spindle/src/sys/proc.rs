@@ -158,9 +158,10 @@ pub(crate) fn spawn_self(extra_env: &[(&str, String)], keep: &[BorrowedFd<'_>]) 
 
     let mut actions = MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
     let mut attr = MaybeUninit::<libc::posix_spawnattr_t>::uninit();
-    // SAFETY: init functions fill the MaybeUninit out-params; every later call gets pointers to
+    // init functions fill the MaybeUninit out-params; every later call gets pointers to
     // initialised objects, which are destroyed exactly once below. argv/envp are
     // null-terminated arrays of pointers into CStrings that outlive the call.
+    // SAFETY: sound for the reasons above.
     unsafe {
         spawn_check(libc::posix_spawn_file_actions_init(actions.as_mut_ptr()))?;
         let actions = SpawnGuard::Actions(actions.as_mut_ptr());
@@ -408,17 +409,19 @@ pub(crate) fn fork_run(
     close_in_child: &[BorrowedFd<'_>],
     child: impl FnOnce() -> i32,
 ) -> io::Result<u32> {
-    // SAFETY: in the child, the closure runs on this thread's copied stack and the process
+    // in the child, the closure runs on this thread's copied stack and the process
     // ends with `exit_now` without returning into the parent's frames (a panic is caught
     // first). What is left is the deadlock hazard described above, which is not a memory
     // safety matter; the caller warns about it when other threads exist.
+    // SAFETY: sound for the reasons above.
     match unsafe { fork() }? {
         Forked::Parent(pid) => Ok(pid),
         Forked::Child => {
             for fd in close_in_child {
-                // SAFETY: closing this process's copy of a descriptor the parent keeps; the
+                // closing this process's copy of a descriptor the parent keeps; the
                 // `OwnedFd` that owns it in the copied memory is never dropped here, because
                 // the child ends with `exit_now`.
+                // SAFETY: sound for the reasons above.
                 unsafe { libc::close(fd.as_raw_fd()) };
             }
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(1);
