@@ -4,7 +4,6 @@
 //! module of this library, so that `spindle tour` runs exactly the code a reader sees
 //! (docs/decisions.md, D2). Each has `pub fn run(pause: Duration)`: `pause` is what the notes'
 //! `time.sleep(2)` lasts.
-#![allow(clippy::print_stdout)]
 
 use std::time::Duration;
 

@@ -9,12 +9,12 @@
 use crossbeam_channel::unbounded;
 use rayon::prelude::*;
 
-use crate::harness::{measure, Measurement, Plan};
+use crate::harness::{Measurement, Plan};
 use crate::peers::cpython;
 use crate::peers::crossbeam_pool::BarePool;
 use crate::report::thousands;
 use crate::scoreboard::{Contender, Group, NotMeasured, Options, Progress};
-use crate::workloads::{check_sum, square};
+use crate::workloads::{check_sum, failed, repeat, square};
 
 /// The map group.
 pub(crate) fn group(opts: &Options) -> Group {
@@ -60,10 +60,6 @@ pub(crate) fn group(opts: &Options) -> Group {
         )
 }
 
-fn failed(e: impl std::fmt::Display) -> NotMeasured {
-    NotMeasured::Failed(e.to_string())
-}
-
 fn spindle_map(
     workers: usize,
     n: u64,
@@ -75,19 +71,13 @@ fn spindle_map(
         .max_workers(workers)
         .build()
         .map_err(failed)?;
-    measure(
-        plan,
-        n,
-        |i, t| p.rep(i, t),
-        || {
-            let mut sum = 0u64;
-            for v in pool.map(square, 0..n).map_err(|e| e.to_string())? {
-                sum = sum.wrapping_add(v.map_err(|e| e.to_string())?);
-            }
-            check_sum(sum, n)
-        },
-    )
-    .map_err(NotMeasured::Failed)
+    repeat(plan, n, &p, || {
+        let mut sum = 0u64;
+        for v in pool.map(square, 0..n).map_err(|e| e.to_string())? {
+            sum = sum.wrapping_add(v.map_err(|e| e.to_string())?);
+        }
+        check_sum(sum, n)
+    })
 }
 
 fn rayon_pool(workers: usize) -> Result<rayon::ThreadPool, NotMeasured> {
@@ -105,59 +95,40 @@ fn rayon_collect(
 ) -> Result<Measurement, NotMeasured> {
     let pool = rayon_pool(workers)?;
     let len = usize::try_from(n).map_err(failed)?;
-    measure(
-        plan,
-        n,
-        |i, t| p.rep(i, t),
-        || {
-            // A `usize` range is an indexed parallel iterator, so `collect` writes straight into
-            // the Vec (a `u64` range is not, and would collect through linked lists).
-            let out: Vec<u64> =
-                pool.install(|| (0..len).into_par_iter().map(|i| square(i as u64)).collect());
-            check_sum(out.iter().fold(0u64, |a, &v| a.wrapping_add(v)), n)
-        },
-    )
-    .map_err(NotMeasured::Failed)
+    repeat(plan, n, &p, || {
+        // A `usize` range is an indexed parallel iterator, so `collect` writes straight into
+        // the Vec (a `u64` range is not, and would collect through linked lists).
+        let out: Vec<u64> =
+            pool.install(|| (0..len).into_par_iter().map(|i| square(i as u64)).collect());
+        check_sum(out.iter().fold(0u64, |a, &v| a.wrapping_add(v)), n)
+    })
 }
 
 fn rayon_sum(workers: usize, n: u64, plan: Plan, p: Progress) -> Result<Measurement, NotMeasured> {
     let pool = rayon_pool(workers)?;
     let len = usize::try_from(n).map_err(failed)?;
-    measure(
-        plan,
-        n,
-        |i, t| p.rep(i, t),
-        || {
-            let sum: u64 =
-                pool.install(|| (0..len).into_par_iter().map(|i| square(i as u64)).sum());
-            check_sum(sum, n)
-        },
-    )
-    .map_err(NotMeasured::Failed)
+    repeat(plan, n, &p, || {
+        let sum: u64 = pool.install(|| (0..len).into_par_iter().map(|i| square(i as u64)).sum());
+        check_sum(sum, n)
+    })
 }
 
 fn crossbeam(workers: usize, n: u64, plan: Plan, p: Progress) -> Result<Measurement, NotMeasured> {
     let pool = BarePool::new(workers).map_err(failed)?;
     let len = usize::try_from(n).map_err(failed)?;
-    measure(
-        plan,
-        n,
-        |i, t| p.rep(i, t),
-        || {
-            let (tx, rx) = unbounded::<(usize, u64)>();
-            for i in 0..len {
-                let tx = tx.clone();
-                pool.execute(Box::new(move || {
-                    let _ = tx.send((i, square(i as u64)));
-                }));
-            }
-            let mut out = vec![0u64; len];
-            for _ in 0..len {
-                let (i, v) = rx.recv().map_err(|e| e.to_string())?;
-                out[i] = v;
-            }
-            check_sum(out.iter().fold(0u64, |a, &v| a.wrapping_add(v)), n)
-        },
-    )
-    .map_err(NotMeasured::Failed)
+    repeat(plan, n, &p, || {
+        let (tx, rx) = unbounded::<(usize, u64)>();
+        for i in 0..len {
+            let tx = tx.clone();
+            pool.execute(Box::new(move || {
+                let _ = tx.send((i, square(i as u64)));
+            }));
+        }
+        let mut out = vec![0u64; len];
+        for _ in 0..len {
+            let (i, v) = rx.recv().map_err(|e| e.to_string())?;
+            out[i] = v;
+        }
+        check_sum(out.iter().fold(0u64, |a, &v| a.wrapping_add(v)), n)
+    })
 }

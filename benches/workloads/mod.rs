@@ -1,7 +1,8 @@
 //! The workloads on the board. Each file builds one [`Group`] of contenders; a later issue adds
 //! its workload (`multiprocessing.Pool.map`, ...) as a new file and one line in [`all`].
 
-use crate::scoreboard::{Group, Options};
+use crate::harness::{measure, Measurement, Plan};
+use crate::scoreboard::{Group, NotMeasured, Options, Progress};
 
 mod map;
 mod process_memory;
@@ -21,23 +22,34 @@ pub(crate) fn all(opts: &Options) -> Vec<Group> {
     ]
 }
 
+/// A contender that could not be set up, as a failed row.
+pub(crate) fn failed(e: impl std::fmt::Display) -> NotMeasured {
+    NotMeasured::Failed(e.to_string())
+}
+
+/// Measures one repetition `rep` of `ops` operations under `plan`, with progress dots; a
+/// failing repetition makes a failed row.
+pub(crate) fn repeat(
+    plan: Plan,
+    ops: u64,
+    p: &Progress,
+    rep: impl FnMut() -> Result<(), String>,
+) -> Result<Measurement, NotMeasured> {
+    measure(plan, ops, |i, t| p.rep(i, t), rep).map_err(NotMeasured::Failed)
+}
+
 /// The empty task of the process workloads (Python's `def empty(): pass`).
 pub(crate) fn empty() {}
 
-/// For tests that start processes: one at a time, spindle's panic hook installed before any
-/// fork, and a watchdog that fails the test instead of letting it hang.
-///
-/// Forking a multi-threaded process (the test harness) copies the locks other threads hold.
-/// A fork child installs spindle's panic hook on its first `catch` with `take_hook`, which
-/// waits forever if another thread was panicking (holding std's hook lock) at the fork; the
-/// board never forks while a contender panics, but the test suite does. Installing the hook in
-/// the parent first keeps the child off that lock.
+/// For tests that start processes: one at a time (they measure starts and memory, which
+/// other tests' children would disturb), under a watchdog that fails the test instead of
+/// letting it hang. Fork safety itself is the library's business: a fork start installs the
+/// panic hook and holds spindle's locks across `fork()` (docs/decisions.md, D18).
 #[cfg(test)]
 pub(crate) fn with_processes<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
     use std::sync::Mutex;
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let _ = spindle::panic::catch(|| ());
     let (tx, rx) = crossbeam_channel::bounded(1);
     let runner = std::thread::spawn(move || {
         let _ = tx.send(body());

@@ -11,7 +11,7 @@ use crate::harness::{Measurement, Unit};
 use crate::peers::cpython;
 use crate::scoreboard::{Contender, Group, NotMeasured, Options, Progress, Rule};
 use crate::scratch::ScratchDir;
-use crate::workloads::empty;
+use crate::workloads::{empty, failed};
 
 /// How long a child is left alone after it said it is ready, before its memory is read (the
 /// CPython script waits as long).
@@ -94,10 +94,6 @@ pub(crate) fn group(opts: &Options) -> Group {
             })
             .versus("spindle spawn child"),
         )
-}
-
-fn failed(e: impl std::fmt::Display) -> NotMeasured {
-    NotMeasured::Failed(e.to_string())
 }
 
 /// The idle child's target: says it is ready, then sleeps until it is killed.

@@ -13,7 +13,7 @@ use crate::harness::{measure, Measurement, Plan};
 use crate::peers::cpython;
 use crate::report::thousands;
 use crate::scoreboard::{Contender, Group, NotMeasured, Options, Progress, Rule};
-use crate::workloads::empty;
+use crate::workloads::{empty, failed, repeat};
 
 const FORK: &str = "spindle fork";
 const FORK_ELSEWHERE: &str = "spindle fork, from another thread";
@@ -154,10 +154,6 @@ pub(crate) fn group(opts: &Options) -> Group {
         )
 }
 
-fn failed(e: impl std::fmt::Display) -> NotMeasured {
-    NotMeasured::Failed(e.to_string())
-}
-
 /// Starts and joins one empty child with `method` per repetition.
 pub(crate) fn spindle_starts(
     method: StartMethod,
@@ -165,17 +161,11 @@ pub(crate) fn spindle_starts(
     p: Progress,
 ) -> Result<Measurement, NotMeasured> {
     let ctx = get_context(method);
-    measure(
-        plan,
-        1,
-        |i, t| p.rep(i, t),
-        || {
-            let child = ctx.process().target(empty, ());
-            child.start().map_err(|e| e.to_string())?;
-            child.join().map_err(|e| e.to_string())
-        },
-    )
-    .map_err(NotMeasured::Failed)
+    repeat(plan, 1, &p, || {
+        let child = ctx.process().target(empty, ());
+        child.start().map_err(|e| e.to_string())?;
+        child.join().map_err(|e| e.to_string())
+    })
 }
 
 /// One bare start (`bench::raw_fork_wait` or `bench::raw_spawn_wait`) per repetition.
@@ -184,13 +174,7 @@ fn raw(
     p: Progress,
     start: fn() -> spindle::Result<()>,
 ) -> Result<Measurement, NotMeasured> {
-    measure(
-        plan,
-        1,
-        |i, t| p.rep(i, t),
-        || start().map_err(|e| e.to_string()),
-    )
-    .map_err(NotMeasured::Failed)
+    repeat(plan, 1, &p, || start().map_err(|e| e.to_string()))
 }
 
 /// `n` one-byte round trips per repetition to a forked child that echoes them; a zero byte

@@ -6,12 +6,12 @@
 
 use crossbeam_channel::bounded;
 
-use crate::harness::{measure, Measurement, Plan};
+use crate::harness::{Measurement, Plan};
 use crate::peers::cpython;
 use crate::peers::crossbeam_pool::BarePool;
 use crate::report::thousands;
 use crate::scoreboard::{Contender, Group, NotMeasured, Options, Progress};
-use crate::workloads::{check_sum, square};
+use crate::workloads::{check_sum, failed, repeat, square};
 
 /// The round-trip group.
 pub(crate) fn group(opts: &Options) -> Group {
@@ -47,10 +47,6 @@ pub(crate) fn group(opts: &Options) -> Group {
         }))
 }
 
-fn failed(e: impl std::fmt::Display) -> NotMeasured {
-    NotMeasured::Failed(e.to_string())
-}
-
 fn spindle_submit(
     workers: usize,
     ops: u64,
@@ -62,24 +58,18 @@ fn spindle_submit(
         .max_workers(workers)
         .build()
         .map_err(failed)?;
-    measure(
-        plan,
-        ops,
-        |i, t| p.rep(i, t),
-        || {
-            let mut sum = 0u64;
-            for i in 0..ops {
-                let v = pool
-                    .submit(square, i)
-                    .map_err(|e| e.to_string())?
-                    .result()
-                    .map_err(|e| e.to_string())?;
-                sum = sum.wrapping_add(v);
-            }
-            check_sum(sum, ops)
-        },
-    )
-    .map_err(NotMeasured::Failed)
+    repeat(plan, ops, &p, || {
+        let mut sum = 0u64;
+        for i in 0..ops {
+            let v = pool
+                .submit(square, i)
+                .map_err(|e| e.to_string())?
+                .result()
+                .map_err(|e| e.to_string())?;
+            sum = sum.wrapping_add(v);
+        }
+        check_sum(sum, ops)
+    })
 }
 
 fn crossbeam(
@@ -89,23 +79,17 @@ fn crossbeam(
     p: Progress,
 ) -> Result<Measurement, NotMeasured> {
     let pool = BarePool::new(workers).map_err(failed)?;
-    measure(
-        plan,
-        ops,
-        |i, t| p.rep(i, t),
-        || {
-            let mut sum = 0u64;
-            for i in 0..ops {
-                let (tx, rx) = bounded(1);
-                pool.execute(Box::new(move || {
-                    let _ = tx.send(square(i));
-                }));
-                sum = sum.wrapping_add(rx.recv().map_err(|e| e.to_string())?);
-            }
-            check_sum(sum, ops)
-        },
-    )
-    .map_err(NotMeasured::Failed)
+    repeat(plan, ops, &p, || {
+        let mut sum = 0u64;
+        for i in 0..ops {
+            let (tx, rx) = bounded(1);
+            pool.execute(Box::new(move || {
+                let _ = tx.send(square(i));
+            }));
+            sum = sum.wrapping_add(rx.recv().map_err(|e| e.to_string())?);
+        }
+        check_sum(sum, ops)
+    })
 }
 
 fn rayon_install(
@@ -118,17 +102,11 @@ fn rayon_install(
         .num_threads(workers)
         .build()
         .map_err(failed)?;
-    measure(
-        plan,
-        ops,
-        |i, t| p.rep(i, t),
-        || {
-            let mut sum = 0u64;
-            for i in 0..ops {
-                sum = sum.wrapping_add(pool.install(|| square(std::hint::black_box(i))));
-            }
-            check_sum(sum, ops)
-        },
-    )
-    .map_err(NotMeasured::Failed)
+    repeat(plan, ops, &p, || {
+        let mut sum = 0u64;
+        for i in 0..ops {
+            sum = sum.wrapping_add(pool.install(|| square(std::hint::black_box(i))));
+        }
+        check_sum(sum, ops)
+    })
 }
