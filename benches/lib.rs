@@ -32,6 +32,7 @@
 //! board.write_markdown("BENCHMARKS.md".as_ref()).unwrap();
 //! ```
 
+mod empty_child;
 mod harness;
 mod machine;
 mod peers;

@@ -42,8 +42,9 @@ pub(crate) fn group(opts: &Options) -> Group {
              `start()`, `join()` with `fn empty() {}`; figures are per start. Each peer is \
              compared with the spindle row of its start method. raw fork+waitpid: `fork()`, the \
              child `_exit(0)`s at once, `waitpid` (`bench::raw_fork_wait`). raw \
-             posix_spawn+waitpid: `posix_spawn` of this same binary, whose pre-main hook exits \
-             at once, then `waitpid` (`bench::raw_spawn_wait`): the floor of any spawn.",
+             posix_spawn+waitpid: `posix_spawn` of this same binary with an argument that a \
+             pre-main hook of the benches answers by exiting at once, then `waitpid` \
+             (`bench::raw_spawn_wait`): the floor of any spawn.",
         )
         .note(
             "The untimed warm-up start of each row starts what is started once per process: \
@@ -101,7 +102,7 @@ pub(crate) fn group(opts: &Options) -> Group {
         )
         .contender(
             Contender::peer("raw posix_spawn+waitpid", move |p| {
-                raw(spawn_plan, p, bench::raw_spawn_wait)
+                raw(spawn_plan, p, crate::empty_child::raw_spawn_wait)
             })
             .on_board_thread()
             .versus(SPAWN)
@@ -250,7 +251,12 @@ mod tests {
                 let m = spindle_starts(method, Plan::fixed(1, 2), Progress::quiet()).unwrap();
                 assert_eq!((m.ops, m.samples.len()), (1, 2), "{method:?}");
             }
-            raw(Plan::fixed(0, 1), Progress::quiet(), bench::raw_spawn_wait).unwrap();
+            raw(
+                Plan::fixed(0, 1),
+                Progress::quiet(),
+                crate::empty_child::raw_spawn_wait,
+            )
+            .unwrap();
             raw(Plan::fixed(0, 1), Progress::quiet(), bench::raw_fork_wait).unwrap();
         });
     }

@@ -76,6 +76,11 @@ pub enum Error {
     /// A peer broke the protocol: wrong magic, wrong build, truncated or unexpected message.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The operation cannot run in this process: for instance a start method that would run
+    /// another program (spindle inside a shared object) or whose children would be refused (a
+    /// setuid program). The message names what to use instead.
+    #[error("not supported here: {0}")]
+    Unsupported(String),
 }
 
 impl Error {

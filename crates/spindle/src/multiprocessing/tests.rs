@@ -2,16 +2,17 @@
 //! test binary, and the protocol faults that only hand-made messages can produce.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use super::bootstrap::{Call, EXIT_REFUSED};
 use super::reduction::{self, ChildFailure, Kind};
-use super::start::{ChildRef, Started, Status};
+use super::start::{ChildRef, Started};
 use super::*;
 use crate::error::Error;
 use crate::sys;
+use crate::sys::fd::Tracked;
 
 fn triple(x: i64) -> i64 {
     3 * x
@@ -44,29 +45,45 @@ fn spawn_and_forkserver_work_from_a_unit_test() {
 /// Spawns a child by hand and returns the parent's end of its control socket.
 fn spawn_raw() -> Started {
     let (sock, theirs) = UnixStream::pair().unwrap();
-    let mode = format!("spawn,{},{}", theirs.as_raw_fd(), sys::proc::getpid());
-    let pid = sys::proc::spawn_self(&[(sys::image::CHILD_ENV, mode)], &[theirs.as_fd()]).unwrap();
+    let mode = format!("spawn,3,{}", sys::proc::getpid());
+    let pid = sys::proc::spawn_program(&sys::proc::SpawnSpec {
+        program: "/proc/self/exe".as_ref(),
+        argv: &[sys::proc::argv0()],
+        var: Some((super::bootstrap::child_var(), &mode)),
+        channel: Some(theirs.as_fd()),
+    })
+    .unwrap();
     drop(theirs);
+    adopt_started(pid, sock)
+}
+
+fn adopt_started(pid: u32, sock: UnixStream) -> Started {
     let pidfd = sys::proc::pidfd_open(pid).unwrap();
     Started {
-        child: ChildRef::new(pid, pidfd),
-        sock,
-        status: Status::Own,
+        child: ChildRef::new(pid, Tracked::make(|| Ok(pidfd)).unwrap()),
+        sock: Tracked::make(|| Ok(sock)).unwrap(),
     }
+}
+
+fn our_build() -> Vec<u8> {
+    sys::image::build_identity().to_vec()
 }
 
 fn entry_of<F: Target<(i64,), Output = i64>>(_: F) -> i64 {
     sys::image::entry_offset(super::target::trampoline::<F, (i64,)>)
 }
 
-fn call(fingerprint: u64) -> Vec<u8> {
+fn call(build: Vec<u8>) -> Vec<u8> {
     let call = Call {
-        fingerprint,
+        build,
         entry: entry_of(triple),
         name: "raw".into(),
+        ident: vec![1],
         daemon: false,
+        method: "spawn".into(),
         parent_pid: sys::proc::getpid(),
         parent_name: "MainProcess".into(),
+        fds: 0,
     };
     let mut out = Vec::new();
     reduction::write_frame(&mut out, Kind::Call, &reduction::encode(&call).unwrap()).unwrap();
@@ -109,7 +126,7 @@ fn a_child_given_garbage_refuses_with_a_typed_error() {
 #[test]
 fn a_child_given_a_truncated_call_refuses() {
     with_watchdog(|| {
-        let full = call(sys::image::fingerprint());
+        let full = call(our_build());
         let (frame, code) = child_answer(&full[..full.len() - 3]);
         assert_eq!(code, EXIT_REFUSED);
         assert!(matches!(failure_of(frame), ChildFailure::Protocol(m) if m.contains("truncated")));
@@ -119,7 +136,7 @@ fn a_child_given_a_truncated_call_refuses() {
 #[test]
 fn a_child_given_undecodable_arguments_reports_a_codec_error() {
     with_watchdog(|| {
-        let mut bytes = call(sys::image::fingerprint());
+        let mut bytes = call(our_build());
         reduction::write_frame(&mut bytes, Kind::Args, &[0xff, 0xff]).unwrap();
         let (frame, code) = child_answer(&bytes);
         assert_eq!(code, EXIT_REFUSED);
@@ -132,7 +149,7 @@ fn a_child_of_another_build_refuses_and_join_says_why() {
     with_watchdog(|| {
         // Simulates a binary changed on disk: the parent's fingerprint is not the child's.
         let mut s = spawn_raw();
-        let mut bytes = call(sys::image::fingerprint() ^ 1);
+        let mut bytes = call([our_build(), vec![1]].concat());
         reduction::write_frame(
             &mut bytes,
             Kind::Args,
@@ -154,7 +171,7 @@ fn a_child_of_another_build_refuses_and_join_says_why() {
 fn the_hand_made_call_runs_when_it_is_right() {
     with_watchdog(|| {
         let mut s = spawn_raw();
-        let mut bytes = call(sys::image::fingerprint());
+        let mut bytes = call(our_build());
         reduction::write_frame(
             &mut bytes,
             Kind::Args,
@@ -177,12 +194,7 @@ fn a_parent_reading_garbage_gets_a_protocol_error() {
             0
         })
         .unwrap();
-        let pidfd = sys::proc::pidfd_open(pid).unwrap();
-        let p: Process<u32> = Process::adopt(Started {
-            child: ChildRef::new(pid, pidfd),
-            sock,
-            status: Status::Own,
-        });
+        let p: Process<u32> = Process::adopt(adopt_started(pid, sock));
         let err = p.join().unwrap_err();
         assert!(
             matches!(&err, Error::Protocol(m) if m.contains("limit")),
@@ -201,12 +213,7 @@ fn a_parent_reading_a_wrong_value_gets_a_codec_error() {
             0
         })
         .unwrap();
-        let pidfd = sys::proc::pidfd_open(pid).unwrap();
-        let p: Process<String> = Process::adopt(Started {
-            child: ChildRef::new(pid, pidfd),
-            sock,
-            status: Status::Own,
-        });
+        let p: Process<String> = Process::adopt(adopt_started(pid, sock));
         assert!(matches!(p.join(), Err(Error::Codec(_))));
     });
 }

@@ -1,23 +1,167 @@
-//! File descriptors: pipes, socket pairs, `poll`, and fds carried in messages (`SCM_RIGHTS`).
+//! File descriptors: pipes, socket pairs, `poll`, fds carried in messages (`SCM_RIGHTS`), and
+//! the registry of spindle's own descriptors that a forked child closes.
 
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::ops::{Deref, DerefMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{cvt, cvt_retry};
 
 /// The most descriptors one message may carry.
-pub(crate) const MAX_FDS: usize = 4;
+pub(crate) const MAX_FDS: usize = 72;
 
-/// A pipe `(read end, write end)`, both close-on-exec.
-pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: `fds` is a valid out-array of two ints, as pipe2 requires.
-    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
-    // SAFETY: pipe2 succeeded, so both numbers are fresh descriptors that nothing else owns.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+/// The descriptor number a child's channel has in the child (spawn and forkserver).
+pub(crate) const CHANNEL_FD: RawFd = 3;
+
+/// spindle's own process-management descriptors (control sockets, pidfds, the fork server's
+/// connection): a forked child closes them, so that it never holds another child's channel
+/// open. A user's descriptors, IPC handles included, are never in it.
+static TRACKED: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
+
+fn tracked_list() -> MutexGuard<'static, Vec<RawFd>> {
+    TRACKED.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A descriptor-owning value registered as one of spindle's own (see [`TRACKED`]).
+#[derive(Debug)]
+pub(crate) struct Tracked<T: AsRawFd>(Option<T>);
+
+impl<T: AsRawFd> Tracked<T> {
+    /// Makes a value and registers it, with the registry held so that no fork happens between.
+    pub(crate) fn make(make: impl FnOnce() -> io::Result<T>) -> io::Result<Self> {
+        let mut list = tracked_list();
+        let v = make()?;
+        list.push(v.as_raw_fd());
+        Ok(Tracked(Some(v)))
+    }
+
+    /// Registers a pair made in one call (a socket pair).
+    pub(crate) fn make_pair<U: AsRawFd>(
+        make: impl FnOnce() -> io::Result<(T, U)>,
+    ) -> io::Result<(Self, Tracked<U>)> {
+        let mut list = tracked_list();
+        let (a, b) = make()?;
+        list.push(a.as_raw_fd());
+        list.push(b.as_raw_fd());
+        Ok((Tracked(Some(a)), Tracked(Some(b))))
+    }
+}
+
+impl<T: AsRawFd> Deref for Tracked<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl<T: AsRawFd> DerefMut for Tracked<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.0.as_mut().expect("present until dropped")
+    }
+}
+
+impl<T: AsRawFd> Drop for Tracked<T> {
+    fn drop(&mut self) {
+        if let Some(v) = self.0.take() {
+            // Unregistered and closed under the registry's lock: a fork in between would
+            // otherwise inherit a descriptor nobody tracks.
+            let mut list = tracked_list();
+            let fd = v.as_raw_fd();
+            list.retain(|f| *f != fd);
+            drop(v);
+        }
+    }
+}
+
+/// The registry's lock, held by a forking thread across `fork()`.
+#[derive(Debug)]
+pub(crate) struct TrackedForkGuard(MutexGuard<'static, Vec<RawFd>>);
+
+/// Takes the registry's lock for a fork.
+pub(crate) fn lock_tracked_for_fork() -> TrackedForkGuard {
+    TrackedForkGuard(tracked_list())
+}
+
+impl TrackedForkGuard {
+    /// In the new child: closes every registered descriptor but `keep`, and forgets them all
+    /// (the owning values in the copied memory are never dropped here: the child ends with
+    /// `_exit`, or drops them only after this list no longer names them).
+    pub(crate) fn close_in_child(mut self, keep: &[RawFd]) {
+        for fd in self.0.drain(..) {
+            if !keep.contains(&fd) {
+                // Closing this process's copy of a descriptor the parent keeps.
+                // SAFETY: sound for the reason above.
+                unsafe { libc::close(fd) };
+            }
+        }
+    }
+}
+
+/// A duplicate of `fd`, close-on-exec.
+pub(crate) fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    fd.try_clone_to_owned()
+}
+
+/// An `O_PATH` descriptor of the current directory, close-on-exec.
+pub(crate) fn open_cwd() -> io::Result<OwnedFd> {
+    // SAFETY: a NUL-terminated path and flags; returns a fresh descriptor or -1.
+    let fd = cvt(unsafe {
+        libc::open(
+            c".".as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: a successful open returns a descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Makes the directory `dir` the current directory.
+pub(crate) fn fchdir(dir: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: fchdir takes a descriptor and touches no memory.
+    cvt(unsafe { libc::fchdir(dir.as_raw_fd()) }).map(drop)
+}
+
+/// In a new child: puts `channel` at [`CHANNEL_FD`] (inheritable there) and closes every
+/// descriptor above it, keeping stdio. Returns the channel at its new number.
+pub(crate) fn keep_only_stdio_and(channel: OwnedFd) -> io::Result<OwnedFd> {
+    let raw = channel.as_raw_fd();
+    if raw != CHANNEL_FD {
+        // SAFETY: dup2 onto a number that this child is about to close anyway.
+        cvt(unsafe { libc::dup2(raw, CHANNEL_FD) })?;
+        drop(channel);
+    } else {
+        std::mem::forget(channel);
+    }
+    // SAFETY: closes every descriptor from CHANNEL_FD + 1 on: this child owns none of them
+    // in memory it will use again (its owners belong to the server's loop, never resumed).
+    let r = unsafe { libc::close_range(CHANNEL_FD as u32 + 1, u32::MAX, 0) };
+    if r != 0 {
+        // Before Linux 5.9: close what /proc lists.
+        let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|fd| *fd > CHANNEL_FD)
+            .collect();
+        for fd in open {
+            // SAFETY: as above.
+            unsafe { libc::close(fd) };
+        }
+    }
+    // SAFETY: CHANNEL_FD is open (the dup2 above, or it was the channel) and owned by
+    // nothing else now.
+    Ok(unsafe { OwnedFd::from_raw_fd(CHANNEL_FD) })
+}
+
+/// A connected pair of `SOCK_STREAM` Unix sockets, close-on-exec, registered as spindle's own.
+pub(crate) fn stream_pair() -> io::Result<(
+    Tracked<std::os::unix::net::UnixStream>,
+    Tracked<std::os::unix::net::UnixStream>,
+)> {
+    Tracked::make_pair(std::os::unix::net::UnixStream::pair)
 }
 
 /// A connected pair of `SOCK_SEQPACKET` Unix sockets (message boundaries kept), close-on-exec.
@@ -36,31 +180,35 @@ pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Takes ownership of a descriptor number inherited across `exec` (named in the environment),
-/// after checking that it is open, and marks it close-on-exec so that it goes no further.
-pub(crate) fn adopt_inherited(raw: RawFd) -> io::Result<OwnedFd> {
-    if raw < 3 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not an inherited descriptor",
-        ));
-    }
-    // SAFETY: F_GETFD only reads the descriptor flags; an unopened number gives EBADF.
-    cvt(unsafe { libc::fcntl(raw, libc::F_GETFD) })?;
-    // SAFETY: F_SETFD on an open descriptor (checked above) only changes its flags.
-    cvt(unsafe { libc::fcntl(raw, libc::F_SETFD, libc::FD_CLOEXEC) })?;
-    // SAFETY: the number is open (checked above) and was handed to this process by its parent
-    // for this purpose only; this is the one place that takes ownership of it.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
-}
-
 /// Sends `data` as one message on a `SOCK_SEQPACKET` socket with `fds` attached.
 pub(crate) fn send_with_fds(
     sock: BorrowedFd<'_>,
     data: &[u8],
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<()> {
-    assert!(fds.len() <= MAX_FDS && !data.is_empty());
+    let n = send_some_with_fds(sock, data, fds)?;
+    if n != data.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "short send of a packet",
+        ));
+    }
+    Ok(())
+}
+
+/// Sends the first part of `data` on a socket with `fds` attached to its first byte; returns
+/// how many bytes went (a stream socket may take fewer than all).
+pub(crate) fn send_some_with_fds(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
+    if fds.len() > MAX_FDS || data.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many descriptors, or nothing to carry them",
+        ));
+    }
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),
@@ -91,13 +239,7 @@ pub(crate) fn send_with_fds(
     }
     // SAFETY: msg points at live iovec and control buffers for the duration of the call.
     let n = cvt_retry(|| unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })?;
-    if n as usize != data.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::WriteZero,
-            "short send of a packet",
-        ));
-    }
-    Ok(())
+    Ok(n as usize)
 }
 
 /// Receives one message from a `SOCK_SEQPACKET` socket into `buf`, with the descriptors it
@@ -151,11 +293,17 @@ pub(crate) fn recv_with_fds(
 
 /// A control-message buffer with room for `MAX_FDS` descriptors, aligned for `cmsghdr`.
 #[repr(C, align(8))]
-struct CmsgBuf([u8; 64]);
+struct CmsgBuf([u8; 24 + 4 * MAX_FDS]);
 
 impl CmsgBuf {
     fn new() -> Self {
-        CmsgBuf([0; 64])
+        CmsgBuf([0; 24 + 4 * MAX_FDS])
+    }
+}
+
+impl<T: AsRawFd + AsFd> AsFd for Tracked<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        (**self).as_fd()
     }
 }
 

@@ -20,13 +20,12 @@
 //! which must take that lock and would wait for the caller, which waits for it.
 
 use std::io::{StderrLock, StdoutLock, Write};
-use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Once;
 
-use super::{lock_launcher_for_fork, on_launcher, ChildRef, Job, Launch, Started, Status};
+use super::{lock_launcher_for_fork, on_launcher, own_child, Job, Launch, Started};
 use crate::error::Result;
-use crate::multiprocessing::{bootstrap, identity, reduction::Kind};
+use crate::multiprocessing::{bootstrap, handles, identity, reduction::Kind, StartMethod};
 use crate::sys;
 
 static WARNED: Once = Once::new();
@@ -55,6 +54,7 @@ struct HeldAcrossFork {
     identity: identity::ForkGuard,
     launcher: super::LauncherForkGuard,
     threads: crate::threading::RegistryForkGuard,
+    tracked: sys::fd::TrackedForkGuard,
 }
 
 impl HeldAcrossFork {
@@ -71,28 +71,32 @@ impl HeldAcrossFork {
             identity: identity::lock_for_fork(),
             launcher: lock_launcher_for_fork(),
             threads: crate::threading::lock_registry_for_fork(),
+            tracked: sys::fd::lock_tracked_for_fork(),
         }
     }
 
-    /// In the child: fixes up what only the parent's threads owned, then releases every lock.
-    fn release_in_child(self, name: String, daemon: bool, parent_pid: u32, parent_name: String) {
+    /// In the child: closes spindle's descriptors but `keep`, fixes up what only the parent's
+    /// threads owned, then releases every lock.
+    fn release_in_child(self, keep: i32, who: identity::ChildIdentity) {
         let HeldAcrossFork {
             stdout,
             stderr,
             identity,
             launcher,
             threads,
+            tracked,
         } = self;
+        tracked.close_in_child(&[keep]);
         threads.in_child();
         launcher.in_child();
-        identity.become_child(name, daemon, parent_pid, parent_name);
+        identity.become_child(who);
         drop(stderr);
         drop(stdout);
     }
 }
 
 pub(crate) fn start(launch: Launch) -> Result<Started> {
-    let (sock, theirs) = UnixStream::pair()?;
+    let (sock, theirs) = sys::fd::stream_pair()?;
     warn_if_threaded();
     // The child catches its job's panic; the hook must already be in place, so that the child
     // never takes the hook lock another thread of this process may hold during the fork.
@@ -101,36 +105,60 @@ pub(crate) fn start(launch: Launch) -> Result<Started> {
     // child writes (an allocation, a string) is a copy-on-write fault, and so is every page
     // the parent writes while the child shares it.
     let me = identity::current_process();
-    let (parent_pid, parent_name) = (me.pid(), me.name().to_owned());
-    let Launch { name, daemon, job } = launch;
-    let (pid, sock) = on_launcher(move || {
-        // The launcher is a thread of this process: the child's parent is `parent_pid` either way.
-        let ppid = parent_pid;
+    let Launch {
+        name,
+        ident,
+        daemon,
+        job,
+    } = launch;
+    let who = identity::ChildIdentity {
+        name,
+        ident,
+        daemon,
+        method: StartMethod::Fork,
+        parent_pid: me.pid(),
+        parent_name: me.name().to_owned(),
+    };
+    let frame = bootstrap::overflow_frame();
+    let pid = on_launcher(move || {
+        // The launcher is a thread of this process: the child's parent is this process.
+        let ppid = who.parent_pid;
+        // Where this thread's stack ends, computed once per thread, before the fork.
+        sys::signal::prepare_overflow_report();
         let held = HeldAcrossFork::acquire();
-        // In the parent, `fork_run` drops the closure, and with it `held`, once forked.
-        let pid = sys::proc::fork_run(&[sock.as_fd()], move || {
-            held.release_in_child(name, daemon, parent_pid, parent_name);
+        let keep = theirs.as_raw_fd();
+        // In the parent, `fork_run` drops the closure, and with it `held` and `theirs`, once
+        // forked.
+        sys::proc::fork_run(&[], move || {
+            held.release_in_child(keep, who);
+            sys::signal::apply_exec_rule(None);
             // `theirs` is a blocking socket (`UnixStream::pair`); only the parent's end is
             // made non-blocking, after the fork.
             let mut theirs = theirs;
             if !sys::proc::die_with_parent(ppid).unwrap_or(false) {
                 return bootstrap::EXIT_REFUSED;
             }
+            sys::signal::install_overflow_report(theirs.as_fd(), frame);
             let mut out = Vec::new();
             let kind = match job {
-                Job::Entry { entry, args } => entry(&args, &mut out),
+                Job::Entry { entry, args, fds } => {
+                    handles::begin_decode(fds);
+                    let kind = entry(&args, &mut out);
+                    handles::end_decode();
+                    kind
+                }
                 Job::Closure(f) => f(&mut out),
             };
             let kind = Kind::from_u8(kind).unwrap_or(Kind::Failure);
-            bootstrap::finish(&mut theirs, Ok((kind, out)))
-        });
-        (pid, sock)
+            let code = bootstrap::finish(&mut theirs, Ok((kind, out)));
+            identity::at_exit();
+            code
+        })
     })?;
-    let pid = pid?;
-    let pidfd = sys::proc::pidfd_open(pid)?;
+    let child = own_child(pid?)?;
+    sock.set_nonblocking(true)?;
     Ok(Started {
-        child: ChildRef::new(pid, pidfd),
+        child: child.started(),
         sock,
-        status: Status::Own,
     })
 }

@@ -1,27 +1,21 @@
 //! forkserver, client side: asks the fork server for a child and hands it the call.
 //!
-//! See `multiprocessing/README.md` for the protocol. In short: the parent creates the
-//! child's control socket pair and a status pipe, sends one end of each to the server in one
-//! `SOCK_SEQPACKET` message (`b"F"` + 2 descriptors); the server forks, answers
-//! `b"P"` + pid (u32 LE) + a pidfd of the child, and later writes the child's raw wait status
-//! into the status pipe after reaping it. The call itself goes straight from the parent to the
-//! child over the control socket, as with spawn; a small one is written before the request,
-//! so the child finds it waiting.
+//! See `multiprocessing/README.md` and `forkserver/protocol.rs`. In short: the parent creates
+//! the child's control socket pair, opens its working directory (`O_PATH`), reads the signals
+//! it ignores, and sends one `SOCK_SEQPACKET` request to the server with the child's end and
+//! the directory attached; the server clones a child of *ours* and answers with its pid and a
+//! pidfd. The call itself goes straight from the parent to the child over the control socket,
+//! as with spawn; a small one is written before the request, so the child finds it waiting.
 
-use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::net::UnixStream;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 
-use super::{on_launcher, CallBytes, ChildRef, Launch, Started, Status};
+use super::{on_launcher, program, CallBytes, ChildRef, Launch, Started, Unstarted};
 use crate::error::{Error, Result};
 use crate::latch::lock;
-use crate::sys;
-
-/// The request byte and the reply bytes of the server protocol.
-pub(crate) const REQ_FORK: u8 = b'F';
-pub(crate) const REP_PID: u8 = b'P';
-pub(crate) const REP_ERR: u8 = b'E';
+use crate::multiprocessing::forkserver::protocol::{Reply, Request};
+use crate::multiprocessing::{bootstrap, StartMethod};
+use crate::sys::{self, fd::Tracked};
 
 #[derive(Debug)]
 struct Server {
@@ -29,10 +23,13 @@ struct Server {
     /// share the connection).
     owner: u32,
     pid: u32,
-    sock: OwnedFd,
+    sock: Tracked<OwnedFd>,
 }
 
 static SERVER: Mutex<Option<Server>> = Mutex::new(None);
+
+/// The argument that marks the fork server in `ps`.
+const SERVER_MARK: &str = "--spindle-fork-server";
 
 /// The fork server's pid, once it runs (for benchmarks and tests).
 pub(crate) fn server_pid() -> Option<u32> {
@@ -43,12 +40,18 @@ pub(crate) fn server_pid() -> Option<u32> {
 }
 
 fn spawn_server() -> Result<Server> {
-    sys::image::keep_entry_linked();
-    let (ours, theirs) = sys::fd::seqpacket_pair()?;
+    bootstrap::keep_entry_linked();
+    let (program, argv0) = program(StartMethod::Forkserver)?;
+    let (ours, theirs) = Tracked::make_pair(sys::fd::seqpacket_pair)?;
     let me = sys::proc::getpid();
-    let mode = format!("forkserver,{},{me}", theirs.as_raw_fd());
+    let mode = format!("forkserver,{},{me}", sys::fd::CHANNEL_FD);
     let pid = on_launcher(move || {
-        let pid = sys::proc::spawn_self(&[(sys::image::CHILD_ENV, mode)], &[theirs.as_fd()]);
+        let pid = sys::proc::spawn_program(&sys::proc::SpawnSpec {
+            program: &program,
+            argv: &[argv0, SERVER_MARK.into()],
+            var: Some((bootstrap::child_var(), &mode)),
+            channel: Some(theirs.as_fd()),
+        });
         drop(theirs);
         pid
     })??;
@@ -59,8 +62,8 @@ fn spawn_server() -> Result<Server> {
     })
 }
 
-/// Asks the server for a child; returns its pid and pidfd.
-fn request(child_sock: BorrowedFd<'_>, status_w: BorrowedFd<'_>) -> Result<(u32, OwnedFd)> {
+/// Asks the server for a child; returns it, guarded until the start completes.
+fn request(channel: BorrowedFd<'_>, cwd: BorrowedFd<'_>, req: Request) -> Result<Unstarted> {
     let mut g = lock(&SERVER);
     let me = sys::proc::getpid();
     let mut last_err = None;
@@ -70,28 +73,28 @@ fn request(child_sock: BorrowedFd<'_>, status_w: BorrowedFd<'_>) -> Result<(u32,
         }
         let server = g.as_ref().expect("server just set");
         let mut buf = [0u8; 16];
-        let reply =
-            sys::fd::send_with_fds(server.sock.as_fd(), &[REQ_FORK], &[child_sock, status_w])
-                .and_then(|()| sys::fd::recv_with_fds(server.sock.as_fd(), &mut buf));
+        let reply = sys::fd::send_with_fds(server.sock.as_fd(), &req.encode(), &[channel, cwd])
+            .and_then(|()| sys::fd::recv_with_fds(server.sock.as_fd(), &mut buf));
         match reply {
-            Ok((5, mut fds)) if buf[0] == REP_PID && fds.len() == 1 => {
-                let pid = u32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]);
-                return Ok((pid, fds.pop().expect("one descriptor")));
-            }
-            Ok((5, _)) if buf[0] == REP_ERR => {
-                let errno = i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]);
-                return Err(Error::Io(std::io::Error::from_raw_os_error(errno)));
-            }
             Ok((0, _)) | Err(_) => {
                 // The server died (killed, or it could not start): reap it and start another.
                 let dead = g.take().expect("server present");
                 let _ = sys::proc::waitpid(dead.pid, false);
                 last_err = Some(reply.err());
             }
-            Ok((n, _)) => {
-                return Err(Error::Protocol(format!(
-                    "malformed fork server reply of {n} bytes"
-                )))
+            Ok((n, mut fds)) => {
+                return match (Reply::decode(&buf[..n]), fds.pop()) {
+                    (Some(Reply::Pid(pid)), Some(pidfd)) if fds.is_empty() => {
+                        let pidfd = Tracked::make(|| Ok(pidfd))?;
+                        Ok(Unstarted::new(ChildRef::new(pid, pidfd)))
+                    }
+                    (Some(Reply::Err(errno)), None) => {
+                        Err(Error::Io(std::io::Error::from_raw_os_error(errno)))
+                    }
+                    _ => Err(Error::Protocol(format!(
+                        "malformed fork server reply of {n} bytes"
+                    ))),
+                };
             }
         }
     }
@@ -106,25 +109,28 @@ fn request(child_sock: BorrowedFd<'_>, status_w: BorrowedFd<'_>) -> Result<(u32,
 const PIPELINED: usize = 32 * 1024;
 
 pub(crate) fn start(launch: Launch) -> Result<Started> {
-    let (entry, args) = launch.job.entry()?;
-    let call = CallBytes::new(&launch, entry, args)?;
-    let (mut sock, theirs) = UnixStream::pair()?;
-    let (status_r, status_w) = sys::fd::pipe()?;
+    let (entry, args, fds) = launch.job.entry()?;
+    let call = CallBytes::new(&launch, StartMethod::Forkserver, entry, args, fds.len())?;
+    let (mut sock, theirs) = sys::fd::stream_pair()?;
+    let cwd = Tracked::make(sys::fd::open_cwd)?;
+    let req = Request {
+        ignored: sys::signal::ignored_set(),
+    };
     // Written before the child exists, so that it need not wait for a second message after
     // the fork, and the server's reply overlaps with the child's start.
     let early = call.fits(PIPELINED);
     if early {
-        call.send(&mut sock, args)?;
+        call.send(&mut sock, args, fds)?;
     }
-    let (pid, pidfd) = request(theirs.as_fd(), status_w.as_fd())?;
+    let child = request(theirs.as_fd(), cwd.as_fd(), req)?;
     drop(theirs);
-    drop(status_w);
+    drop(cwd);
     if !early {
-        call.send(&mut sock, args)?;
+        call.send(&mut sock, args, fds)?;
     }
+    sock.set_nonblocking(true)?;
     Ok(Started {
-        child: ChildRef::new(pid, pidfd),
+        child: child.started(),
         sock,
-        status: Status::Server(File::from(status_r)),
     })
 }
