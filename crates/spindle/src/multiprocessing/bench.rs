@@ -43,3 +43,10 @@ pub fn forkserver_pid() -> Option<u32> {
 pub fn open_fd_count() -> Result<usize> {
     Ok(sys::fd::open_fd_count()?)
 }
+
+/// The name of the environment variable that asks this copy of spindle's pre-main hook for
+/// child mode (`__SPINDLE_CHILD_` and the copy's tag), for tests that play an untrusted
+/// launcher. It is no secret: the hook trusts who started it, never the variable.
+pub fn child_variable() -> &'static str {
+    super::bootstrap::child_var()
+}
