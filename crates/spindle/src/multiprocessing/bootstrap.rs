@@ -200,8 +200,10 @@ pub(crate) fn run_call(sock: OwnedFd, ppid: u32) -> i32 {
 
 fn receive_and_run(sock: &mut UnixStream) -> Result<(Kind, Vec<u8>)> {
     // The first read takes the descriptors sent with the call; the parent sends nothing after
-    // the arguments, so reading ahead takes nothing that is not ours.
-    let mut head = vec![0u8; 64 * 1024];
+    // the arguments, so reading ahead takes nothing that is not ours. A small buffer: in a
+    // forked child every page written is a copy-on-write fault, and a small call and its
+    // arguments still arrive in this one read.
+    let mut head = vec![0u8; 1024];
     let (n, fds) = sys::fd::recv_with_fds(sock.as_fd(), &mut head)
         .map_err(|e| Error::Protocol(format!("cannot receive the call: {e}")))?;
     head.truncate(n);

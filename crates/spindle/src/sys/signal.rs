@@ -4,8 +4,8 @@
 //! **One rule for every start method.** A child starts with the signals its parent ignores
 //! still ignored and every other signal at its default action (what `exec` does: a handler's
 //! address means nothing in a new image), and with no signal blocked. A spawned child gets
-//! that from `posix_spawn` itself; a forked child and a fork server's child apply it with
-//! [`apply_exec_rule`].
+//! that from `posix_spawn` itself; a forked child applies it with [`apply_exec_rule`], a fork
+//! server's child with [`apply_callers_rule`] and the caller's ignored set.
 //!
 //! **Stack overflow.** A child entered before `main` never runs the Rust runtime's start-up,
 //! which is what installs std's stack-overflow handler; and in a forked child std's message
@@ -59,38 +59,61 @@ pub(crate) fn ignored_set() -> u64 {
     set
 }
 
-/// Exec's rule: with `ignored` given, exactly those signals are ignored and every other one
-/// is at its default; without it, the signals ignored now stay ignored and every handled one
-/// goes back to the default. Then no signal is blocked.
-pub(crate) fn apply_exec_rule(ignored: Option<u64>) {
+/// Exec's rule in a forked child: the signals ignored now stay ignored, every handled one goes
+/// back to the default; then no signal is blocked.
+pub(crate) fn apply_exec_rule() {
     for sig in 1..=LAST {
         if !settable(sig) {
             continue;
         }
-        let Some(now) = current(sig) else { continue };
-        let want = match ignored {
-            Some(set) if set & (1 << (sig - 1)) != 0 => libc::SIG_IGN,
-            Some(_) => libc::SIG_DFL,
-            None if now == libc::SIG_IGN => libc::SIG_IGN,
-            None => libc::SIG_DFL,
-        };
-        if now != want {
+        match current(sig) {
+            Some(now) if now != libc::SIG_IGN && now != libc::SIG_DFL => set(sig, libc::SIG_DFL),
+            _ => {}
+        }
+    }
+    unblock_all();
+}
+
+/// The signals the fork server ignores (after [`server_signals`]); it handles none.
+static SERVER_IGNORED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Signal set-up of the fork server: ignore `SIGINT` (Ctrl-C reaches the parent and the
+/// children directly; the server ends with its connection) and `SIGPIPE`. It records the set
+/// it ignores, so that each child changes only the signals where the caller differs, and sets
+/// up the alternate signal stack its children inherit.
+pub(crate) fn server_signals() {
+    set(libc::SIGINT, libc::SIG_IGN);
+    ignore_sigpipe();
+    SERVER_IGNORED.store(ignored_set(), Ordering::Relaxed);
+    let _ = ensure_alt_stack();
+}
+
+/// In a fork server's child: exec's rule with the caller's ignored set. The server handles no
+/// signal, so only the signals whose ignored state differs from the server's change: usually
+/// none. Then no signal is blocked.
+pub(crate) fn apply_callers_rule(ignored: u64) {
+    let server = SERVER_IGNORED.load(Ordering::Relaxed);
+    let differ = ignored ^ server;
+    for sig in 1..=LAST {
+        if settable(sig) && differ & (1 << (sig - 1)) != 0 {
+            let want = if ignored & (1 << (sig - 1)) != 0 {
+                libc::SIG_IGN
+            } else {
+                libc::SIG_DFL
+            };
             set(sig, want);
         }
     }
+    unblock_all();
+}
+
+fn unblock_all() {
     let mut empty = MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: sigemptyset initialises the set that sigprocmask then reads.
     unsafe {
         libc::sigemptyset(empty.as_mut_ptr());
         libc::sigprocmask(libc::SIG_SETMASK, empty.as_ptr(), ptr::null_mut());
     }
-}
-
-/// Signal set-up of the fork server: ignore `SIGINT` (Ctrl-C reaches the parent and the
-/// children directly; the server ends with its connection) and `SIGPIPE`.
-pub(crate) fn server_signals() {
-    set(libc::SIGINT, libc::SIG_IGN);
-    ignore_sigpipe();
 }
 
 /// Ignores `SIGPIPE`, so that writing to a closed pipe returns `EPIPE` instead of killing.
@@ -121,6 +144,11 @@ pub(crate) fn prepare_overflow_report() -> (usize, usize) {
         return g;
     }
     let page = page_size();
+    if super::proc::is_main_thread() {
+        let range = main_thread_guard(page);
+        GUARD.with(|g| g.set(Some(range)));
+        return range;
+    }
     let mut attr = MaybeUninit::<libc::pthread_attr_t>::uninit();
     let (mut low, mut size, mut guard) = (ptr::null_mut::<libc::c_void>(), 0usize, 0usize);
     // SAFETY: pthread_getattr_np initialises `attr` for the calling thread; the getters read
@@ -146,6 +174,36 @@ pub(crate) fn prepare_overflow_report() -> (usize, usize) {
     };
     GUARD.with(|g| g.set(Some(range)));
     range
+}
+
+extern "C" {
+    /// Where the main thread's stack began (glibc, set before any constructor runs).
+    static __libc_stack_end: *const libc::c_void;
+}
+
+/// The main thread's guard area without reading `/proc/self/maps` (which `pthread_getattr_np`
+/// does for the main thread): the stack may grow to its limit below the top, which lies a
+/// little above `__libc_stack_end` (the arguments, environment and auxiliary vector sit
+/// between them: at most the kernel's argument limit, a quarter of the stack limit). No range
+/// without a limit.
+fn main_thread_guard(page: usize) -> (usize, usize) {
+    let mut lim = MaybeUninit::<libc::rlimit>::zeroed();
+    // SAFETY: getrlimit writes the limit into a valid out-parameter.
+    if unsafe { libc::getrlimit(libc::RLIMIT_STACK, lim.as_mut_ptr()) } != 0 {
+        return (0, 0);
+    }
+    // SAFETY: zeroed and filled in by the successful call.
+    let cur = unsafe { lim.assume_init() }.rlim_cur;
+    // SAFETY: glibc sets this variable before constructors run and never changes it after.
+    let top = unsafe { __libc_stack_end } as usize;
+    if cur == libc::RLIM_INFINITY || top == 0 {
+        return (0, 0);
+    }
+    let limit = cur as usize;
+    let Some(low) = top.checked_sub(limit) else {
+        return (0, 0);
+    };
+    (low.saturating_sub(page), low + limit / 4 + page)
 }
 
 static REPORT_FD: AtomicI32 = AtomicI32::new(-1);

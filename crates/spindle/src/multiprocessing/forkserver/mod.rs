@@ -52,7 +52,7 @@ pub(crate) fn serve(sock: OwnedFd, ppid: u32, run: fn(OwnedFd, u32) -> i32) -> !
         };
         // The child ends inside `run_sibling` with the code it returns.
         let made = sys::clone::run_sibling(move || {
-            sys::signal::apply_exec_rule(Some(request.ignored));
+            sys::signal::apply_callers_rule(request.ignored);
             let _ = sys::fd::fchdir(cwd.as_fd());
             drop(cwd);
             match sys::fd::keep_only_stdio_and(channel) {

@@ -131,7 +131,7 @@ pub(crate) fn start(launch: Launch) -> Result<Started> {
         // forked.
         sys::proc::fork_run(&[], move || {
             held.release_in_child(keep, who);
-            sys::signal::apply_exec_rule(None);
+            sys::signal::apply_exec_rule();
             // `theirs` is a blocking socket (`UnixStream::pair`); only the parent's end is
             // made non-blocking, after the fork.
             let mut theirs = theirs;
