@@ -292,6 +292,17 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
                 "a capturing closure can only run under StartMethod::Fork, not {method}"
             )));
         }
+        if let Job::Entry { fds, .. } = &job {
+            // The same arguments must start under every method: the bound of spawn and
+            // forkserver (`SCM_RIGHTS`) holds for fork too.
+            if fds.len() > handles::MAX_FDS {
+                return Err(Error::InvalidArgument(format!(
+                    "the arguments carry {} descriptors; at most {} can travel with a call",
+                    fds.len(),
+                    handles::MAX_FDS
+                )));
+            }
+        }
         let launch = Launch {
             name: self.name.clone(),
             ident: self.ident.clone(),
