@@ -19,13 +19,15 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::wait::{Ending, Watch};
-use crate::latch::{deadline, lock, wait_until};
+use crate::latch::{deadline, wait_until};
+use crate::sync::atomic::{AtomicU8, Ordering};
+use crate::sync::lock;
+use crate::sync::{Condvar, Mutex};
 use crate::{Error, Result, TaskError};
 
 const PENDING: u8 = 0;
@@ -39,6 +41,9 @@ const CANCELLED: u8 = 5;
 type Callback<T> = Box<dyn FnOnce(std::result::Result<&T, &TaskError>) + Send>;
 
 const TAKEN: &str = "result already taken";
+
+/// How many back-off steps a wait spins before it sleeps.
+const SPIN_STEPS: u32 = if cfg!(loom) { 0 } else { 10 };
 
 /// The state shared by a [`Future`] and its [`Promise`](super::Promise).
 pub(crate) struct Shared<T> {
@@ -204,11 +209,12 @@ impl<T> Shared<T> {
             return false;
         }
         // A short spin first: a task that is about to finish is cheaper to watch than to
-        // sleep for (the same back-off crossbeam's channels use before parking).
-        for step in 0..10u32 {
+        // sleep for (the same back-off crossbeam's channels use before parking). Under loom
+        // the spin is left out: it changes no outcome, only multiplies the interleavings.
+        for step in 0..SPIN_STEPS {
             if step < 6 {
                 for _ in 0..(1u32 << step) {
-                    std::hint::spin_loop();
+                    crate::sync::spin_loop();
                 }
             } else {
                 std::thread::yield_now();

@@ -4,16 +4,19 @@
 //! are started lazily, as Python does: a submit that finds no idle worker starts a new one
 //! until the limit is reached. A task costs two allocations (the future's shared state and
 //! the boxed task) and one channel send. `map` batches inputs into chunks
-//! ([`batch`](self::batch)).
+//! ([`batch`](self::batch)). Whoever runs a task — a worker, or the thread iterating a `map`
+//! — sits in one of the pool's `max_workers` [`seats`](self::seats) meanwhile, so that never
+//! more than `max_workers` tasks run at once.
 
 mod batch;
 mod pending;
+mod seats;
 
 use std::cell::Cell;
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+
+use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -21,9 +24,12 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use self::seats::{Seat, Seats};
 use super::{promise, Executor, Future, Map, Promise};
-use crate::latch::{deadline, lock, wait_until};
+use crate::latch::{deadline, wait_until};
 use crate::panic::catch;
+use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::sync::{lock, Condvar, Mutex};
 use crate::{Error, Result, TaskError};
 
 /// A unit of work in the queue: it runs, or is cancelled or failed without running.
@@ -72,7 +78,8 @@ where
     }
 }
 
-static POOLS: AtomicUsize = AtomicUsize::new(1);
+/// Numbers the pools (a `std` atomic: loom's cannot be built in a static).
+static POOLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 
 thread_local! {
     /// The id of the pool whose worker this thread is (0: none).
@@ -91,6 +98,9 @@ pub(crate) struct Pool {
     receiver: Receiver<Job>,
     /// Workers waiting for work that no submit has claimed yet (Python's idle semaphore).
     idle: AtomicUsize,
+    /// Who may run a task now: `max_workers` seats, shared by the workers and the threads
+    /// that iterate a `map`.
+    pub(crate) seats: Seats,
     spawned: AtomicUsize,
     handles: Mutex<Vec<JoinHandle<()>>>,
     live: Mutex<usize>,
@@ -187,13 +197,17 @@ impl Pool {
         self.live_cv.notify_all();
     }
 
-    /// Runs tasks until the queue is closed and empty.
+    /// Runs tasks until the queue is closed and empty. The worker sits in a seat while it has
+    /// work and gives it up before it blocks for more, so that an idle worker's seat is free
+    /// for a caller to run a chunk in.
     fn serve(&self) {
+        let mut seat = None;
         loop {
             let job = match self.receiver.try_recv() {
                 Ok(job) => job,
                 Err(TryRecvError::Disconnected) => return,
                 Err(TryRecvError::Empty) => {
+                    seat = None;
                     self.idle.fetch_add(1, Ordering::AcqRel);
                     match self.receiver.recv() {
                         Ok(job) => job,
@@ -201,6 +215,9 @@ impl Pool {
                     }
                 }
             };
+            if seat.is_none() {
+                seat = Some(self.seats.seat());
+            }
             job.run();
         }
     }
@@ -228,7 +245,7 @@ impl Pool {
             }
         }
         if wait {
-            self.join();
+            self.join_all();
         }
     }
 
@@ -245,6 +262,17 @@ impl Pool {
         let inside = usize::from(WORKER_OF.with(Cell::get) == self.id);
         let live = lock(&self.live);
         let _ = wait_until(&self.live_cv, live, None, |n| *n <= inside);
+    }
+
+    /// Joins every worker (see [`join`](Self::join)). A thread that sits in one of this pool's
+    /// seats without being its worker — the caller of a `map` running a chunk whose item shuts
+    /// the pool down — gives the seat up meanwhile: a worker holding queued work may need it.
+    fn join_all(&self) {
+        if WORKER_OF.with(Cell::get) == self.id {
+            self.join();
+        } else {
+            Seat::give_up_while(&self.seats, || self.join());
+        }
     }
 }
 
@@ -360,6 +388,7 @@ impl ThreadPoolBuilder {
             sender: Mutex::new(Some(tx)),
             receiver: rx,
             idle: AtomicUsize::new(0),
+            seats: Seats::new(id, max_workers),
             spawned: AtomicUsize::new(0),
             handles: Mutex::new(Vec::new()),
             live: Mutex::new(0),

@@ -17,15 +17,15 @@
 //! went from ~2.1–4 ns to ~1.8 ns an item). The emptied buffers of inputs and of results are
 //! reused, so steady state allocates nothing per chunk but the task and its future.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::pending::{Pending, Pick};
 use super::{Job, Pool, Task};
-use crate::futures::map::{Chunk, Feed, Here, Inline, Map, Part};
+use crate::futures::map::{Chunk, Feed, Here, Inline, Map, Part, Slice};
 use crate::futures::{promise, Promise};
-use crate::latch::lock;
 use crate::panic::catch;
+use crate::sync::{lock, Mutex};
 use crate::{Result, TaskError};
 
 /// How long one chunk should keep a worker busy.
@@ -46,6 +46,10 @@ const TINY_NANOS: u128 = 2;
 const MIN_SAMPLE: usize = 64;
 /// While items are not tiny, one chunk in this many is kept for the caller to run and time.
 const PROBE_EVERY: u64 = 8;
+/// How many tiny items the caller computes at a time, straight from the input: enough that
+/// the slice's fixed costs (a seat, two clock reads, a buffer) vanish, few enough that the
+/// results are still in the core's near cache when the caller yields them.
+const SLICE_ITEMS: usize = 4096;
 
 /// Starts a batched map of `f` over `iter` on `pool`.
 pub(super) fn map<F, A, R, I>(
@@ -61,7 +65,7 @@ where
     I: Iterator<Item = A> + Send + 'static,
 {
     let mut feed = Batcher {
-        iter,
+        iter: Some(iter),
         f: Arc::new(f),
         pool: Arc::clone(pool),
         sizer: ChunkSizer::new(std::mem::size_of::<A>()),
@@ -84,7 +88,9 @@ where
 
 /// The [`Feed`] of a batched map: owns the inputs, cuts and submits chunks.
 struct Batcher<I, F, A, R> {
-    iter: I,
+    /// The input (`None` only while a slice is being computed, or after a panic that could
+    /// not give it back).
+    iter: Option<I>,
     f: Arc<F>,
     pool: Arc<Pool>,
     sizer: ChunkSizer,
@@ -118,8 +124,11 @@ where
         }
         let mut inputs = lock(&self.spare_inputs).pop().unwrap_or_default();
         let size = self.sizer.size;
-        inputs.reserve(self.iter.size_hint().1.map_or(size, |n| n.min(size)));
-        inputs.extend(self.iter.by_ref().take(size));
+        let Some(iter) = &mut self.iter else {
+            return None;
+        };
+        inputs.reserve(iter.size_hint().1.map_or(size, |n| n.min(size)));
+        inputs.extend(iter.by_ref().take(size));
         // A short chunk means the iterator returned `None`: never call it again.
         self.exhausted = inputs.len() < size;
         if inputs.is_empty() {
@@ -172,6 +181,44 @@ where
         )
     }
 
+    fn local(&self) -> bool {
+        self.local
+    }
+
+    fn run_slice(&mut self) -> Slice<R> {
+        if !self.local {
+            return Slice::NotHere;
+        }
+        if self.exhausted {
+            return Slice::Exhausted;
+        }
+        if let Err(e) = self.pool.check_open() {
+            return Slice::Failed(e);
+        }
+        // In a seat that is free now, never an extra one (see `seats`).
+        let Some(_seat) = self.pool.seats.try_seat() else {
+            return Slice::NotHere;
+        };
+        let size = SLICE_ITEMS;
+        let mut values = lock(&self.spare_outputs).pop().unwrap_or_default();
+        values.reserve(size);
+        let mut errors = Vec::new();
+        let start = Instant::now();
+        compute(&mut self.iter, &*self.f, size, &mut values, &mut errors);
+        let elapsed = start.elapsed();
+        let len = values.len() + errors.len();
+        // A short slice means the iterator returned `None`: never call it again.
+        self.exhausted = len < size;
+        if len == 0 {
+            return Slice::Exhausted;
+        }
+        Slice::Ran(Chunk {
+            values,
+            errors,
+            elapsed,
+        })
+    }
+
     fn observe(&mut self, len: usize, elapsed: Duration, here: bool) {
         self.sizer.observe(len, elapsed);
         // Only the caller's own timings tell the cost of an item: a worker's include
@@ -196,7 +243,62 @@ where
         if self.exhausted {
             (0, Some(0))
         } else {
-            self.iter.size_hint()
+            self.iter.as_ref().map_or((0, Some(0)), Iterator::size_hint)
+        }
+    }
+}
+
+/// Computes `f` over the next `size` items of `*iter` into `values`, on this thread, with the
+/// (position, error) of the items that panicked in `errors`; stops early when the input ends.
+///
+/// The loop works on the iterator and the values *moved into* the closure that `catch` runs,
+/// and a guard moves them back out when it ends, normally or by a panic: the compiler then
+/// keeps the loop's state in registers instead of writing the input's position and the
+/// values' length back through a reference after every item (measured: ~1.0 ns an item the
+/// first way, ~0.5 ns this way, for squares of a `u64` range).
+fn compute<I, F, A, R>(
+    iter: &mut Option<I>,
+    f: &F,
+    size: usize,
+    values: &mut Vec<R>,
+    errors: &mut Vec<(usize, TaskError)>,
+) where
+    I: Iterator<Item = A>,
+    F: Fn(A) -> R,
+{
+    /// The state of the loop, away from its home while the loop runs.
+    struct Away<'a, I, R> {
+        iter: Option<I>,
+        values: Vec<R>,
+        home: (&'a mut Option<I>, &'a mut Vec<R>),
+    }
+    impl<I, R> Drop for Away<'_, I, R> {
+        fn drop(&mut self) {
+            *self.home.0 = self.iter.take();
+            *self.home.1 = std::mem::take(&mut self.values);
+        }
+    }
+    loop {
+        let done = values.len() + errors.len();
+        if done >= size || iter.is_none() {
+            return;
+        }
+        let ran = catch(|| {
+            let mut away = Away {
+                iter: iter.take(),
+                values: std::mem::take(values),
+                home: (&mut *iter, &mut *values),
+            };
+            let Away { iter, values, .. } = &mut away;
+            if let Some(it) = iter {
+                values.extend(it.by_ref().take(size - done).map(f));
+            }
+        });
+        match ran {
+            // Fewer than asked for: the input ended.
+            Ok(()) => return,
+            // The item after the last value panicked; go on with the next one.
+            Err(report) => errors.push((values.len() + errors.len(), TaskError::panicked(report))),
         }
     }
 }

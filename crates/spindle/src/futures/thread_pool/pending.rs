@@ -10,12 +10,13 @@
 //! most once.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+use std::sync::Arc;
 
 use super::{Job, Pool, Task};
 use crate::futures::map::Inline;
-use crate::latch::lock;
+use crate::sync::atomic::{AtomicUsize, Ordering};
+use crate::sync::{lock, Mutex};
 use crate::TaskError;
 
 /// The chunks of one map not started yet, oldest first, with their numbers.
@@ -72,6 +73,11 @@ impl Inline for Pending {
     }
 
     fn run_here(&self, seq: u64) -> bool {
+        // Only in a seat that is free now (an idle or unstarted worker's): the caller never
+        // adds a task to the `max_workers` that may run at once.
+        let Some(_seat) = self.pool.seats.try_seat() else {
+            return false;
+        };
         let job = {
             let mut jobs = lock(&self.jobs);
             match jobs.front() {
