@@ -28,6 +28,9 @@ struct State {
     set: bool,
     /// How many times `set` raised the flag (wrapping).
     generation: u64,
+    /// Threads inside a wait (for the model tests, which must know that a waiter sleeps
+    /// before they pulse).
+    waiting: usize,
 }
 
 impl Default for Latch {
@@ -147,14 +150,24 @@ impl Latch {
     }
 
     fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
-        let state = sync::lock(&self.state);
+        let mut state = sync::lock(&self.state);
         let began = state.generation;
-        wait_until(&self.cv, state, deadline, |s| {
-            s.set || s.generation != began
-        })
-        .1
+        state.waiting += 1;
+        let (mut state, set) =
+            wait_until(&self.cv, state, deadline, |s| s.set || s.generation != began);
+        state.waiting -= 1;
+        set
+    }
+
+    /// How many threads are inside a wait now (they sleep, or are about to re-check).
+    #[cfg(all(test, loom))]
+    pub(crate) fn waiting(&self) -> usize {
+        sync::lock(&self.state).waiting
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests;
 
 #[cfg(test)]
 mod tests {

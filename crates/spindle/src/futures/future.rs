@@ -541,3 +541,6 @@ impl<T> fmt::Debug for Future<T> {
             .finish()
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests;

@@ -29,9 +29,10 @@ const WAITER: u64 = 1 << 32;
 /// The seats-taken half of the word.
 const TAKEN: u64 = WAITER - 1;
 
-thread_local! {
-    /// The id of the pool whose seat this thread holds (0: none).
-    static SEATED: Cell<usize> = const { Cell::new(0) };
+crate::sync::thread_local! {
+    /// The id of the pool whose seat this thread holds (0: none). (Through `crate::sync`:
+    /// loom runs its model threads on one OS thread, with thread-locals of its own.)
+    static SEATED: Cell<usize> = Cell::new(0);
 }
 
 /// The seats of one pool.
@@ -235,5 +236,8 @@ impl fmt::Debug for Seat<'_> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, loom))]
+mod loom_tests;
+
+#[cfg(all(test, not(loom)))]
 mod tests;
