@@ -153,8 +153,9 @@ impl Latch {
         let mut state = sync::lock(&self.state);
         let began = state.generation;
         state.waiting += 1;
-        let (mut state, set) =
-            wait_until(&self.cv, state, deadline, |s| s.set || s.generation != began);
+        let (mut state, set) = wait_until(&self.cv, state, deadline, |s| {
+            s.set || s.generation != began
+        });
         state.waiting -= 1;
         set
     }

@@ -6,32 +6,23 @@
 //! model tests (`cargo test -p spindle --lib loom`, run by `.ci/run`) explore every
 //! interleaving of those state machines. The default build never sees loom.
 //!
+//! One thread-local swaps too, beside its use: the seat a thread holds
+//! (`futures::thread_pool::seats`), since loom runs its model threads on one OS thread.
+//!
 //! `static` items keep `std` types (loom's cannot be built in a constant), and so does code
 //! that loom cannot model anyway (the pool's crossbeam channels, the process side): the
-//! stress tests in `tests/threading_stress.rs` and `tests/futures_stress.rs` cover those.
+//! seeded stress tests in `tests/futures_stress.rs` cover those, and timed waits (loom's
+//! condvar never times out), with `tests/threading_wakeups.rs` on real threads.
 //!
 //! [loom]: https://docs.rs/loom
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::{atomic, Condvar, Mutex, MutexGuard};
-#[cfg(not(loom))]
-pub(crate) use std::thread_local;
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{atomic, Condvar, Mutex, MutexGuard};
-#[cfg(loom)]
-pub(crate) use loom::thread_local;
 
 use std::sync::PoisonError;
-
-/// A hint inside a short spin-wait (a no-op scheduling point under loom).
-#[inline]
-pub(crate) fn spin_loop() {
-    #[cfg(not(loom))]
-    std::hint::spin_loop();
-    #[cfg(loom)]
-    loom::hint::spin_loop();
-}
 
 /// Locks one of the swapped mutexes, ignoring poisoning: every critical section in spindle
 /// leaves its data valid even when a user callback panics inside it, so a poisoned lock

@@ -42,9 +42,6 @@ type Callback<T> = Box<dyn FnOnce(std::result::Result<&T, &TaskError>) + Send>;
 
 const TAKEN: &str = "result already taken";
 
-/// How many back-off steps a wait spins before it sleeps.
-const SPIN_STEPS: u32 = if cfg!(loom) { 0 } else { 10 };
-
 /// The state shared by a [`Future`] and its [`Promise`](super::Promise).
 pub(crate) struct Shared<T> {
     state: AtomicU8,
@@ -208,13 +205,25 @@ impl<T> Shared<T> {
         if deadline.is_some_and(|d| d <= Instant::now()) {
             return false;
         }
-        // A short spin first: a task that is about to finish is cheaper to watch than to
-        // sleep for (the same back-off crossbeam's channels use before parking). Under loom
-        // the spin is left out: it changes no outcome, only multiplies the interleavings.
-        for step in 0..SPIN_STEPS {
+        if self.spin_until_final() {
+            return true;
+        }
+        let mut slot = lock(&self.slot);
+        slot.sleepers += 1;
+        let (mut slot, done) = wait_until(&self.cv, slot, deadline, |_| self.is_final());
+        slot.sleepers -= 1;
+        done
+    }
+
+    /// A short spin before a wait sleeps: a task that is about to finish is cheaper to watch
+    /// than to sleep for (the same back-off crossbeam's channels use before parking).
+    /// Returns whether the final state came meanwhile.
+    #[cfg(not(loom))]
+    fn spin_until_final(&self) -> bool {
+        for step in 0..10u32 {
             if step < 6 {
                 for _ in 0..(1u32 << step) {
-                    crate::sync::spin_loop();
+                    std::hint::spin_loop();
                 }
             } else {
                 std::thread::yield_now();
@@ -223,11 +232,14 @@ impl<T> Shared<T> {
                 return true;
             }
         }
-        let mut slot = lock(&self.slot);
-        slot.sleepers += 1;
-        let (mut slot, done) = wait_until(&self.cv, slot, deadline, |_| self.is_final());
-        slot.sleepers -= 1;
-        done
+        false
+    }
+
+    /// Under loom the spin is left out: it changes no outcome, only multiplies the
+    /// interleavings to explore.
+    #[cfg(loom)]
+    fn spin_until_final(&self) -> bool {
+        false
     }
 
     /// Moves the outcome out. The caller has seen the final state.

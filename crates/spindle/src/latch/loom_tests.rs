@@ -44,7 +44,10 @@ fn loom_a_set_reset_pulse_wakes_every_waiter() {
         latch.set();
         latch.reset();
         plain.join().unwrap();
-        assert!(timed.join().unwrap(), "a waiter of the pulse saw a time-out");
+        assert!(
+            timed.join().unwrap(),
+            "a waiter of the pulse saw a time-out"
+        );
         assert!(!latch.is_set());
     });
 }

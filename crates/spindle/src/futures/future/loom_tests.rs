@@ -5,9 +5,9 @@
 //! watcher hears the end once; a callback runs exactly once, on whichever thread; the outcome
 //! is handed out once.
 
+use std::future::Future as _;
 use std::sync::atomic::AtomicUsize as StdAtomicUsize;
 use std::sync::Arc as StdArc;
-use std::future::Future as _;
 use std::task::{Context, Poll, Wake, Waker};
 
 use loom::sync::atomic::{AtomicUsize, Ordering};
@@ -39,10 +39,13 @@ fn loom_finish_races_cancel_and_a_waiter_always_wakes() {
         let cancelled = f.cancel();
         let finished = worker.join().unwrap();
         waiter.join().unwrap();
-        assert!(cancelled != finished, "cancelled {cancelled}, finished {finished}");
+        assert!(
+            cancelled != finished,
+            "cancelled {cancelled}, finished {finished}"
+        );
         assert!(f.done());
         assert_eq!(f.cancelled(), cancelled);
-        let f = Arc::try_unwrap(f).ok().expect("one owner left");
+        let f = Arc::try_unwrap(f).expect("one owner left");
         match f.result() {
             Ok(v) => assert!(finished && v == 7),
             Err(e) => assert!(cancelled && e.as_task().is_some_and(|t| t.is_cancelled())),

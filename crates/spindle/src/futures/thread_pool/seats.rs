@@ -29,9 +29,15 @@ const WAITER: u64 = 1 << 32;
 /// The seats-taken half of the word.
 const TAKEN: u64 = WAITER - 1;
 
-crate::sync::thread_local! {
-    /// The id of the pool whose seat this thread holds (0: none). (Through `crate::sync`:
-    /// loom runs its model threads on one OS thread, with thread-locals of its own.)
+#[cfg(not(loom))]
+std::thread_local! {
+    /// The id of the pool whose seat this thread holds (0: none).
+    static SEATED: Cell<usize> = const { Cell::new(0) };
+}
+
+// loom runs its model threads on one OS thread, with thread-locals of its own.
+#[cfg(loom)]
+loom::thread_local! {
     static SEATED: Cell<usize> = Cell::new(0);
 }
 
