@@ -295,7 +295,9 @@ fn default_workers() -> usize {
 /// | `with ThreadPoolExecutor() as ex:`              | drop (shuts down and joins every thread)   |
 ///
 /// Threads are started lazily: a submit that finds no idle worker starts one, up to
-/// [`max_workers`](Self::max_workers); idle workers are reused. A task that panics ends its
+/// [`max_workers`](Self::max_workers); idle workers are reused. `max_workers` also bounds
+/// what runs at once, whoever runs it (see [`map`](Self::map)): a pool of 3 never runs a
+/// fourth task. A task that panics ends its
 /// future with a [`TaskError`] carrying the panic message; the worker survives. Dropping the
 /// executor waits for the queued and running tasks and joins every thread.
 ///
@@ -483,11 +485,15 @@ impl ThreadPoolExecutor {
     /// in flight. The input iterator is consumed lazily, on the thread that iterates the
     /// [`Map`]. A panic in one call makes that item `Err(Error::Task(..))`; the others go on.
     ///
-    /// When the pool has no initializer, the thread that iterates may run chunks itself, as
-    /// rayon's caller does: the chunk it needs next if no worker has started it yet (rather
-    /// than sleep until one does), and every chunk while the items are so quick (a couple of
-    /// nanoseconds) that sending them to another core would cost more than running them.
-    /// `map_timeout` never does (a chunk run by the caller could overrun the deadline).
+    /// Never more than [`max_workers`](Self::max_workers) items run at once. When the pool
+    /// has no initializer, the thread that iterates may run chunks itself, as rayon's caller
+    /// does, but only in the seat of a worker that is idle (or not started) at that moment,
+    /// never as an extra runner: the chunk it needs next if no worker has started it yet
+    /// (rather than sleep until one does), and, while the items are so quick (a couple of
+    /// nanoseconds) that sending them to another core would cost more than running them,
+    /// every item, a slice at a time, read straight from the input. `map_timeout` never does
+    /// (a chunk run by the caller could overrun the deadline). Workers start chunks in input
+    /// order.
     /// If the executor is shut down before the inputs are all submitted, the [`Map`] yields
     /// `Err(Error::Shutdown)` where the first unsubmitted item would be, then ends.
     ///

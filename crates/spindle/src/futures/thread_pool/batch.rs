@@ -11,11 +11,13 @@
 //!
 //! Without an initializer or a deadline, the chunks wait in the map's own
 //! [`Pending`](super::pending::Pending) queue, where the caller can take the one it needs next
-//! before a worker does. While the caller's own timings show items under [`TINY_NANOS`]
-//! each, chunks are not offered to the workers at all: the caller, which must touch every
-//! input and every result anyway, runs them (on a 2-core machine, 1M squares through `map`
-//! went from ~2.1–4 ns to ~1.8 ns an item). The emptied buffers of inputs and of results are
-//! reused, so steady state allocates nothing per chunk but the task and its future.
+//! before a worker does (in a free seat only: see [`seats`](super::seats)). While the caller's
+//! own timings show items under [`TINY_NANOS`] each, it makes no chunks at all: it computes
+//! the items itself, [`SLICE_ITEMS`] at a time, straight from the input iterator (no input
+//! buffer, no task, no future), since handing such items to another core costs more than
+//! computing them (docs/decisions.md, D44: 1M squares through `map`, ~1.35 ns an item as
+//! chunks run on the caller, ~0.8 ns as slices). The emptied buffers of inputs and of results
+//! are reused, so steady state allocates nothing per chunk but the task and its future.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
