@@ -142,6 +142,12 @@ impl Pool {
         Ok(())
     }
 
+    /// Whether the pool accepts work, without a lock (a hint: [`check_open`](Self::check_open)
+    /// says for sure, with the error).
+    pub(crate) fn is_open(&self) -> bool {
+        !self.shutdown.load(Ordering::Acquire) && self.broken.get().is_none()
+    }
+
     /// `Ok` while the pool accepts work, else the error a submit would get.
     pub(crate) fn check_open(&self) -> Result<()> {
         match lock(&self.sender).as_ref() {

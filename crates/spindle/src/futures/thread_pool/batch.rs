@@ -77,6 +77,7 @@ where
             .then(|| Arc::new(Pending::new(Arc::clone(pool)))),
         next_seq: 0,
         local: false,
+        probed: false,
         spare_inputs: Arc::new(Mutex::new(Vec::new())),
         spare_outputs: Arc::new(Mutex::new(Vec::new())),
     };
@@ -106,6 +107,8 @@ struct Batcher<I, F, A, R> {
     next_seq: u64,
     /// The items are so quick that the caller runs every chunk itself (see [`TINY_NANOS`]).
     local: bool,
+    /// Whether a chunk was kept for the caller to time yet.
+    probed: bool,
     /// Emptied input buffers, given back by the chunk tasks.
     spare_inputs: Arc<Mutex<Vec<Vec<A>>>>,
     /// Emptied output buffers, given back by the [`Map`]: reusing them saves the page
@@ -160,8 +163,11 @@ where
             seq,
         };
         // Items too quick to be worth sending to another core run on the caller's thread,
-        // but one chunk in `PROBE_EVERY` is kept for it to time anyway (while they are not).
-        let keep = self.local || (len >= MIN_SAMPLE && seq % PROBE_EVERY == 0);
+        // but the first chunk big enough to time, and then one in `PROBE_EVERY`, is kept for
+        // it to time anyway (while they are not).
+        let probe = len >= MIN_SAMPLE && (!self.probed || seq % PROBE_EVERY == 0);
+        self.probed |= probe;
+        let keep = self.local || probe;
         if keep {
             if let Err(e) = self.pool.check_open() {
                 return Some(Part::Failed(e));
@@ -194,8 +200,10 @@ where
         if self.exhausted {
             return Slice::Exhausted;
         }
-        if let Err(e) = self.pool.check_open() {
-            return Slice::Failed(e);
+        if !self.pool.is_open() {
+            if let Err(e) = self.pool.check_open() {
+                return Slice::Failed(e);
+            }
         }
         // In a seat that is free now, never an extra one (see `seats`).
         let Some(_seat) = self.pool.seats.try_seat() else {
