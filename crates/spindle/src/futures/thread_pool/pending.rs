@@ -70,6 +70,11 @@ impl Pending {
         jobs.remove(at).map(|w| w.job)
     }
 
+    /// Whether chunk `seq` is the oldest one here.
+    fn holds(&self, seq: u64) -> bool {
+        lock(&self.jobs).front().is_some_and(|w| w.seq == seq)
+    }
+
     /// The oldest chunk offered to the workers, taken out.
     fn oldest_offered(&self) -> Option<Job> {
         let mut jobs = lock(&self.jobs);
@@ -97,9 +102,13 @@ impl Inline for Pending {
 
     fn run_here(&self, seq: u64) -> bool {
         // Only in a seat that is free now (an idle or unstarted worker's): the caller never
-        // adds a task to the `max_workers` that may run at once.
-        let Some(_seat) = self.pool.seats.try_seat() else {
-            return false;
+        // adds a task to the `max_workers` that may run at once. Once the pool is shut down,
+        // a chunk still here may have no `Pick` left for it (an offer fails on a closed
+        // pool): then the caller waits for a seat and runs it itself.
+        let _seat = match self.pool.seats.try_seat() {
+            Some(seat) => seat,
+            None if !self.pool.is_open() && self.holds(seq) => self.pool.seats.seat(),
+            None => return false,
         };
         let job = {
             let mut jobs = lock(&self.jobs);
