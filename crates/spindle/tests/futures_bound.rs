@@ -241,3 +241,44 @@ fn three_workers_start_at_most_three_downloads_before_the_first_finishes() {
         }
     });
 }
+
+/// An item that shuts its own pool down with `wait`, whether a worker or the helping caller
+/// runs it: the join does not wait for the seat the item sits in (the caller gives it up
+/// meanwhile), so nothing hangs, and the map ends with its items or an error.
+#[test]
+fn an_item_that_shuts_its_pool_down_and_waits_does_not_hang() {
+    watchdog(|| {
+        for workers in [1, 2] {
+            for round in 0..10usize {
+                let ex = Arc::new(pool(workers));
+                let inner = Arc::clone(&ex);
+                let stop_at = round % 4;
+                let mut seen = 0;
+                for r in ex
+                    .map(
+                        move |i: usize| {
+                            if i == stop_at {
+                                inner.shutdown(true, false);
+                            }
+                            thread::sleep(Duration::from_millis(1));
+                            i
+                        },
+                        0..8usize,
+                    )
+                    .unwrap()
+                {
+                    match r {
+                        Ok(v) => assert_eq!(v, seen),
+                        Err(e) => assert!(
+                            matches!(e, spindle::Error::Shutdown)
+                                || e.as_task().is_some_and(|t| t.is_cancelled()),
+                            "{e:?}"
+                        ),
+                    }
+                    seen += 1;
+                }
+                assert!(seen > stop_at, "round {round}: {seen} items");
+            }
+        }
+    });
+}
