@@ -7,13 +7,13 @@
 //! a worker that is idle or not started — never in an extra one ([`Seats::try_seat`]); when
 //! none is free it sleeps and leaves the chunk to the workers. Since there are as many seats
 //! as workers, a worker waits for a seat only while a caller sits in one, and the caller
-//! leaves it at the end of that one chunk.
+//! leaves it at the end of that one chunk (or slice of tiny items).
 //!
 //! The state is one atomic word: the seats taken (low half) and the threads waiting for one
 //! (high half), so that a release sees in the same read-modify-write whether it must wake a
 //! waiter. A waiter registers under the mutex and holds it until it sleeps on the condvar, and
 //! a release that saw a waiter takes the mutex before notifying, so no wake-up is lost (the
-//! loom models in `loom_models::seats` check it, together with the bound).
+//! loom models in `seats/loom_tests.rs` check it, together with the bound).
 
 use std::cell::Cell;
 use std::fmt;
