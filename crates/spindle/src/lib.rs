@@ -47,6 +47,7 @@
 mod error;
 mod latch;
 pub mod panic;
+mod sync;
 #[allow(unsafe_code)]
 mod sys;
 
