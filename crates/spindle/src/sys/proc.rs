@@ -38,11 +38,15 @@ pub(crate) fn getppid() -> u32 {
     unsafe { libc::getppid() as u32 }
 }
 
+/// The calling thread's id (`gettid`).
+pub(crate) fn gettid() -> u32 {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::gettid() as u32 }
+}
+
 /// Whether the calling thread is the process's main thread (its tid equals the pid).
 pub(crate) fn is_main_thread() -> bool {
-    // SAFETY: gettid has no preconditions and cannot fail.
-    let tid = unsafe { libc::gettid() };
-    tid as u32 == getpid()
+    gettid() == getpid()
 }
 
 /// The number of threads in this process.
@@ -52,9 +56,35 @@ pub(crate) fn is_main_thread() -> bool {
 /// parsing `/proc/self/stat`, which remains the fallback (`num_threads`, its field 20).
 pub(crate) fn thread_count() -> usize {
     use std::os::unix::fs::MetadataExt;
+    if never_threaded() {
+        return 1;
+    }
     match std::fs::metadata("/proc/self/task") {
         Ok(m) if m.nlink() >= 3 => (m.nlink() - 2) as usize,
         _ => thread_count_from_stat(),
+    }
+}
+
+#[cfg(target_env = "gnu")]
+extern "C" {
+    /// glibc's own answer (2.32+): true until the process first creates a thread, and again in
+    /// a fork child; never true while a second thread exists.
+    static __libc_single_threaded: libc::c_char;
+}
+
+/// Whether this process certainly has one thread, without asking `/proc` (glibc knows).
+fn never_threaded() -> bool {
+    #[cfg(target_env = "gnu")]
+    {
+        // glibc sets the byte to 0 before it creates a second thread (so the write happens
+        // before any other thread exists to read it) and to 1 only in a new fork child, whose
+        // only thread is the reader: no read here races with a write.
+        // SAFETY: sound for the reasons above; the symbol is glibc's, a byte.
+        unsafe { std::ptr::read_volatile(&raw const __libc_single_threaded) != 0 }
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        false
     }
 }
 
@@ -115,6 +145,13 @@ pub(crate) fn exit_now(code: i32) -> ! {
 /// the parent is still `expected_parent` (closing the race where it died before the call).
 /// Returns `false` when the parent is already gone.
 pub(crate) fn die_with_parent(expected_parent: u32) -> io::Result<bool> {
+    set_death_signal()?;
+    Ok(getppid() == expected_parent)
+}
+
+/// Asks the kernel to SIGKILL this process when its parent thread exits
+/// (`PR_SET_PDEATHSIG`); [`die_with_parent`] without its check.
+pub(crate) fn set_death_signal() -> io::Result<()> {
     // SAFETY: PR_SET_PDEATHSIG takes a signal number and touches no memory.
     cvt(unsafe {
         libc::prctl(
@@ -124,8 +161,8 @@ pub(crate) fn die_with_parent(expected_parent: u32) -> io::Result<bool> {
             0,
             0,
         )
-    })?;
-    Ok(getppid() == expected_parent)
+    })
+    .map(drop)
 }
 
 /// What a spawned child runs: a program, its arguments, one added environment variable, and
