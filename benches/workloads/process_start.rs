@@ -6,8 +6,10 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
 
-use spindle::multiprocessing::{bench, get_context, StartMethod};
+use spindle::multiprocessing::bench::{self, ForkRung};
+use spindle::multiprocessing::{get_context, StartMethod};
 
 use crate::harness::{measure, Measurement, Plan};
 use crate::peers::cpython;
@@ -19,7 +21,14 @@ const FORK: &str = "spindle fork";
 const FORK_ELSEWHERE: &str = "spindle fork, from another thread";
 const SPAWN: &str = "spindle spawn";
 const FORKSERVER: &str = "spindle forkserver";
+const FORKSERVER_SPARE: &str = "spindle forkserver, spare ready";
+const FORKSERVER_BURST: &str = "spindle forkserver, 8 starts then 8 joins";
+const RAW_FORK: &str = "raw fork+waitpid";
+const RAW_FORK_SMALL: &str = "raw fork+waitpid, from a process the size of the fork server";
 const ROUND_TRIP: &str = "socket round trip to a child";
+
+/// Starts in a row in the burst row: more than one spare's worth.
+const BURST: usize = 8;
 
 /// The process start group.
 pub(crate) fn group(opts: &Options) -> Group {
@@ -36,7 +45,7 @@ pub(crate) fn group(opts: &Options) -> Group {
     let python = opts.python.clone();
     let (py1, py2, py3) = (python.clone(), python.clone(), python);
     let within = 1.0 / 1.3;
-    Group::new("process-start", "process start-and-join (empty task)")
+    let group = Group::new("process-start", "process start-and-join (empty task)")
         .note(
             "One start per repetition: `get_context(METHOD).process().target(empty, ())`, \
              `start()`, `join()` with `fn empty() {}`; figures are per start. Each peer is \
@@ -75,18 +84,39 @@ pub(crate) fn group(opts: &Options) -> Group {
              repetition).",
             thousands(round_trips)
         ))
+        .note(format!(
+            "Issue #15. \"{FORKSERVER_SPARE}\": before each repetition (untimed) the board \
+             waits until the fork server has announced its spare, a child forked ahead \
+             (`bench::forkserver_spare_pid`); the start hands its call to it and the server \
+             forks the next one meanwhile. Aim: no slower than raw fork+waitpid (0.6× is the \
+             mark). \"{FORKSERVER_BURST}\": starts that come faster than the server forks: \
+             the first takes the spare, each later one waits for the fork it asked for; per \
+             start+join. \"{RAW_FORK_SMALL}\": a fresh exec of this binary times bare forks \
+             before `main`, where the fork server lives too: the floor under the server's \
+             fork, beside the board's own process's (a fork costs more from a larger \
+             process). \"fork ladder N: + X\": a bare fork+waitpid with the guarantees of \
+             spindle's fork start added one at a time, cumulative, in order \
+             (`bench::fork_ladder`, made of the fork start's own calls): a socket pair (the \
+             child writes one byte, read after its exit), a pidfd (the parent sleeps on it \
+             before reaping), the death signal, the liveness check, spindle's locks held \
+             across the fork, closing spindle's descriptors, exec's signal rule, the \
+             overflow report. The step from one row to the next is what that guarantee \
+             costs; from the last to \"{FORK}\", what the `Process` API adds (the call, the \
+             identity, the registry of children, the value's frame, `join`)."
+        ))
         .contender(
             Contender::subject(FORK, move |p| spindle_starts(StartMethod::Fork, plan, p))
                 .on_board_thread(),
         )
         .contender(
-            Contender::peer("raw fork+waitpid", move |p| {
-                raw(plan, p, bench::raw_fork_wait)
-            })
-            .on_board_thread()
-            .versus(FORK)
-            .aim(within, "spindle fork within 1.3× raw fork+waitpid"),
-        )
+            Contender::peer(RAW_FORK, move |p| raw(plan, p, bench::raw_fork_wait))
+                .on_board_thread()
+                .versus(FORK)
+                .aim(within, "spindle fork within 1.3× raw fork+waitpid"),
+        );
+    // The fork ladder sits right under the raw fork it starts from.
+    let group = ladder(plan).into_iter().fold(group, Group::contender);
+    group
         .contender(
             Contender::peer("CPython fork", move |_| {
                 cpython::process_starts(&py1, "fork", py_fork)
@@ -141,6 +171,22 @@ pub(crate) fn group(opts: &Options) -> Group {
                 "spindle forkserver at least 10× faster than CPython's forkserver",
             ),
         )
+        .contender(
+            Contender::subject(FORKSERVER_SPARE, move |p| forkserver_spare_ready(plan, p))
+                .on_board_thread()
+                .aim_rule(
+                    Rule::AtMostSumOf(vec![RAW_FORK.to_string()]),
+                    "spindle forkserver with a spare ready no slower than raw fork+waitpid \
+                     (issue #15; 0.6× is the mark)",
+                ),
+        )
+        .contender(
+            Contender::subject(FORKSERVER_BURST, move |p| forkserver_burst(plan, p))
+                .on_board_thread(),
+        )
+        .contender(Contender::reference(RAW_FORK_SMALL, move |_| {
+            crate::fork_floor::raw_forks_from_a_small_process(plan.warmup, plan.max_reps)
+        }))
         .contender(Contender::reference(ROUND_TRIP, move |p| {
             socket_round_trips(round_trips, plan, p)
         }))
@@ -169,13 +215,84 @@ pub(crate) fn spindle_starts(
     })
 }
 
-/// One bare start (`bench::raw_fork_wait` or `bench::raw_spawn_wait`) per repetition.
+/// One bare start (`bench::raw_fork_wait`, `bench::raw_spawn_wait`, a rung of
+/// `bench::fork_ladder`) per repetition.
 fn raw(
     plan: Plan,
     p: Progress,
-    start: fn() -> spindle::Result<()>,
+    start: impl Fn() -> spindle::Result<()>,
 ) -> Result<Measurement, NotMeasured> {
     repeat(plan, 1, &p, || start().map_err(|e| e.to_string()))
+}
+
+/// The fork ladder, from the bare fork up, one guarantee of spindle's fork start more per row
+/// (rung 0 is the raw fork+waitpid row), measured beside it on the board's thread.
+fn ladder(plan: Plan) -> Vec<Contender> {
+    ForkRung::ALL[1..]
+        .iter()
+        .map(|&rung| {
+            Contender::reference(&ladder_name(rung), move |p| {
+                raw(plan, p, move || bench::fork_ladder(rung))
+            })
+            .on_board_thread()
+        })
+        .collect()
+}
+
+/// The row of a rung of the fork ladder: every guarantee up to it.
+fn ladder_name(rung: ForkRung) -> String {
+    let n = ForkRung::ALL.iter().position(|r| *r == rung).unwrap_or(0);
+    format!("fork ladder {n}: + {}", rung.adds())
+}
+
+/// A forkserver start and join per repetition, each made once the fork server has announced
+/// its spare (the wait for it is not timed): the start hands its call to a child forked
+/// earlier.
+pub(crate) fn forkserver_spare_ready(plan: Plan, p: Progress) -> Result<Measurement, NotMeasured> {
+    let ctx = get_context(StartMethod::Forkserver);
+    let one = || {
+        let child = ctx.process().target(empty, ());
+        child.start().map_err(|e| e.to_string())?;
+        child.join().map_err(|e| e.to_string())
+    };
+    let spare = || match bench::forkserver_spare_pid() {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err("the fork server announced no spare".to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    for _ in 0..plan.warmup {
+        spare().and_then(|()| one()).map_err(NotMeasured::Failed)?;
+    }
+    let mut times = Vec::with_capacity(plan.reps);
+    let mut total = Duration::ZERO;
+    while times.len() < plan.reps || (total < plan.min_time && times.len() < plan.max_reps) {
+        spare().map_err(NotMeasured::Failed)?;
+        let started = Instant::now();
+        one().map_err(NotMeasured::Failed)?;
+        let took = started.elapsed();
+        total += took;
+        times.push(took);
+        p.rep(times.len(), took);
+    }
+    Ok(Measurement::times(1, times))
+}
+
+/// [`BURST`] forkserver starts in a row, then their joins, per repetition: starts that come
+/// faster than the server forks spares (the first takes the spare ready, each later one waits
+/// for the fork it asked for).
+pub(crate) fn forkserver_burst(plan: Plan, p: Progress) -> Result<Measurement, NotMeasured> {
+    let ctx = get_context(StartMethod::Forkserver);
+    repeat(plan, BURST as u64, &p, || {
+        let children: Vec<_> = (0..BURST)
+            .map(|_| {
+                let child = ctx.process().target(empty, ());
+                child.start().map(|()| child).map_err(|e| e.to_string())
+            })
+            .collect::<Result<_, _>>()?;
+        children
+            .iter()
+            .try_for_each(|c| c.join().map_err(|e| e.to_string()))
+    })
 }
 
 /// `n` one-byte round trips per repetition to a forked child that echoes them; a zero byte
@@ -262,6 +379,28 @@ mod tests {
     }
 
     #[test]
+    fn the_forkserver_rows_and_every_rung_of_the_fork_ladder_run() {
+        with_processes(|| {
+            let m = forkserver_spare_ready(Plan::fixed(1, 2), Progress::quiet()).unwrap();
+            assert_eq!((m.ops, m.samples.len()), (1, 2));
+            let m = forkserver_burst(Plan::fixed(0, 1), Progress::quiet()).unwrap();
+            assert_eq!((m.ops, m.samples.len()), (BURST as u64, 1));
+            for rung in ForkRung::ALL {
+                raw(Plan::fixed(0, 1), Progress::quiet(), || {
+                    bench::fork_ladder(rung)
+                })
+                .unwrap();
+            }
+        });
+        let g = group(&Options::default());
+        let names: Vec<&str> = g.contenders.iter().map(|c| c.name()).collect();
+        for rung in &ForkRung::ALL[1..] {
+            assert!(names.contains(&ladder_name(*rung).as_str()), "{rung:?}");
+        }
+        assert_eq!(ladder_name(ForkRung::Pidfd), "fork ladder 2: + pidfd");
+    }
+
+    #[test]
     fn the_aims_compare_rows_made_on_the_same_thread() {
         let g = group(&Options::default());
         let on_board = |name: &str| {
@@ -273,7 +412,8 @@ mod tests {
         };
         assert!(on_board(FORK) && on_board("raw fork+waitpid"));
         assert!(on_board(SPAWN) && on_board("raw posix_spawn+waitpid"));
-        assert!(on_board(FORKSERVER));
+        assert!(on_board(FORKSERVER) && on_board(FORKSERVER_SPARE) && on_board(RAW_FORK));
+        assert!(on_board(&ladder_name(ForkRung::OverflowReport)));
         assert!(!on_board(FORK_ELSEWHERE) && !on_board("raw fork+waitpid, from another thread"));
     }
 

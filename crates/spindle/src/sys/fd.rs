@@ -102,21 +102,6 @@ impl Tracked<OwnedFd> {
     }
 }
 
-impl<T: AsRawFd> Tracked<T> {
-    /// The same registered descriptor in another type (`f` must keep the number: a
-    /// conversion such as `UnixStream::from`).
-    pub(crate) fn map<U: AsRawFd>(mut self, f: impl FnOnce(T) -> U) -> Tracked<U> {
-        let v = self.value.take().expect("present until dropped");
-        let fd = v.as_raw_fd();
-        let u = f(v);
-        assert_eq!(u.as_raw_fd(), fd, "Tracked::map must keep the descriptor");
-        Tracked {
-            value: Some(u),
-            serial: self.serial,
-        }
-    }
-}
-
 impl<T: AsRawFd> Deref for Tracked<T> {
     type Target = T;
     fn deref(&self) -> &T {
@@ -308,13 +293,6 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
     // SAFETY: pipe2 succeeded, so both numbers are fresh descriptors that nothing owns.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-/// A connected pair of `SOCK_STREAM` Unix sockets, close-on-exec, not registered (the fork
-/// server's, which never forks with other threads).
-pub(crate) fn stream_pair_untracked() -> io::Result<(OwnedFd, OwnedFd)> {
-    let (a, b) = std::os::unix::net::UnixStream::pair()?;
-    Ok((a.into(), b.into()))
 }
 
 /// A connected pair of `SOCK_STREAM` Unix sockets, close-on-exec, registered as spindle's own.

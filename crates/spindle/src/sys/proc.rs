@@ -330,6 +330,45 @@ pub(crate) fn waitpid(pid: u32, nohang: bool) -> io::Result<Option<i32>> {
     Ok(if r == 0 { None } else { Some(status) })
 }
 
+/// Reaps the child behind `pidfd` (`waitid(P_PIDFD)`, Linux 5.4): the raw wait status, or
+/// `None` with `nohang` while it runs. Unlike [`waitpid`] it can never reap another process
+/// that reused the pid (after someone else reaped ours). `pid` is used on kernels without
+/// `P_PIDFD`.
+pub(crate) fn wait_pidfd(pidfd: BorrowedFd<'_>, pid: u32, nohang: bool) -> io::Result<Option<i32>> {
+    let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
+    let flags = libc::WEXITED | libc::__WALL | if nohang { libc::WNOHANG } else { 0 };
+    // P_PIDFD is 3 (not in every libc crate's list).
+    const P_PIDFD: libc::idtype_t = 3;
+    // SAFETY: waitid writes a siginfo_t into the valid, zeroed out-parameter.
+    let r = cvt_retry(|| unsafe {
+        libc::waitid(
+            P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            info.as_mut_ptr(),
+            flags,
+        )
+    });
+    match r {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return waitpid(pid, nohang),
+        Err(e) => return Err(e),
+    }
+    // SAFETY: zeroed, then filled in by the successful call (left zeroed when nohang found
+    // nothing to reap: si_pid 0).
+    let info = unsafe { info.assume_init() };
+    // SAFETY: the fields of a SIGCHLD siginfo, which waitid fills.
+    let (pid_field, code, status) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
+    if pid_field == 0 {
+        return Ok(None);
+    }
+    // Back to the raw status `waitpid` would give, for [`exitcode`].
+    Ok(Some(match code {
+        libc::CLD_EXITED => (status & 0xff) << 8,
+        libc::CLD_DUMPED => (status & 0x7f) | 0x80,
+        _ => status & 0x7f,
+    }))
+}
+
 /// Python's exit code for a raw wait status: the exit status, or minus the signal number.
 pub(crate) fn exitcode(status: i32) -> i32 {
     if libc::WIFSIGNALED(status) {

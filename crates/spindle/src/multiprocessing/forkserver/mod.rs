@@ -9,10 +9,11 @@
 //! death signal follows the thread that started the server) and is reaped by the parent
 //! through its pidfd. The server never reaps anything and keeps no per-child state.
 //!
-//! **Spares.** A child is made before anyone asks for it: the server forks one at its start and
-//! one more each time the client says it took one. The new child, a *spare*, keeps only stdio,
-//! its control socket (whose other end the server sends to the client with the spare's pid and
-//! pidfd) and the read end of the server's *life pipe*, sets its death signal, and waits. A
+//! **Spares.** A child is made before it is needed: the client asks for one when it starts the
+//! server and for one more each time it takes one, sending the spare's end of a new control
+//! socket with the request. The new child, a *spare*, keeps only stdio, that socket and the
+//! read end of the server's *life pipe*, sets its death signal, and waits; the server answers
+//! with its pid and a pidfd. A
 //! start hands its call straight to a spare over that socket: the header of the hand-over says
 //! which signals the caller ignores, and the caller's working directory travels with it. The
 //! spare then takes the caller's signal dispositions (exec's rule: the caller's ignored signals
@@ -72,8 +73,6 @@ pub(crate) fn serve(sock: OwnedFd, ppid: u32, run: Routines) -> ! {
         Ok(p) => p,
         Err(_) => sys::proc::exit_now(0),
     };
-    // The first spare, unasked: the client waits for it at its first start.
-    make_spare(&sock, life.as_fd(), ppid, run);
     let mut buf = [0u8; 16];
     loop {
         // An error reads as end of stream: the connection is unusable either way.
@@ -83,25 +82,20 @@ pub(crate) fn serve(sock: OwnedFd, ppid: u32, run: Routines) -> ! {
             // the life pipe end with us; children with a call are the parent's and go on.
             sys::proc::exit_now(0);
         }
-        drop(fds);
-        if buf[..n] == [REQ_NEXT] {
-            make_spare(&sock, life.as_fd(), ppid, run);
-        } else {
-            reply(&sock, Reply::Err(22), &[]); // EINVAL
+        match (&buf[..n], <[OwnedFd; 1]>::try_from(fds)) {
+            ([REQ_NEXT], Ok([channel])) => make_spare(&sock, channel, life.as_fd(), ppid, run),
+            _ => reply(&sock, Reply::Err(22), &[]), // EINVAL
         }
     }
 }
 
-/// Forks a spare and announces it to the client (or says why it could not).
-fn make_spare(sock: &OwnedFd, life: BorrowedFd<'_>, ppid: u32, run: Routines) {
-    let (client_end, spare_end) = match sys::fd::stream_pair_untracked() {
-        Ok(pair) => pair,
-        Err(e) => return reply(sock, Reply::Err(e.raw_os_error().unwrap_or(22)), &[]),
-    };
-    // The child ends inside `run_sibling` with the code `spare` returns.
-    let made = sys::clone::run_sibling(move || spare(spare_end, life, ppid, run));
+/// Forks a spare on `channel` and announces it to the client (or says why it could not).
+fn make_spare(sock: &OwnedFd, channel: OwnedFd, life: BorrowedFd<'_>, ppid: u32, run: Routines) {
+    // The child ends inside `run_sibling` with the code `spare` returns; here the closure, and
+    // with it our copy of the channel, is dropped.
+    let made = sys::clone::run_sibling(move || spare(channel, life, ppid, run));
     match made {
-        Ok((pid, pidfd)) => reply(sock, Reply::Pid(pid), &[pidfd.as_fd(), client_end.as_fd()]),
+        Ok((pid, pidfd)) => reply(sock, Reply::Pid(pid), &[pidfd.as_fd()]),
         Err(e) => reply(sock, Reply::Err(e.raw_os_error().unwrap_or(22)), &[]),
     }
 }

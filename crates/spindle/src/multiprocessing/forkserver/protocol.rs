@@ -7,10 +7,15 @@
 //!
 //! On the server's `SOCK_SEQPACKET` connection, one message each way per spare:
 //!
-//! - server → client, unasked once at its start and then once per request: `b"P"` + the spare's
-//!   pid (u32 LE) with `SCM_RIGHTS` = `[pidfd, client's end of the spare's control socket]`, or
-//!   `b"E"` + an errno (i32 LE) when it could not make one;
-//! - client → server: `b"N"`, "I took a spare: make the next one".
+//! - client → server: `b"N"`, "make a spare", with `SCM_RIGHTS` = `[the spare's end of its
+//!   control socket]` (the client keeps the other end);
+//! - server → client: `b"P"` + the spare's pid (u32 LE) with `SCM_RIGHTS` = `[pidfd]`, or
+//!   `b"E"` + an errno (i32 LE) when it could not make one.
+//!
+//! The reply waits in the client's socket until its next start reads it. It carries no socket:
+//! while a Unix socket is in flight, every Unix socket closed anywhere in the system schedules
+//! the kernel's garbage collector of in-flight descriptors (a worker thread woken per close),
+//! so the only socket that travels is the request's, which the waiting server reads at once.
 //!
 //! On a spare's control socket (a stream), the hand-over that makes it a child: [`HANDOVER`]
 //! bytes, `b"H"` + the signals the caller ignores (u64 LE, bit `n - 1` for signal `n`), with
@@ -23,10 +28,6 @@ pub(crate) const REQ_NEXT: u8 = b'N';
 const REP_PID: u8 = b'P';
 const REP_ERR: u8 = b'E';
 const HANDOVER_TAG: u8 = b'H';
-
-/// The descriptors a spare announcement carries, in order: the spare's pidfd and the client's
-/// end of its control socket.
-pub(crate) const ANNOUNCE_FDS: usize = 2;
 
 /// The server's message about one spare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,12 +1,13 @@
 //! forkserver, client side: hands the call to a spare child the fork server forked ahead.
 //!
-//! See `multiprocessing/README.md` and `forkserver/protocol.rs`. In short: the server announces
-//! each spare it forks (its pid, a pidfd and our end of its control socket) on the server's
-//! connection. A start takes the oldest spare announced, sends it the hand-over (the signals the
-//! caller ignores, its working directory as an `O_PATH` descriptor, then the call itself, as
-//! spawn sends it) and asks the server for the next spare, which the server forks while this
-//! start's child runs. The spare is our own child from birth (`CLONE_PARENT`): it is reaped by
-//! pid after its pidfd wakes, like fork and spawn children.
+//! See `multiprocessing/README.md` and `forkserver/protocol.rs`. In short: we ask the server
+//! for each spare with the spare's end of a new control socket; the server forks it and
+//! answers with its pid and a pidfd, which wait in our connection until a start reads them. A
+//! start takes the oldest spare announced, sends it the hand-over (the signals the caller
+//! ignores, its working directory as an `O_PATH` descriptor, then the call itself, as spawn
+//! sends it) and asks for the next spare, which the server forks while this start's child
+//! runs. The spare is our own child from birth (`CLONE_PARENT`): it is reaped by pid after its
+//! pidfd wakes, like fork and spawn children.
 //!
 //! When starts come faster than the server forks, a start waits for the announcement it asked
 //! for: then it costs what a start without spares costs (one fork of the server).
@@ -26,7 +27,7 @@ use std::sync::Mutex;
 use super::{on_launcher, program, CallBytes, ChildRef, Launch, Sent, Started, Unstarted};
 use crate::error::{Error, Result};
 use crate::latch::lock;
-use crate::multiprocessing::forkserver::protocol::{Handover, Reply, ANNOUNCE_FDS, REQ_NEXT};
+use crate::multiprocessing::forkserver::protocol::{Handover, Reply, REQ_NEXT};
 use crate::multiprocessing::{bootstrap, StartMethod};
 use crate::sys::{self, fd::Tracked};
 
@@ -39,11 +40,9 @@ pub(crate) struct Spare {
 }
 
 impl Spare {
-    /// Kills and reaps a spare that will not get a call (ours from birth: its pid is still
-    /// its own until we reap it).
+    /// Kills and reaps a spare that will not get a call (ours from birth).
     fn discard(self) {
-        let _ = sys::proc::pidfd_send_signal(self.pidfd.as_fd(), sys::proc::Signal::Kill);
-        let _ = sys::proc::waitpid(self.pid, false);
+        ChildRef::new(self.pid, self.pidfd).kill_and_reap();
     }
 }
 
@@ -56,8 +55,9 @@ struct Server {
     sock: Tracked<OwnedFd>,
     /// Spares announced and not taken yet, oldest first.
     spares: VecDeque<Spare>,
-    /// Spares asked for (or, at the start, promised) whose announcement has not been read.
-    pending: usize,
+    /// Our ends of the control sockets of the spares asked for and not announced yet, in the
+    /// order asked (the server answers in order).
+    pending: VecDeque<Tracked<UnixStream>>,
 }
 
 /// Why the server could not give a spare.
@@ -80,13 +80,16 @@ impl Server {
         if n == 0 {
             return Err(Lost::Server(None));
         }
-        self.pending = self.pending.saturating_sub(1);
+        let Some(sock) = self.pending.pop_front() else {
+            return Err(Lost::Refused(Error::Protocol(
+                "the fork server announced a spare nobody asked for".into(),
+            )));
+        };
         match (
             Reply::decode(&buf[..n]),
-            <[Tracked<OwnedFd>; ANNOUNCE_FDS]>::try_from(fds),
+            <[Tracked<OwnedFd>; 1]>::try_from(fds),
         ) {
-            (Some(Reply::Pid(pid)), Ok([pidfd, sock])) => {
-                let sock = sock.map(UnixStream::from);
+            (Some(Reply::Pid(pid)), Ok([pidfd])) => {
                 self.spares.push_back(Spare { pid, pidfd, sock });
                 Ok(())
             }
@@ -99,10 +102,11 @@ impl Server {
         }
     }
 
-    /// Asks for one more spare.
+    /// Asks for one more spare, sending the spare's end of its new control socket.
     fn ask(&mut self) -> std::io::Result<()> {
-        sys::fd::send_with_fds(self.sock.as_fd(), &[REQ_NEXT], &[])?;
-        self.pending += 1;
+        let (ours, theirs) = sys::fd::stream_pair()?;
+        sys::fd::send_with_fds(self.sock.as_fd(), &[REQ_NEXT], &[theirs.as_fd()])?;
+        self.pending.push_back(ours);
         Ok(())
     }
 
@@ -112,7 +116,7 @@ impl Server {
             if let Some(spare) = self.spares.pop_front() {
                 return Ok(spare);
             }
-            if self.pending == 0 {
+            if self.pending.is_empty() {
                 self.ask().map_err(|e| Lost::Server(Some(e)))?;
             }
             self.receive()?;
@@ -145,7 +149,7 @@ pub(crate) fn server_pid() -> Option<u32> {
 pub(crate) fn spare_pid() -> Option<u32> {
     let mut g = lock(&SERVER);
     let server = g.as_mut().filter(|s| s.owner == sys::proc::getpid())?;
-    if server.spares.is_empty() && server.pending > 0 {
+    if server.spares.is_empty() && !server.pending.is_empty() {
         let _ = server.receive();
     }
     server.spares.front().map(|s| s.pid)
@@ -193,14 +197,16 @@ fn spawn_server() -> Result<Server> {
         drop(theirs);
         pid
     })??;
-    Ok(Server {
+    let mut server = Server {
         owner: me,
         pid,
         sock: ours,
         spares: VecDeque::new(),
-        // The server forks its first spare unasked.
-        pending: 1,
-    })
+        pending: VecDeque::new(),
+    };
+    // The first spare is asked for at once: the request waits for the server in its socket.
+    server.ask()?;
+    Ok(server)
 }
 
 /// Takes a spare, starting a server (again) when there is none or it died.

@@ -81,7 +81,7 @@ pub(crate) struct Launch {
 
 /// The signalling side of a started child: its pid and a pidfd, so that signals never reach
 /// a recycled pid and liveness can be checked without reaping. Every child is our own (a fork
-/// server's children too, see `forkserver`), reaped with `waitpid`.
+/// server's children too, see `forkserver`), reaped through its pidfd.
 #[derive(Debug)]
 pub(crate) struct ChildRef {
     pub(crate) pid: u32,
@@ -115,7 +115,13 @@ impl ChildRef {
 
     /// The raw wait status when the child has exited (reaping it), without blocking.
     pub(crate) fn try_wait(&self) -> Result<Option<i32>> {
-        Ok(sys::proc::waitpid(self.pid, true)?)
+        Ok(sys::proc::wait_pidfd(self.pidfd.as_fd(), self.pid, true)?)
+    }
+
+    /// Kills the child and reaps it, waiting: for a child nobody will get a value from.
+    pub(crate) fn kill_and_reap(&self) {
+        let _ = self.signal(sys::proc::Signal::Kill);
+        let _ = sys::proc::wait_pidfd(self.pidfd.as_fd(), self.pid, false);
     }
 }
 
@@ -139,8 +145,7 @@ impl Unstarted {
 impl Drop for Unstarted {
     fn drop(&mut self) {
         if let Some(child) = self.0.take() {
-            let _ = child.signal(sys::proc::Signal::Kill);
-            let _ = sys::proc::waitpid(child.pid, false);
+            child.kill_and_reap();
         }
     }
 }
