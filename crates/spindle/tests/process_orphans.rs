@@ -13,10 +13,9 @@ fn sigkill_of_the_parent_leaves_no_child() {
     watchdog(|| {
         let (mut parent, mut lines) = helper(&[&["children"][..], ALL].concat(), false);
         let pids = read_pids(&mut lines);
-        assert_eq!(
-            pids.len(),
-            ALL.len() + 2,
-            "four children, the fork server and its spare: {pids:?}"
+        assert!(
+            pids.len() >= ALL.len() + 2,
+            "four children, the fork server and its spares: {pids:?}"
         );
         assert!(
             pids.iter().all(|p| running(*p)),

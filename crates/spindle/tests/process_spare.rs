@@ -365,7 +365,7 @@ fn a_spare_never_outlives_its_parent() {
         // same for every start method; here the spare is named).
         let (mut parent, mut lines) = helper(&["children", "forkserver"], false);
         let pids = read_pids(&mut lines);
-        assert_eq!(pids.len(), 3, "child, server and spare: {pids:?}");
+        assert!(pids.len() >= 3, "child, server and spares: {pids:?}");
         parent.kill().unwrap();
         parent.wait().unwrap();
         assert!(

@@ -131,6 +131,14 @@ pub fn forkserver_spare_pid() -> Result<Option<u32>> {
     Ok(super::start::forkserver::spare_pid())
 }
 
+/// The pids of all the spares the fork server keeps forked ahead now (one in the steady
+/// state, up to four after starts came faster than the server forks), once every spare asked
+/// for has been announced; empty when no fork server runs. Each holds two descriptors of this
+/// process (its control socket and a pidfd), for tests that count them.
+pub fn forkserver_spares() -> Vec<u32> {
+    super::start::forkserver::spare_pids()
+}
+
 /// The number of descriptors open in this process (`/proc/self/fd`), for leak checks.
 pub fn open_fd_count() -> Result<usize> {
     Ok(sys::fd::open_fd_count()?)

@@ -7,8 +7,8 @@
 //! - `run METHOD`: runs `add(2, 3)` in a child and prints the value.
 //! - `print METHOD`: the child prints a line on stdout and one on stderr.
 //! - `children METHOD... `: starts one sleeping child per METHOD, prints `child PID` for each
-//!   (and `server PID` and `spare PID` once a fork server runs), then `ready`, and waits for
-//!   them.
+//!   (and `server PID` and a `spare PID` for each child the server keeps forked ahead, once a
+//!   fork server runs), then `ready`, and waits for them.
 //! - `spare`: starts and joins one forkserver child, prints `server PID` and `spare PID` (the
 //!   child the server keeps forked ahead), then `ready`, and returns from `main`.
 //! - `variable`: prints the name of spindle's child variable.
@@ -105,7 +105,7 @@ fn main() {
             }
             if let Some(pid) = bench::forkserver_pid() {
                 writeln!(out, "server {pid}").unwrap();
-                if let Ok(Some(spare)) = bench::forkserver_spare_pid() {
+                for spare in bench::forkserver_spares() {
                     writeln!(out, "spare {spare}").unwrap();
                 }
             }

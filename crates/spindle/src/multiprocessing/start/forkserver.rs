@@ -9,8 +9,10 @@
 //! runs. The spare is our own child from birth (`CLONE_PARENT`): it is reaped by pid after its
 //! pidfd wakes, like fork and spawn children.
 //!
-//! When starts come faster than the server forks, a start waits for the announcement it asked
-//! for: then it costs what a start without spares costs (one fork of the server).
+//! When starts come faster than the server forks, a start waits for the spare it asked for
+//! (then it costs what a start without spares costs: one fork of the server) and asks for one
+//! more, so that the server forks the next ones back to back; the surplus drains when starts
+//! slow down (see [`Server::take`]).
 //!
 //! **What the caller's process sees.** One more child of its own at all times while a fork
 //! server runs: the waiting spare, named like the server. It has no exit signal, so neither
@@ -69,14 +71,22 @@ enum Lost {
 }
 
 impl Server {
-    /// Reads one announcement, waiting for it. A spare is queued; an error reply is returned.
-    fn receive(&mut self) -> std::result::Result<(), Lost> {
+    /// Reads one announcement, waiting for it (or, with `wait` false, `Ok(false)` when none has
+    /// arrived). A spare is queued; an error reply is returned.
+    fn receive(&mut self, wait: bool) -> std::result::Result<bool, Lost> {
         let mut buf = [0u8; 16];
         // Wait without holding the descriptor registry, then receive and register the
         // descriptors under it, so that no fork on another thread inherits them untracked.
-        sys::fd::poll_readable(&[self.sock.as_fd()], None).map_err(|e| Lost::Server(Some(e)))?;
-        let (n, fds) = Tracked::make_many(|| sys::fd::recv_with_fds(self.sock.as_fd(), &mut buf))
-            .map_err(|e| Lost::Server(Some(e)))?;
+        if wait {
+            sys::fd::poll_readable(&[self.sock.as_fd()], None)
+                .map_err(|e| Lost::Server(Some(e)))?;
+        }
+        let got = Tracked::make_many(|| sys::fd::try_recv_with_fds(self.sock.as_fd(), &mut buf));
+        let (n, fds) = match got {
+            Ok(got) => got,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(Lost::Server(Some(e))),
+        };
         if n == 0 {
             return Err(Lost::Server(None));
         }
@@ -91,7 +101,7 @@ impl Server {
         ) {
             (Some(Reply::Pid(pid)), Ok([pidfd])) => {
                 self.spares.push_back(Spare { pid, pidfd, sock });
-                Ok(())
+                Ok(true)
             }
             (Some(Reply::Err(errno)), Ok(_) | Err(_)) => Err(Lost::Refused(Error::Io(
                 std::io::Error::from_raw_os_error(errno),
@@ -111,15 +121,30 @@ impl Server {
     }
 
     /// The oldest spare, waiting for (and asking for) one when none is there.
+    ///
+    /// A start that has to wait means starts come faster than spares: it asks for one more
+    /// first (up to [`MAX_AHEAD`] asked for and not taken), so that the server forks the
+    /// following starts' spares back to back while this one waits. [`Server::replace`] lets
+    /// the surplus drain once starts slow down.
     fn take(&mut self) -> std::result::Result<Spare, Lost> {
+        // The announcements that arrived since the last start.
+        while !self.pending.is_empty() && self.receive(false)? {}
         loop {
             if let Some(spare) = self.spares.pop_front() {
                 return Ok(spare);
             }
-            if self.pending.is_empty() {
+            if self.pending.len() < MAX_AHEAD {
                 self.ask().map_err(|e| Lost::Server(Some(e)))?;
             }
-            self.receive()?;
+            self.receive(true)?;
+        }
+    }
+
+    /// After a spare was taken: asks for its replacement, unless another one already waits
+    /// (left over from a burst), so that one spare waits in the steady state.
+    fn replace(&mut self) {
+        if self.spares.is_empty() && self.pending.len() < MAX_AHEAD {
+            let _ = self.ask();
         }
     }
 
@@ -133,6 +158,11 @@ impl Server {
 }
 
 static SERVER: Mutex<Option<Server>> = Mutex::new(None);
+
+/// The most spares asked for and not taken yet: one in the steady state, more while starts
+/// come faster than the server forks (each waiting spare costs about 24 KiB of private memory
+/// here).
+const MAX_AHEAD: usize = 4;
 
 /// The argument that marks the fork server in `ps`.
 const SERVER_MARK: &str = "--spindle-fork-server";
@@ -150,9 +180,24 @@ pub(crate) fn spare_pid() -> Option<u32> {
     let mut g = lock(&SERVER);
     let server = g.as_mut().filter(|s| s.owner == sys::proc::getpid())?;
     if server.spares.is_empty() && !server.pending.is_empty() {
-        let _ = server.receive();
+        let _ = server.receive(true);
     }
     server.spares.front().map(|s| s.pid)
+}
+
+/// The pids of every spare waiting now, once the spares asked for have been announced (for
+/// tests that count children and descriptors: each waiting spare holds two of ours).
+pub(crate) fn spare_pids() -> Vec<u32> {
+    let mut g = lock(&SERVER);
+    let Some(server) = g.as_mut().filter(|s| s.owner == sys::proc::getpid()) else {
+        return Vec::new();
+    };
+    while !server.pending.is_empty() {
+        if server.receive(true).is_err() {
+            break;
+        }
+    }
+    server.spares.iter().map(|s| s.pid).collect()
 }
 
 /// Makes sure the fork server runs, so that a spare is forked ahead of the next start (the
@@ -240,7 +285,7 @@ fn take_spare() -> Result<Spare> {
 fn ask_for_next() {
     let mut g = lock(&SERVER);
     if let Some(server) = g.as_mut().filter(|s| s.owner == sys::proc::getpid()) {
-        let _ = server.ask();
+        server.replace();
     }
 }
 
