@@ -6,6 +6,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use spindle::multiprocessing::bench::{self, ForkRung};
@@ -90,18 +91,20 @@ pub(crate) fn group(opts: &Options) -> Group {
              (`bench::forkserver_spare_pid`); the start hands its call to it and the server \
              forks the next one meanwhile. Aim: no slower than raw fork+waitpid (0.6× is the \
              mark). \"{FORKSERVER_BURST}\": starts that come faster than the server forks: \
-             the first takes the spare, each later one waits for the fork it asked for; per \
-             start+join. \"{RAW_FORK_SMALL}\": a fresh exec of this binary times bare forks \
-             before `main`, where the fork server lives too: the floor under the server's \
-             fork, beside the board's own process's (a fork costs more from a larger \
-             process). \"fork ladder N: + X\": a bare fork+waitpid with the guarantees of \
-             spindle's fork start added one at a time, cumulative, in order \
-             (`bench::fork_ladder`, made of the fork start's own calls): a socket pair (the \
-             child writes one byte, read after its exit), a pidfd (the parent sleeps on it \
-             before reaping), the death signal, the liveness check, spindle's locks held \
-             across the fork, closing spindle's descriptors, exec's signal rule, the \
-             overflow report. The step from one row to the next is what that guarantee \
-             costs; from the last to \"{FORK}\", what the `Process` API adds (the call, the \
+             the first takes the spare, a later one waits for the fork it asked for (and asks \
+             for one more, up to four ahead); per start+join. \"{RAW_FORK_SMALL}\": a fresh \
+             exec of this binary times bare forks before `main`, where the fork server lives \
+             too: the floor under the server's fork, beside the board's own process's (a fork \
+             costs more from a larger process). \"fork ladder N\": from a bare fork+waitpid \
+             (0), the guarantees of spindle's fork start added one at a time, cumulative, in \
+             order (`bench::fork_ladder`, made of the fork start's own calls): a socket pair \
+             (the child writes one byte, read after its exit), a pidfd (the parent sleeps on \
+             it before reaping), the death signal, the liveness check, spindle's locks held \
+             across the fork, closing spindle's descriptors, exec's signal rule, the overflow \
+             report; then (9) spindle's fork start and join itself. The ten are measured \
+             together, interleaved in rounds of {ROUND} repetitions each, so that the \
+             machine's load moves them alike: the step from one row to the next is what that \
+             guarantee costs, and the last step what the `Process` API adds (the call, the \
              identity, the registry of children, the value's frame, `join`)."
         ))
         .contender(
@@ -225,24 +228,86 @@ fn raw(
     repeat(plan, 1, &p, || start().map_err(|e| e.to_string()))
 }
 
-/// The fork ladder, from the bare fork up, one guarantee of spindle's fork start more per row
-/// (rung 0 is the raw fork+waitpid row), measured beside it on the board's thread.
+/// The fork ladder, from the bare fork up, one guarantee of spindle's fork start more per row,
+/// then spindle's fork start itself, measured on the board's thread.
+///
+/// A step of the ladder is a few microseconds, less than what the machine's load moves a
+/// figure from one second to the next; so the rungs are measured together, interleaved (rounds
+/// of [`ROUND`] repetitions of each), by the first row to run, and every row reports its own.
 fn ladder(plan: Plan) -> Vec<Contender> {
-    ForkRung::ALL[1..]
-        .iter()
-        .map(|&rung| {
-            Contender::reference(&ladder_name(rung), move |p| {
-                raw(plan, p, move || bench::fork_ladder(rung))
+    type Shared = Arc<Mutex<Option<Result<Vec<Measurement>, String>>>>;
+    let shared: Shared = Arc::new(Mutex::new(None));
+    let rungs = ForkRung::ALL.len();
+    (0..=rungs)
+        .map(|i| {
+            let shared = Arc::clone(&shared);
+            Contender::reference(&ladder_row(i), move |p| {
+                let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
+                let all = g.get_or_insert_with(|| ladder_interleaved(plan, &p));
+                match all {
+                    Ok(ms) => Ok(ms[i].clone()),
+                    Err(e) => Err(NotMeasured::Failed(e.clone())),
+                }
             })
             .on_board_thread()
         })
         .collect()
 }
 
-/// The row of a rung of the fork ladder: every guarantee up to it.
-fn ladder_name(rung: ForkRung) -> String {
-    let n = ForkRung::ALL.iter().position(|r| *r == rung).unwrap_or(0);
-    format!("fork ladder {n}: + {}", rung.adds())
+/// Repetitions of one rung in a row, before the next rung's.
+const ROUND: usize = 20;
+
+/// Every rung of the ladder and spindle's fork start+join, interleaved: rounds of [`ROUND`]
+/// repetitions each, after one warm-up round, until each has `plan.reps` samples and (within
+/// `plan.max_reps`) `plan.min_time` in total.
+fn ladder_interleaved(plan: Plan, p: &Progress) -> Result<Vec<Measurement>, String> {
+    let rungs = ForkRung::ALL.len();
+    let ctx = get_context(StartMethod::Fork);
+    let one = |i: usize| -> Result<(), String> {
+        if i < rungs {
+            bench::fork_ladder(ForkRung::ALL[i]).map_err(|e| e.to_string())
+        } else {
+            let child = ctx.process().target(empty, ());
+            child.start().map_err(|e| e.to_string())?;
+            child.join().map_err(|e| e.to_string())
+        }
+    };
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); rungs + 1];
+    for i in 0..=rungs {
+        for _ in 0..plan.warmup.max(1) {
+            one(i)?;
+        }
+    }
+    let enough = |t: &Vec<Duration>| {
+        t.len() >= plan.reps
+            && (t.iter().sum::<Duration>() >= plan.min_time || t.len() >= plan.max_reps)
+    };
+    let mut rounds = 0;
+    while !times.iter().all(enough) {
+        for (i, t) in times.iter_mut().enumerate() {
+            for _ in 0..ROUND {
+                let started = Instant::now();
+                one(i)?;
+                t.push(started.elapsed());
+            }
+        }
+        rounds += 1;
+        p.rep(rounds, Duration::ZERO);
+    }
+    Ok(times
+        .into_iter()
+        .map(|t| Measurement::times(1, t))
+        .collect())
+}
+
+/// The row of rung `i` of the fork ladder (every guarantee up to it), or of spindle's fork
+/// start after the last rung.
+fn ladder_row(i: usize) -> String {
+    match ForkRung::ALL.get(i) {
+        Some(ForkRung::Bare) => "fork ladder 0: bare fork+waitpid".to_string(),
+        Some(rung) => format!("fork ladder {i}: + {}", rung.adds()),
+        None => format!("fork ladder {i}: spindle fork start+join"),
+    }
 }
 
 /// A forkserver start and join per repetition, each made once the fork server has announced
@@ -392,12 +457,17 @@ mod tests {
                 .unwrap();
             }
         });
+        let ms =
+            with_processes(|| ladder_interleaved(Plan::fixed(0, 1), &Progress::quiet()).unwrap());
+        assert_eq!(ms.len(), ForkRung::ALL.len() + 1);
+        assert!(ms.iter().all(|m| m.samples.len() == ROUND));
         let g = group(&Options::default());
         let names: Vec<&str> = g.contenders.iter().map(|c| c.name()).collect();
-        for rung in &ForkRung::ALL[1..] {
-            assert!(names.contains(&ladder_name(*rung).as_str()), "{rung:?}");
+        for i in 0..=ForkRung::ALL.len() {
+            assert!(names.contains(&ladder_row(i).as_str()), "{i}");
         }
-        assert_eq!(ladder_name(ForkRung::Pidfd), "fork ladder 2: + pidfd");
+        assert_eq!(ladder_row(2), "fork ladder 2: + pidfd");
+        assert_eq!(ladder_row(9), "fork ladder 9: spindle fork start+join");
     }
 
     #[test]
@@ -413,7 +483,7 @@ mod tests {
         assert!(on_board(FORK) && on_board("raw fork+waitpid"));
         assert!(on_board(SPAWN) && on_board("raw posix_spawn+waitpid"));
         assert!(on_board(FORKSERVER) && on_board(FORKSERVER_SPARE) && on_board(RAW_FORK));
-        assert!(on_board(&ladder_name(ForkRung::OverflowReport)));
+        assert!(on_board(&ladder_row(8)));
         assert!(!on_board(FORK_ELSEWHERE) && !on_board("raw fork+waitpid, from another thread"));
     }
 
