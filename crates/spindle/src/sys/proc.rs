@@ -320,8 +320,8 @@ impl Drop for SpawnGuard {
 }
 
 /// `waitpid(pid)`: the raw wait status, or `None` with `nohang` when it is still running.
-/// Waits for children of every kind (`__WALL`): a fork server's children are ours but were
-/// created without an exit signal.
+/// Waits for children of every kind (`__WALL`). For a child with a pidfd, [`wait_pidfd`]
+/// never reaps a process that reused the pid.
 pub(crate) fn waitpid(pid: u32, nohang: bool) -> io::Result<Option<i32>> {
     let mut status = 0;
     let flags = libc::__WALL | if nohang { libc::WNOHANG } else { 0 };

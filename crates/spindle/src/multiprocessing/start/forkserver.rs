@@ -14,12 +14,15 @@
 //! more, so that the server forks the next ones back to back; the surplus drains when starts
 //! slow down (see [`Server::take`]).
 //!
-//! **What the caller's process sees.** One more child of its own at all times while a fork
-//! server runs: the waiting spare, named like the server. It has no exit signal, so neither
-//! `SIGCHLD` nor a `waitpid(-1, ..)` without `__WALL` ever sees it, `active_children()` does not
-//! list it (it is no `Process`), and the exit hook does not wait for it: at exit its control
-//! socket closes and its death signal fires. If the fork server is killed, its waiting spare
-//! ends too; both stay zombies until the next forkserver start reaps them (or the process ends).
+//! **What the caller's process sees.** One more child of its own while a fork server runs (up
+//! to [`MAX_AHEAD`] after a burst of starts): the waiting spare, named like the server. It ends
+//! like any child (`CLONE_PARENT` gives it the server's exit signal, `SIGCHLD`), so a user's
+//! `waitpid(-1)` may reap it once dead; spindle waits through pidfds, never by pid, so nothing
+//! is then reaped by mistake and the next start takes another spare. `active_children()` does
+//! not list it (it is no `Process`), and the exit hook does not wait for it: at exit its
+//! control socket closes and its death signal fires. If the fork server is killed, its waiting
+//! spares end too; they stay zombies until the next forkserver start reaps them with the
+//! server (or the process ends).
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
