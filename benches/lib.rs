@@ -33,6 +33,7 @@
 //! ```
 
 mod empty_child;
+mod fork_floor;
 mod harness;
 mod machine;
 mod peers;

@@ -27,7 +27,7 @@
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::sync::OnceLock;
@@ -146,7 +146,14 @@ fn enter(value: OsString) -> ! {
         }
         sys::trust::SocketKind::Seqpacket => {
             prepare_for_forks();
-            forkserver::serve(sock, ppid, run_forked_call)
+            forkserver::serve(
+                sock,
+                ppid,
+                forkserver::Routines {
+                    ready: ready_spare,
+                    run: run_forked_call,
+                },
+            )
         }
     }
 }
@@ -159,11 +166,24 @@ fn refuse(why: &str) -> ! {
     sys::proc::exit_now(EXIT_REFUSED)
 }
 
-/// What a process that forks children computes once, so that each child inherits it.
+/// What a process that forks children computes once, so that each child inherits it instead
+/// of computing it (and writing the pages it lives in) again.
 pub(crate) fn prepare_for_forks() {
     sys::image::compute_checks();
     overflow_frame();
     sys::signal::prepare_overflow_report();
+    crate::panic::install_hook();
+    // The first use of a thread-local with a destructor registers it (and binds the loader's
+    // lookup it calls, lazily): once here, not in every child.
+    handles::begin_decode(Vec::new());
+    handles::end_decode();
+    drop(std::io::stdout().lock());
+}
+
+/// A spare of the fork server, before it waits: its overflow report, on its channel (the one
+/// its call will come on).
+fn ready_spare(channel: BorrowedFd<'_>) {
+    sys::signal::install_overflow_report(channel, overflow_frame());
 }
 
 /// The failure frame a child sends when it overflows its stack, encoded once.
@@ -178,9 +198,15 @@ pub(crate) fn overflow_frame() -> &'static [u8] {
     })
 }
 
-/// A fork server's child: runs the call on its channel and exits.
-fn run_forked_call(sock: OwnedFd, ppid: u32) -> i32 {
-    let code = run_call(sock, ppid);
+/// A fork server's child, once handed its call: runs it and returns the exit code. Its death
+/// signal and overflow report were set up while it waited as a spare (`ready_spare`).
+fn run_forked_call(sock: OwnedFd, _ppid: u32, received: forkserver::Received) -> i32 {
+    let mut sock = UnixStream::from(sock);
+    let outcome = match received {
+        Ok(first) => receive_and_run(&mut sock, Some(first)),
+        Err(why) => Err(Error::Protocol(why)),
+    };
+    let code = finish(&mut sock, outcome);
     identity::at_exit();
     code
 }
@@ -194,19 +220,29 @@ pub(crate) fn run_call(sock: OwnedFd, ppid: u32) -> i32 {
     }
     sys::signal::install_overflow_report(sock.as_fd(), overflow_frame());
     let mut sock = UnixStream::from(sock);
-    let outcome = receive_and_run(&mut sock);
+    let outcome = receive_and_run(&mut sock, None);
     finish(&mut sock, outcome)
 }
 
-fn receive_and_run(sock: &mut UnixStream) -> Result<(Kind, Vec<u8>)> {
-    // The first read takes the descriptors sent with the call; the parent sends nothing after
-    // the arguments, so reading ahead takes nothing that is not ours. A small buffer: in a
-    // forked child every page written is a copy-on-write fault, and a small call and its
-    // arguments still arrive in this one read.
-    let mut head = vec![0u8; 1024];
-    let (n, fds) = sys::fd::recv_with_fds(sock.as_fd(), &mut head)
-        .map_err(|e| Error::Protocol(format!("cannot receive the call: {e}")))?;
-    head.truncate(n);
+/// Receives the call and its arguments (after `first`, the bytes and descriptors read with a
+/// fork server's hand-over, when given), runs it and returns the outcome's frame.
+fn receive_and_run(
+    sock: &mut UnixStream,
+    first: Option<(Vec<u8>, Vec<OwnedFd>)>,
+) -> Result<(Kind, Vec<u8>)> {
+    let (head, fds) = match first {
+        Some(first) => first,
+        None => {
+            // The first read takes the descriptors sent with the call; the parent sends
+            // nothing after the arguments, so reading ahead takes nothing that is not ours.
+            // A small buffer: a small call and its arguments still arrive in this one read.
+            let mut head = vec![0u8; 1024];
+            let (n, fds) = sys::fd::recv_with_fds(sock.as_fd(), &mut head)
+                .map_err(|e| Error::Protocol(format!("cannot receive the call: {e}")))?;
+            head.truncate(n);
+            (head, fds)
+        }
+    };
     let mut incoming = (&head[..]).chain(&mut *sock);
     let call: Call = match reduction::read_frame(&mut incoming)? {
         (Kind::Call, payload) => reduction::decode(&payload)?,

@@ -254,7 +254,8 @@ fn real_call_bytes(path: &str) -> Vec<u8> {
             fds: Vec::new(),
         },
     };
-    let call = super::start::CallBytes::new(&launch, StartMethod::Spawn, entry, &args, 0).unwrap();
+    let call =
+        super::start::CallBytes::new(&launch, StartMethod::Spawn, entry, &args, 0, &[]).unwrap();
     let (mut a, mut b) = UnixStream::pair().unwrap();
     call.send(&mut a, &args, &[]).unwrap();
     drop(a);

@@ -3,8 +3,9 @@
 //!
 //! A child made this way is the *caller's* process's child: it survives the server's death, its
 //! death signal follows the thread that started the server (a long-lived one, see
-//! `start::on_launcher`), and the caller reaps it by pidfd. `CLONE_PARENT` requires an exit
-//! signal of 0, so the caller gets no `SIGCHLD` for it and must wait with `__WALL`.
+//! `start::on_launcher`), and the caller reaps it by pidfd. `clone3` requires an exit signal of
+//! 0 in its arguments with `CLONE_PARENT`; the kernel then gives the child the exit signal of
+//! the server (`SIGCHLD`), so the caller sees it end like any child of its own.
 //!
 //! What `fork()` in glibc does besides the system call, and a raw clone does not, is done here:
 //! the child's thread id is written where glibc keeps it (`CLONE_CHILD_SETTID`, at an address

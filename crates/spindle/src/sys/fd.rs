@@ -18,25 +18,45 @@ pub(crate) const MAX_FDS: usize = 72;
 pub(crate) const CHANNEL_FD: RawFd = 3;
 
 /// spindle's own process-management descriptors (control sockets, pidfds, the fork server's
-/// connection): a forked child closes them, so that it never holds another child's channel
-/// open. A user's descriptors, IPC handles included, are never in it.
-static TRACKED: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
+/// connection, a spare child's channel): a forked child closes them, so that it never holds
+/// another child's channel open. A user's descriptors, IPC handles included, are never in it.
+///
+/// Each entry is the descriptor's number and the registration's own serial: a forked child
+/// closes every number and empties the list, and a value it inherited finds its serial gone
+/// when dropped there, so it forgets its number instead of closing it again (by then the number
+/// may name another descriptor of the child).
+static TRACKED: Mutex<Vec<(RawFd, u64)>> = Mutex::new(Vec::new());
 
-fn tracked_list() -> MutexGuard<'static, Vec<RawFd>> {
+/// The serial of the next registration.
+static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn tracked_list() -> MutexGuard<'static, Vec<(RawFd, u64)>> {
     TRACKED.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn register(list: &mut Vec<(RawFd, u64)>, fd: RawFd) -> u64 {
+    let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    list.push((fd, serial));
+    serial
 }
 
 /// A descriptor-owning value registered as one of spindle's own (see [`TRACKED`]).
 #[derive(Debug)]
-pub(crate) struct Tracked<T: AsRawFd>(Option<T>);
+pub(crate) struct Tracked<T: AsRawFd> {
+    value: Option<T>,
+    serial: u64,
+}
 
 impl<T: AsRawFd> Tracked<T> {
     /// Makes a value and registers it, with the registry held so that no fork happens between.
     pub(crate) fn make(make: impl FnOnce() -> io::Result<T>) -> io::Result<Self> {
         let mut list = tracked_list();
         let v = make()?;
-        list.push(v.as_raw_fd());
-        Ok(Tracked(Some(v)))
+        let serial = register(&mut list, v.as_raw_fd());
+        Ok(Tracked {
+            value: Some(v),
+            serial,
+        })
     }
 
     /// Registers a pair made in one call (a socket pair).
@@ -45,41 +65,78 @@ impl<T: AsRawFd> Tracked<T> {
     ) -> io::Result<(Self, Tracked<U>)> {
         let mut list = tracked_list();
         let (a, b) = make()?;
-        list.push(a.as_raw_fd());
-        list.push(b.as_raw_fd());
-        Ok((Tracked(Some(a)), Tracked(Some(b))))
+        let sa = register(&mut list, a.as_raw_fd());
+        let sb = register(&mut list, b.as_raw_fd());
+        Ok((
+            Tracked {
+                value: Some(a),
+                serial: sa,
+            },
+            Tracked {
+                value: Some(b),
+                serial: sb,
+            },
+        ))
+    }
+}
+
+impl Tracked<OwnedFd> {
+    /// Runs `make`, which brings descriptors into this process (a receive), and registers
+    /// them, with the registry held so that no fork happens between.
+    pub(crate) fn make_many<R>(
+        make: impl FnOnce() -> io::Result<(R, Vec<OwnedFd>)>,
+    ) -> io::Result<(R, Vec<Self>)> {
+        let mut list = tracked_list();
+        let (r, fds) = make()?;
+        let tracked = fds
+            .into_iter()
+            .map(|fd| {
+                let serial = register(&mut list, fd.as_raw_fd());
+                Tracked {
+                    value: Some(fd),
+                    serial,
+                }
+            })
+            .collect();
+        Ok((r, tracked))
     }
 }
 
 impl<T: AsRawFd> Deref for Tracked<T> {
     type Target = T;
     fn deref(&self) -> &T {
-        self.0.as_ref().expect("present until dropped")
+        self.value.as_ref().expect("present until dropped")
     }
 }
 
 impl<T: AsRawFd> DerefMut for Tracked<T> {
     fn deref_mut(&mut self) -> &mut T {
-        self.0.as_mut().expect("present until dropped")
+        self.value.as_mut().expect("present until dropped")
     }
 }
 
 impl<T: AsRawFd> Drop for Tracked<T> {
     fn drop(&mut self) {
-        if let Some(v) = self.0.take() {
+        if let Some(v) = self.value.take() {
             // Unregistered and closed under the registry's lock: a fork in between would
             // otherwise inherit a descriptor nobody tracks.
             let mut list = tracked_list();
-            let fd = v.as_raw_fd();
-            list.retain(|f| *f != fd);
-            drop(v);
+            let entry = (v.as_raw_fd(), self.serial);
+            match list.iter().position(|e| *e == entry) {
+                Some(i) => {
+                    list.swap_remove(i);
+                    drop(v);
+                }
+                // Inherited through a fork that closed it already.
+                None => std::mem::forget(v),
+            }
         }
     }
 }
 
 /// The registry's lock, held by a forking thread across `fork()`.
 #[derive(Debug)]
-pub(crate) struct TrackedForkGuard(MutexGuard<'static, Vec<RawFd>>);
+pub(crate) struct TrackedForkGuard(MutexGuard<'static, Vec<(RawFd, u64)>>);
 
 /// Takes the registry's lock for a fork.
 pub(crate) fn lock_tracked_for_fork() -> TrackedForkGuard {
@@ -88,11 +145,11 @@ pub(crate) fn lock_tracked_for_fork() -> TrackedForkGuard {
 
 impl TrackedForkGuard {
     /// In the new child: closes every registered descriptor but `keep`, and forgets them all
-    /// (the owning values in the copied memory are never dropped here: the child ends with
-    /// `_exit`, or drops them only after this list no longer names them).
-    pub(crate) fn close_in_child(mut self, keep: &[RawFd]) {
-        for fd in self.0.drain(..) {
-            if !keep.contains(&fd) {
+    /// (an owning value in the copied memory that is dropped later finds its registration gone
+    /// and does not close its number again).
+    pub(crate) fn close_in_child(mut self, keep: RawFd) {
+        for (fd, _) in self.0.drain(..) {
+            if fd != keep {
                 // Closing this process's copy of a descriptor the parent keeps.
                 // SAFETY: sound for the reason above.
                 unsafe { libc::close(fd) };
@@ -125,35 +182,117 @@ pub(crate) fn fchdir(dir: BorrowedFd<'_>) -> io::Result<()> {
     cvt(unsafe { libc::fchdir(dir.as_raw_fd()) }).map(drop)
 }
 
-/// In a new child: puts `channel` at [`CHANNEL_FD`] (inheritable there) and closes every
-/// descriptor above it, keeping stdio. Returns the channel at its new number.
-pub(crate) fn keep_only_stdio_and(channel: OwnedFd) -> io::Result<OwnedFd> {
-    let raw = channel.as_raw_fd();
-    if raw != CHANNEL_FD {
-        // SAFETY: dup2 onto a number that this child is about to close anyway.
-        cvt(unsafe { libc::dup2(raw, CHANNEL_FD) })?;
-        drop(channel);
-    } else {
-        std::mem::forget(channel);
+/// In a fork server's new child: puts `channel` at [`CHANNEL_FD`] and `link` right after it,
+/// and closes every other descriptor but stdio (the server's connection and whatever else it
+/// held). Returns both at their new numbers.
+pub(crate) fn keep_only_stdio_and(
+    channel: OwnedFd,
+    link: BorrowedFd<'_>,
+) -> io::Result<(OwnedFd, OwnedFd)> {
+    let link_fd = CHANNEL_FD + 1;
+    // Both go above the two targets first, so that neither dup2 below overwrites the other.
+    let dup_high = |fd: RawFd| {
+        // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor at or above the given number.
+        cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, link_fd + 1) })
+    };
+    let (c, l) = (dup_high(channel.as_raw_fd())?, dup_high(link.as_raw_fd())?);
+    drop(channel);
+    // SAFETY: dup2 onto the two fixed numbers, which this child owns from now on (whatever they
+    // held belongs to the server's loop, never resumed here).
+    unsafe {
+        cvt(libc::dup2(c, CHANNEL_FD))?;
+        cvt(libc::dup2(l, link_fd))?;
     }
-    // SAFETY: closes every descriptor from CHANNEL_FD + 1 on: this child owns none of them
-    // in memory it will use again (its owners belong to the server's loop, never resumed).
-    let r = unsafe { libc::close_range(CHANNEL_FD as u32 + 1, u32::MAX, 0) };
+    close_from(link_fd + 1)?;
+    // SAFETY: both numbers are open (the dup2s above) and owned by nothing else now.
+    Ok(unsafe {
+        (
+            OwnedFd::from_raw_fd(CHANNEL_FD),
+            OwnedFd::from_raw_fd(link_fd),
+        )
+    })
+}
+
+/// Closes every descriptor from `first` on: in a new child, whose owners of them belong to
+/// code it never resumes.
+fn close_from(first: RawFd) -> io::Result<()> {
+    // SAFETY: closes descriptors this child owns no live value of (see above).
+    let r = unsafe { libc::close_range(first as u32, u32::MAX, 0) };
     if r != 0 {
         // Before Linux 5.9: close what /proc lists.
         let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .filter(|fd| *fd > CHANNEL_FD)
+            .filter(|fd| *fd >= first)
             .collect();
         for fd in open {
             // SAFETY: as above.
             unsafe { libc::close(fd) };
         }
     }
-    // SAFETY: CHANNEL_FD is open (the dup2 above, or it was the channel) and owned by
-    // nothing else now.
-    Ok(unsafe { OwnedFd::from_raw_fd(CHANNEL_FD) })
+    Ok(())
+}
+
+/// A spare's wait: `true` when a hand-over arrived on `channel` (or its end, which the caller
+/// reads as such), `false` when the server is gone (`life` ended) and nothing arrived. Before
+/// answering `false` the channel's reading side is shut, so that a client's hand-over sent from
+/// then on fails with `EPIPE` rather than go unread; one that arrived first is taken.
+pub(crate) fn wait_for_handover(channel: BorrowedFd<'_>, life: BorrowedFd<'_>) -> bool {
+    loop {
+        match poll_readable(&[channel, life], None).as_deref() {
+            Ok([true, _]) => return true,
+            Ok([false, true]) => break,
+            Ok(_) => continue,
+            Err(_) => break,
+        }
+    }
+    // SAFETY: shutdown takes a descriptor and a flag and touches no memory.
+    unsafe { libc::shutdown(channel.as_raw_fd(), libc::SHUT_RD) };
+    matches!(
+        poll_readable(&[channel], Some(Duration::ZERO)).as_deref(),
+        Ok([true])
+    ) && has_data(channel)
+}
+
+/// Whether a stream socket holds at least one byte now.
+fn has_data(sock: BorrowedFd<'_>) -> bool {
+    let mut b = [0u8; 1];
+    // SAFETY: a one-byte peek into a valid buffer.
+    let n = unsafe {
+        libc::recv(
+            sock.as_raw_fd(),
+            b.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n > 0
+}
+
+/// Reads exactly `buf.len()` bytes from a blocking descriptor.
+pub(crate) fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        // SAFETY: reads into the valid, writable rest of `buf`.
+        let n = cvt_retry(|| unsafe {
+            libc::read(fd.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len())
+        })?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
+/// A pipe, both ends close-on-exec: `(read, write)`.
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid out-array of two ints, as pipe2 requires.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 succeeded, so both numbers are fresh descriptors that nothing owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// A connected pair of `SOCK_STREAM` Unix sockets, close-on-exec, registered as spindle's own.
@@ -248,6 +387,22 @@ pub(crate) fn recv_with_fds(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
 ) -> io::Result<(usize, Vec<OwnedFd>)> {
+    recv_with_fds_flags(sock, buf, 0)
+}
+
+/// [`recv_with_fds`] that does not wait: `WouldBlock` when no message is there.
+pub(crate) fn try_recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<(usize, Vec<OwnedFd>)> {
+    recv_with_fds_flags(sock, buf, libc::MSG_DONTWAIT)
+}
+
+fn recv_with_fds_flags(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    flags: libc::c_int,
+) -> io::Result<(usize, Vec<OwnedFd>)> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
@@ -260,8 +415,9 @@ pub(crate) fn recv_with_fds(
     msg.msg_control = cmsg_buf.0.as_mut_ptr().cast();
     msg.msg_controllen = cmsg_buf.0.len();
     // SAFETY: msg points at live, writable iovec and control buffers of the sizes it states.
-    let n =
-        cvt_retry(|| unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) })?;
+    let n = cvt_retry(|| unsafe {
+        libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC | flags)
+    })?;
     let mut fds = Vec::new();
     // after a successful recvmsg the kernel has filled msg_control/msg_controllen with
     // well-formed headers; CMSG_FIRSTHDR/CMSG_NXTHDR walk them within msg_controllen, and each

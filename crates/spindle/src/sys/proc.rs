@@ -38,11 +38,15 @@ pub(crate) fn getppid() -> u32 {
     unsafe { libc::getppid() as u32 }
 }
 
+/// The calling thread's id (`gettid`).
+pub(crate) fn gettid() -> u32 {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::gettid() as u32 }
+}
+
 /// Whether the calling thread is the process's main thread (its tid equals the pid).
 pub(crate) fn is_main_thread() -> bool {
-    // SAFETY: gettid has no preconditions and cannot fail.
-    let tid = unsafe { libc::gettid() };
-    tid as u32 == getpid()
+    gettid() == getpid()
 }
 
 /// The number of threads in this process.
@@ -52,9 +56,35 @@ pub(crate) fn is_main_thread() -> bool {
 /// parsing `/proc/self/stat`, which remains the fallback (`num_threads`, its field 20).
 pub(crate) fn thread_count() -> usize {
     use std::os::unix::fs::MetadataExt;
+    if never_threaded() {
+        return 1;
+    }
     match std::fs::metadata("/proc/self/task") {
         Ok(m) if m.nlink() >= 3 => (m.nlink() - 2) as usize,
         _ => thread_count_from_stat(),
+    }
+}
+
+#[cfg(target_env = "gnu")]
+extern "C" {
+    /// glibc's own answer (2.32+): true until the process first creates a thread, and again in
+    /// a fork child; never true while a second thread exists.
+    static __libc_single_threaded: libc::c_char;
+}
+
+/// Whether this process certainly has one thread, without asking `/proc` (glibc knows).
+fn never_threaded() -> bool {
+    #[cfg(target_env = "gnu")]
+    {
+        // glibc sets the byte to 0 before it creates a second thread (so the write happens
+        // before any other thread exists to read it) and to 1 only in a new fork child, whose
+        // only thread is the reader: no read here races with a write.
+        // SAFETY: sound for the reasons above; the symbol is glibc's, a byte.
+        unsafe { std::ptr::read_volatile(&raw const __libc_single_threaded) != 0 }
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        false
     }
 }
 
@@ -115,6 +145,13 @@ pub(crate) fn exit_now(code: i32) -> ! {
 /// the parent is still `expected_parent` (closing the race where it died before the call).
 /// Returns `false` when the parent is already gone.
 pub(crate) fn die_with_parent(expected_parent: u32) -> io::Result<bool> {
+    set_death_signal()?;
+    Ok(getppid() == expected_parent)
+}
+
+/// Asks the kernel to SIGKILL this process when its parent thread exits
+/// (`PR_SET_PDEATHSIG`); [`die_with_parent`] without its check.
+pub(crate) fn set_death_signal() -> io::Result<()> {
     // SAFETY: PR_SET_PDEATHSIG takes a signal number and touches no memory.
     cvt(unsafe {
         libc::prctl(
@@ -124,8 +161,8 @@ pub(crate) fn die_with_parent(expected_parent: u32) -> io::Result<bool> {
             0,
             0,
         )
-    })?;
-    Ok(getppid() == expected_parent)
+    })
+    .map(drop)
 }
 
 /// What a spawned child runs: a program, its arguments, one added environment variable, and
@@ -283,14 +320,53 @@ impl Drop for SpawnGuard {
 }
 
 /// `waitpid(pid)`: the raw wait status, or `None` with `nohang` when it is still running.
-/// Waits for children of every kind (`__WALL`): a fork server's children are ours but were
-/// created without an exit signal.
+/// Waits for children of every kind (`__WALL`). For a child with a pidfd, [`wait_pidfd`]
+/// never reaps a process that reused the pid.
 pub(crate) fn waitpid(pid: u32, nohang: bool) -> io::Result<Option<i32>> {
     let mut status = 0;
     let flags = libc::__WALL | if nohang { libc::WNOHANG } else { 0 };
     // SAFETY: status is a valid out-pointer for the call.
     let r = cvt_retry(|| unsafe { libc::waitpid(pid as libc::pid_t, &mut status, flags) })?;
     Ok(if r == 0 { None } else { Some(status) })
+}
+
+/// Reaps the child behind `pidfd` (`waitid(P_PIDFD)`, Linux 5.4): the raw wait status, or
+/// `None` with `nohang` while it runs. Unlike [`waitpid`] it can never reap another process
+/// that reused the pid (after someone else reaped ours). `pid` is used on kernels without
+/// `P_PIDFD`.
+pub(crate) fn wait_pidfd(pidfd: BorrowedFd<'_>, pid: u32, nohang: bool) -> io::Result<Option<i32>> {
+    let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
+    let flags = libc::WEXITED | libc::__WALL | if nohang { libc::WNOHANG } else { 0 };
+    // P_PIDFD is 3 (not in every libc crate's list).
+    const P_PIDFD: libc::idtype_t = 3;
+    // SAFETY: waitid writes a siginfo_t into the valid, zeroed out-parameter.
+    let r = cvt_retry(|| unsafe {
+        libc::waitid(
+            P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            info.as_mut_ptr(),
+            flags,
+        )
+    });
+    match r {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return waitpid(pid, nohang),
+        Err(e) => return Err(e),
+    }
+    // SAFETY: zeroed, then filled in by the successful call (left zeroed when nohang found
+    // nothing to reap: si_pid 0).
+    let info = unsafe { info.assume_init() };
+    // SAFETY: the fields of a SIGCHLD siginfo, which waitid fills.
+    let (pid_field, code, status) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
+    if pid_field == 0 {
+        return Ok(None);
+    }
+    // Back to the raw status `waitpid` would give, for [`exitcode`].
+    Ok(Some(match code {
+        libc::CLD_EXITED => (status & 0xff) << 8,
+        libc::CLD_DUMPED => (status & 0x7f) | 0x80,
+        _ => status & 0x7f,
+    }))
 }
 
 /// Python's exit code for a raw wait status: the exit status, or minus the signal number.

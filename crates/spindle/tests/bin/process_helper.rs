@@ -7,7 +7,10 @@
 //! - `run METHOD`: runs `add(2, 3)` in a child and prints the value.
 //! - `print METHOD`: the child prints a line on stdout and one on stderr.
 //! - `children METHOD... `: starts one sleeping child per METHOD, prints `child PID` for each
-//!   (and `server PID` once a fork server runs), then `ready`, and waits for them.
+//!   (and `server PID` and a `spare PID` for each child the server keeps forked ahead, once a
+//!   fork server runs), then `ready`, and waits for them.
+//! - `spare`: starts and joins one forkserver child, prints `server PID` and `spare PID` (the
+//!   child the server keeps forked ahead), then `ready`, and returns from `main`.
 //! - `variable`: prints the name of spindle's child variable.
 //! - `panic METHOD`: the child panics; prints the join error.
 //! - `overflow METHOD`: the child overflows its stack; prints the join error.
@@ -102,6 +105,9 @@ fn main() {
             }
             if let Some(pid) = bench::forkserver_pid() {
                 writeln!(out, "server {pid}").unwrap();
+                for spare in bench::forkserver_spares() {
+                    writeln!(out, "spare {spare}").unwrap();
+                }
             }
             writeln!(out, "ready").unwrap();
             out.flush().unwrap();
@@ -109,6 +115,18 @@ fn main() {
             for p in &procs {
                 let _ = p.join();
             }
+        }
+        Some("spare") => {
+            let p = Builder::new()
+                .start_method(StartMethod::Forkserver)
+                .target(add, (1, 1));
+            p.start().expect("start");
+            assert_eq!(p.join().expect("join"), 2);
+            let server = bench::forkserver_pid().expect("a fork server");
+            let spare = bench::forkserver_spare_pid()
+                .expect("spare")
+                .expect("a spare");
+            println!("server {server}\nspare {spare}\nready");
         }
         Some("variable") => println!("{}", bench::child_variable()),
         Some("panic") => {

@@ -81,7 +81,7 @@ pub(crate) struct Launch {
 
 /// The signalling side of a started child: its pid and a pidfd, so that signals never reach
 /// a recycled pid and liveness can be checked without reaping. Every child is our own (a fork
-/// server's children too, see `forkserver`), reaped with `waitpid`.
+/// server's children too, see `forkserver`), reaped through its pidfd.
 #[derive(Debug)]
 pub(crate) struct ChildRef {
     pub(crate) pid: u32,
@@ -115,7 +115,13 @@ impl ChildRef {
 
     /// The raw wait status when the child has exited (reaping it), without blocking.
     pub(crate) fn try_wait(&self) -> Result<Option<i32>> {
-        Ok(sys::proc::waitpid(self.pid, true)?)
+        Ok(sys::proc::wait_pidfd(self.pidfd.as_fd(), self.pid, true)?)
+    }
+
+    /// Kills the child and reaps it, waiting: for a child nobody will get a value from.
+    pub(crate) fn kill_and_reap(&self) {
+        let _ = self.signal(sys::proc::Signal::Kill);
+        let _ = sys::proc::wait_pidfd(self.pidfd.as_fd(), self.pid, false);
     }
 }
 
@@ -139,8 +145,7 @@ impl Unstarted {
 impl Drop for Unstarted {
     fn drop(&mut self) {
         if let Some(child) = self.0.take() {
-            let _ = child.signal(sys::proc::Signal::Kill);
-            let _ = sys::proc::waitpid(child.pid, false);
+            child.kill_and_reap();
         }
     }
 }
@@ -209,22 +214,34 @@ pub(crate) fn program(method: StartMethod) -> Result<(PathBuf, OsString)> {
 const INLINE_ARGS: usize = 1 << 16;
 
 /// The encoded `Call` frame and the `Args` header, followed by the arguments themselves when
-/// they are small: what a spawned or forkserver child reads first.
+/// they are small: what a spawned or forkserver child reads first (after a fork server's
+/// hand-over header, when there is one).
 #[derive(Debug)]
 pub(crate) struct CallBytes {
     buf: Vec<u8>,
     args_inline: bool,
 }
 
+/// How a [`CallBytes::send`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// Everything was written, or the child died while reading it (`join` reports that).
+    Written,
+    /// The very first write was refused: the reader was gone before it got a byte.
+    Refused,
+}
+
 impl CallBytes {
-    /// Encodes the call; fails (before any process exists) when the arguments are over the
-    /// frame limit or carry too many descriptors.
+    /// Encodes the call after `prefix` (a fork server's hand-over header, or nothing); fails
+    /// (before any process exists) when the arguments are over the frame limit or carry too
+    /// many descriptors.
     pub(crate) fn new(
         launch: &Launch,
         method: StartMethod,
         entry: EntryFn,
         args: &[u8],
         fds: usize,
+        prefix: &[u8],
     ) -> Result<Self> {
         if fds > super::handles::MAX_FDS {
             return Err(Error::InvalidArgument(format!(
@@ -248,7 +265,9 @@ impl CallBytes {
         let args_header = reduction::header(Kind::Args, args.len())?;
         let args_inline = args.len() <= INLINE_ARGS;
         let inline = if args_inline { args.len() } else { 0 };
-        let mut buf = Vec::with_capacity(2 * reduction::HEADER + call.len() + inline);
+        let mut buf =
+            Vec::with_capacity(prefix.len() + 2 * reduction::HEADER + call.len() + inline);
+        buf.extend_from_slice(prefix);
         buf.extend_from_slice(&reduction::header(Kind::Call, call.len())?);
         buf.extend_from_slice(&call);
         buf.extend_from_slice(&args_header);
@@ -258,33 +277,40 @@ impl CallBytes {
         Ok(CallBytes { buf, args_inline })
     }
 
-    /// Whether the whole message is in one buffer of at most `limit` bytes: then it can be
-    /// written into a fresh socket before anyone reads it (its buffer holds it).
-    pub(crate) fn fits(&self, limit: usize) -> bool {
-        self.args_inline && self.buf.len() <= limit
-    }
-
-    /// Writes the message (`args` and `fds` are the ones given to `new`), the descriptors
-    /// attached to its first byte. A child that died already is not an error here: `join`
-    /// reports what became of it.
-    pub(crate) fn send(&self, sock: &mut UnixStream, args: &[u8], fds: &[OwnedFd]) -> Result<()> {
-        let result = (|| {
-            let mut head = &self.buf[..];
-            if !fds.is_empty() {
-                let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-                let n = sys::fd::send_some_with_fds(sock.as_fd(), head, &borrowed)?;
-                head = &head[n..];
+    /// Writes the message (`args` are the ones given to `new`), `fds` attached to its first
+    /// byte (those of the call, after any the prefix announces). A child that died while
+    /// reading is not an error here: `join` reports what became of it. With descriptors, a
+    /// first write refused outright is [`Sent::Refused`]: nothing reached the reader.
+    pub(crate) fn send(
+        &self,
+        sock: &mut UnixStream,
+        args: &[u8],
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<Sent> {
+        let gone = |e: &std::io::Error| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            )
+        };
+        let mut head = &self.buf[..];
+        if !fds.is_empty() {
+            match sys::fd::send_some_with_fds(sock.as_fd(), head, fds) {
+                Ok(n) => head = &head[n..],
+                Err(e) if gone(&e) => return Ok(Sent::Refused),
+                Err(e) => return Err(Error::Io(e)),
             }
+        }
+        let rest = (|| {
             std::io::Write::write_all(sock, head)?;
             if !self.args_inline {
                 std::io::Write::write_all(sock, args)?;
             }
             Ok::<(), std::io::Error>(())
         })();
-        match result {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(()),
-            other => other.map_err(Error::Io),
+        match rest {
+            Err(e) if !gone(&e) => Err(Error::Io(e)),
+            _ => Ok(Sent::Written),
         }
     }
 }

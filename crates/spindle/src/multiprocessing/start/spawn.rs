@@ -17,7 +17,7 @@ pub(crate) fn start(launch: Launch) -> Result<Started> {
     let (program, argv0) = program(StartMethod::Spawn)?;
     let (entry, args, fds) = launch.job.entry()?;
     // Everything that can fail on our side is checked before the child exists.
-    let call = CallBytes::new(&launch, StartMethod::Spawn, entry, args, fds.len())?;
+    let call = CallBytes::new(&launch, StartMethod::Spawn, entry, args, fds.len(), &[])?;
     let (mut sock, theirs) = sys::fd::stream_pair()?;
     let mode = format!("spawn,{},{}", sys::fd::CHANNEL_FD, sys::proc::getpid());
     let pid = on_launcher(move || {
@@ -31,7 +31,9 @@ pub(crate) fn start(launch: Launch) -> Result<Started> {
         pid
     })??;
     let child = own_child(pid)?;
-    call.send(&mut sock, args, fds)?;
+    let fds: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+    // A spawned child that is gone already is `join`'s to report.
+    call.send(&mut sock, args, &fds)?;
     sock.set_nonblocking(true)?;
     Ok(Started {
         child: child.started(),
