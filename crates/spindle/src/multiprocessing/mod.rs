@@ -40,6 +40,7 @@
 pub(crate) mod bootstrap;
 mod context;
 mod forkserver;
+pub(crate) mod handles;
 mod identity;
 mod process;
 mod reduction;
@@ -47,6 +48,11 @@ mod start;
 mod target;
 
 pub mod bench;
+pub mod connection;
+pub mod queues;
+pub mod shared_memory;
+pub mod sharedctypes;
+pub mod synchronize;
 
 pub use context::{
     cpu_count, get_all_start_methods, get_context, get_start_method, set_start_method,

@@ -16,6 +16,8 @@
 pub(crate) mod fd;
 pub(crate) mod image;
 pub(crate) mod proc;
+pub(crate) mod futex;
+pub(crate) mod shm;
 
 use std::io;
 
