@@ -114,6 +114,16 @@ impl Segment {
         self.inner.map.len()
     }
 
+    /// A second, independent mapping of the same memory (its own addresses), for a handle
+    /// that must not alias this one's references.
+    pub(crate) fn remap(&self) -> Result<Segment> {
+        let fd = self.inner.fd.try_clone()?;
+        let map = Mapping::map(fd.as_fd(), self.len())?;
+        Ok(Segment {
+            inner: Arc::new(SegmentInner { map, fd }),
+        })
+    }
+
     /// Whether two handles share one mapping (clones in this process).
     pub(crate) fn same(&self, other: &Segment) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
