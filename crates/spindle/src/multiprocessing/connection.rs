@@ -665,14 +665,14 @@ pub fn client<S, R>(path: impl AsRef<Path>, authkey: Option<&[u8]>) -> crate::Re
 
 // ---- wait ----
 
-mod sealed {
+pub(crate) mod sealed_waitable {
     pub trait Sealed {}
 }
 
 /// Something [`wait`] can wait on: a [`Connection`] that can receive, a
 /// [`Queue`](super::queues::Queue)'s receiving side, a [`Process`](super::Process) (its
 /// sentinel: ready once it has exited).
-pub trait Waitable: sealed::Sealed {
+pub trait Waitable: sealed_waitable::Sealed {
     /// The descriptor that becomes readable when this may be ready.
     #[doc(hidden)]
     fn wait_fd(&self) -> Option<BorrowedFd<'_>>;
@@ -685,7 +685,7 @@ pub trait Waitable: sealed::Sealed {
     fn register(&self, _on: bool) {}
 }
 
-impl<S, R> sealed::Sealed for Connection<S, R> {}
+impl<S, R> sealed_waitable::Sealed for Connection<S, R> {}
 impl<S, R> Waitable for Connection<S, R> {
     fn wait_fd(&self) -> Option<BorrowedFd<'_>> {
         self.readable.then(|| self.fd.as_fd())
@@ -702,7 +702,7 @@ impl<S, R> Waitable for Connection<S, R> {
     }
 }
 
-impl<T: Serialize + DeserializeOwned> sealed::Sealed for super::Process<T> {}
+impl<T: Serialize + DeserializeOwned> sealed_waitable::Sealed for super::Process<T> {}
 impl<T: Serialize + DeserializeOwned> Waitable for super::Process<T> {
     fn wait_fd(&self) -> Option<BorrowedFd<'_>> {
         self.sentinel()

@@ -124,10 +124,6 @@ impl Segment {
         })
     }
 
-    /// Whether two handles share one mapping (clones in this process).
-    pub(crate) fn same(&self, other: &Segment) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
-    }
 }
 
 impl Serialize for Segment {

@@ -135,12 +135,6 @@ pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
     std::fs::remove_file(shm_path(name)?)
 }
 
-/// Shrinks or grows the file behind `fd` (a test's way to play a hostile peer).
-pub(crate) fn truncate(fd: BorrowedFd<'_>, size: u64) -> io::Result<()> {
-    let file = File::from(fd.try_clone_to_owned()?);
-    file.set_len(size)
-}
-
 /// The names under `/dev/shm` that start with `prefix`.
 pub(crate) fn shm_names(prefix: &str) -> Vec<String> {
     let Ok(dir) = std::fs::read_dir("/dev/shm") else {

@@ -1,0 +1,556 @@
+//! The shared ring under every queue: a byte ring in a sealed memfd, two robust mutexes (one
+//! for producers, one for consumers), two eventfd doorbells, and a `SOCK_SEQPACKET` pair that
+//! carries out-of-line payloads and tells each side when the other is gone.
+//!
+//! **Commit by one store.** A producer copies its record in past the tail while holding the
+//! producers' mutex, then publishes it with one atomic store of the tail word (byte position
+//! and record count packed together). A consumer copies a record out while holding the
+//! consumers' mutex, then releases it with one store of the head word. So at every instant
+//! the ring is consistent: a producer killed mid-copy published nothing (its half record is
+//! past the tail and will be overwritten), a consumer killed mid-copy took nothing (the record
+//! is still at the head for the next one). The robust mutex's `EOWNERDEAD` needs no repair.
+//!
+//! **Large payloads** (over half the ring) travel out of line: the producer copies them into
+//! a sealed memfd, sends it with `SCM_RIGHTS` on the socket, then commits a small record
+//! naming the packet's id. The consumer peeks the packet (the kernel gives it a copy of the
+//! descriptor and leaves the packet), reads the payload, commits the head, and only then
+//! removes the packet; a packet left behind by a killed producer or consumer carries an id
+//! below the next record's and is discarded. Such a payload lives in its memfd, referenced
+//! from the socket's queue, until a consumer takes it: a producer never waits for a reader
+//! to make room for it, so joining a producer never deadlocks on a large item.
+//!
+//! **Sleeping.** Only the holder of a side's mutex sleeps for data (or room); the others
+//! wait on the mutex. The sleeper announces itself in a shared word, drains its doorbell,
+//! checks the ring again, then polls the doorbell together with the socket (whose hang-up is
+//! the other side's death). The other side rings the doorbell after its commit only when a
+//! sleeper is announced, so a busy queue makes no system call at all.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::multiprocessing::shared_memory::Segment;
+use crate::sys::fd::{self as sysfd, Interest};
+use crate::sys::futex::{Locked, RobustMutex};
+use crate::sys::shm;
+
+const PUT_LOCK: usize = 0;
+const GET_LOCK: usize = 64;
+const TAIL: usize = 128;
+const HEAD: usize = 192;
+const DATA_SLEEPERS: usize = 256;
+const SPACE_SLEEPERS: usize = 320;
+const DONE: usize = 384;
+const OOL_ID: usize = 448;
+const MAXSIZE: usize = 512;
+const CAPACITY: usize = 520;
+const RING: usize = 4096;
+
+const POS_BITS: u32 = 40;
+const POS_MASK: u64 = (1 << POS_BITS) - 1;
+/// Records are counted modulo 2^24 (the ring holds fewer).
+pub(super) const RECS_MASK: u64 = (1 << 24) - 1;
+const REC_HEADER: usize = 8;
+const KIND_INLINE: u32 = 1;
+const KIND_OOL: u32 = 2;
+
+/// The default ring size: 1 MiB.
+pub(crate) const DEFAULT_CAPACITY: usize = 1 << 20;
+/// How long a side spins on the other's commit before it sleeps.
+const SPIN: Duration = Duration::from_micros(20);
+
+fn pos(word: u64) -> u64 {
+    word & POS_MASK
+}
+
+fn recs(word: u64) -> u64 {
+    word >> POS_BITS
+}
+
+fn pack(recs: u64, pos: u64) -> u64 {
+    ((recs & RECS_MASK) << POS_BITS) | (pos & POS_MASK)
+}
+
+fn align8(n: usize) -> usize {
+    (n + 7) & !7
+}
+
+/// What a ring operation ran into, beside success.
+#[derive(Debug)]
+pub(super) enum Stop {
+    /// The time ran out (for a `_nowait` form: nothing to take, or no room, now).
+    Timeout,
+    /// The other side is gone: every consumer (for a put) or every producer and the ring is
+    /// empty (for a get).
+    Disconnected,
+    /// A corrupt ring or packet, or a system failure.
+    Bad(Error),
+}
+
+impl From<io::Error> for Stop {
+    fn from(e: io::Error) -> Stop {
+        Stop::Bad(Error::Io(e))
+    }
+}
+
+fn corrupt(what: &str) -> Stop {
+    Stop::Bad(Error::Protocol(format!("queue segment is corrupt: {what}")))
+}
+
+/// Everything every handle of one queue shares, mapped in this process.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(super) struct Shared {
+    seg: Segment,
+    #[serde(
+        serialize_with = "ser_fd",
+        deserialize_with = "crate::multiprocessing::shared_memory::deserialize_fd"
+    )]
+    data_bell: OwnedFd,
+    #[serde(
+        serialize_with = "ser_fd",
+        deserialize_with = "crate::multiprocessing::shared_memory::deserialize_fd"
+    )]
+    space_bell: OwnedFd,
+}
+
+fn ser_fd<S: serde::Serializer>(fd: &OwnedFd, s: S) -> Result<S::Ok, S::Error> {
+    crate::multiprocessing::shared_memory::serialize_fd(fd.as_fd(), s)
+}
+
+/// A put in progress: where the payload is.
+pub(super) enum Payload<'a> {
+    Inline(&'a [u8]),
+    OutOfLine { len: usize, memfd: OwnedFd },
+}
+
+impl Shared {
+    /// A new ring of `capacity` bytes (rounded up to a power of two, at least 4 KiB).
+    pub(super) fn new(capacity: usize, maxsize: u32) -> crate::Result<Shared> {
+        let cap = capacity.clamp(4096, 1 << 36).next_power_of_two();
+        let seg = Segment::new("spindle-queue", RING + cap)?;
+        RobustMutex::at(seg.map(), PUT_LOCK).init()?;
+        RobustMutex::at(seg.map(), GET_LOCK).init()?;
+        seg.map().atomic_u32(MAXSIZE).store(maxsize, Ordering::Relaxed);
+        seg.map().atomic_u64(CAPACITY).store(cap as u64, Ordering::Relaxed);
+        Ok(Shared {
+            seg,
+            data_bell: sysfd::eventfd()?,
+            space_bell: sysfd::eventfd()?,
+        })
+    }
+
+    /// Checks what arrived from another process before it is used.
+    pub(super) fn validate(&self) -> crate::Result<()> {
+        let cap = self.capacity_raw();
+        if !cap.is_power_of_two() || cap < 4096 || RING as u64 + cap > self.seg.len() as u64 {
+            return Err(Error::Protocol(format!(
+                "queue segment of {} bytes records a ring of {cap}",
+                self.seg.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn capacity_raw(&self) -> u64 {
+        self.seg.map().atomic_u64(CAPACITY).load(Ordering::Relaxed)
+    }
+
+    pub(super) fn capacity(&self) -> usize {
+        self.capacity_raw() as usize
+    }
+
+    pub(super) fn maxsize(&self) -> u32 {
+        self.seg.map().atomic_u32(MAXSIZE).load(Ordering::Relaxed)
+    }
+
+    fn word(&self, off: usize) -> &AtomicU64 {
+        self.seg.map().atomic_u64(off)
+    }
+
+    fn word32(&self, off: usize) -> &AtomicU32 {
+        self.seg.map().atomic_u32(off)
+    }
+
+    /// The largest payload that travels inline.
+    pub(super) fn max_inline(&self) -> usize {
+        self.capacity() / 2 - REC_HEADER
+    }
+
+    /// Items in the queue now.
+    pub(super) fn len(&self) -> usize {
+        let t = self.word(TAIL).load(Ordering::Acquire);
+        let h = self.word(HEAD).load(Ordering::Acquire);
+        (recs(t).wrapping_sub(recs(h)) & RECS_MASK) as usize
+    }
+
+    /// Items put but not yet marked done (`JoinableQueue`).
+    pub(super) fn unfinished(&self) -> u64 {
+        let t = self.word(TAIL).load(Ordering::Acquire);
+        let done = self.word32(DONE).load(Ordering::Acquire) as u64;
+        recs(t).wrapping_sub(done) & RECS_MASK
+    }
+
+    /// Marks one item done; `false` when none was outstanding.
+    pub(super) fn task_done(&self) -> bool {
+        let d = self.word32(DONE);
+        let mut cur = d.load(Ordering::Acquire);
+        loop {
+            let t = recs(self.word(TAIL).load(Ordering::Acquire));
+            if t.wrapping_sub(cur as u64) & RECS_MASK == 0 {
+                return false;
+            }
+            let next = ((cur as u64 + 1) & RECS_MASK) as u32;
+            match d.compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        if self.unfinished() == 0 {
+            crate::sys::futex::wake(d, u32::MAX);
+        }
+        true
+    }
+
+    /// Waits until every item put has been marked done.
+    pub(super) fn join(&self, deadline: Option<Instant>) -> bool {
+        loop {
+            let seen = self.word32(DONE).load(Ordering::Acquire);
+            if self.unfinished() == 0 {
+                return true;
+            }
+            let left = match deadline {
+                None => Duration::from_millis(50),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return false;
+                    }
+                    (d - now).min(Duration::from_millis(50))
+                }
+            };
+            // Woken by the last task_done; the slice also covers a new put that raced us.
+            crate::sys::futex::wait(self.word32(DONE), seen, Some(left));
+        }
+    }
+
+    fn lock(&self, off: usize, deadline: Option<Instant>) -> Result<Held<'_>, Stop> {
+        let m = RobustMutex::at(self.seg.map(), off);
+        match m.lock(deadline)? {
+            // A holder killed mid-operation left the ring consistent (commits are single
+            // stores): nothing to repair.
+            Locked::Acquired | Locked::OwnerDied => Ok(Held(m)),
+            Locked::Busy => Err(Stop::Timeout),
+            Locked::WouldDeadlock => Err(Stop::Bad(Error::InvalidState(
+                "a queue operation re-entered itself on this thread",
+            ))),
+        }
+    }
+
+    fn copy_in(&self, at: u64, data: &[u8]) {
+        let cap = self.capacity();
+        let i = (at as usize) & (cap - 1);
+        let first = data.len().min(cap - i);
+        self.seg.map().write(RING + i, &data[..first]);
+        if first < data.len() {
+            self.seg.map().write(RING, &data[first..]);
+        }
+    }
+
+    fn copy_out(&self, at: u64, out: &mut [u8]) {
+        let cap = self.capacity();
+        let i = (at as usize) & (cap - 1);
+        let first = out.len().min(cap - i);
+        self.seg.map().read(RING + i, &mut out[..first]);
+        if first < out.len() {
+            self.seg.map().read(RING, &mut out[first..]);
+        }
+    }
+
+    /// Sleeps until `bell` rings, `peer` hangs up or `deadline` passes, having announced
+    /// itself in `sleepers` and checked `ready` once more after draining the bell.
+    fn sleep(
+        &self,
+        sleepers: usize,
+        bell: BorrowedFd<'_>,
+        peer: Option<(BorrowedFd<'_>, Interest)>,
+        deadline: Option<Instant>,
+        ready: impl Fn() -> bool,
+    ) -> Result<bool, Stop> {
+        let s = self.word32(sleepers);
+        s.fetch_add(1, Ordering::SeqCst);
+        sysfd::eventfd_drain(bell);
+        let result = if ready() {
+            Ok(false)
+        } else {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let mut fds = vec![(bell, Interest::Read)];
+            fds.extend(peer);
+            match sysfd::poll(&fds, left) {
+                Ok(r) => Ok(r.get(1).is_some_and(|p| p.hangup)),
+                Err(e) => Err(Stop::from(e)),
+            }
+        };
+        s.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    /// Puts one record. `sock`: the producers' socket end.
+    pub(super) fn put(
+        &self,
+        payload: Payload<'_>,
+        sock: BorrowedFd<'_>,
+        deadline: Option<Instant>,
+    ) -> Result<(), Stop> {
+        let need = match &payload {
+            Payload::Inline(b) => REC_HEADER + align8(b.len()),
+            Payload::OutOfLine { .. } => REC_HEADER + 8,
+        } as u64;
+        let cap = self.capacity() as u64;
+        let maxsize = self.maxsize() as u64;
+        let _held = self.lock(PUT_LOCK, deadline)?;
+        let began = Instant::now();
+        let tail = loop {
+            let tail = self.word(TAIL).load(Ordering::Acquire);
+            let head = self.word(HEAD).load(Ordering::SeqCst);
+            if pos(tail).wrapping_sub(pos(head)) & POS_MASK > cap {
+                return Err(corrupt("more bytes used than the ring holds"));
+            }
+            let fits = |t: u64, h: u64| {
+                let used = pos(t).wrapping_sub(pos(h)) & POS_MASK;
+                let count = recs(t).wrapping_sub(recs(h)) & RECS_MASK;
+                cap - used.min(cap) >= need && (maxsize == 0 || count < maxsize)
+            };
+            if fits(tail, head) {
+                break tail;
+            }
+            if deadline.is_some_and(|d| d <= Instant::now()) {
+                return Err(Stop::Timeout);
+            }
+            if began.elapsed() < SPIN {
+                std::hint::spin_loop();
+                continue;
+            }
+            let hung_up = self.sleep(
+                SPACE_SLEEPERS,
+                self.space_bell.as_fd(),
+                Some((sock, Interest::Write)),
+                deadline,
+                || {
+                    let h = self.word(HEAD).load(Ordering::SeqCst);
+                    fits(self.word(TAIL).load(Ordering::Acquire), h)
+                },
+            )?;
+            if hung_up {
+                return Err(Stop::Disconnected);
+            }
+        };
+        let at = pos(tail);
+        let mut header = [0u8; REC_HEADER];
+        match payload {
+            Payload::Inline(bytes) => {
+                header[..4].copy_from_slice(&(bytes.len() as u32).to_le_bytes());
+                header[4..].copy_from_slice(&KIND_INLINE.to_le_bytes());
+                self.copy_in(at, &header);
+                self.copy_in(at + REC_HEADER as u64, bytes);
+            }
+            Payload::OutOfLine { len, memfd } => {
+                let id = self.word(OOL_ID).fetch_add(1, Ordering::SeqCst);
+                loop {
+                    match sysfd::send_packet(sock, &id.to_le_bytes(), &[memfd.as_fd()]) {
+                        Ok(()) => break,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                            if left.is_some_and(|l| l.is_zero()) {
+                                return Err(Stop::Timeout);
+                            }
+                            let r = sysfd::poll(&[(sock, Interest::Write)], left)?;
+                            if r[0].hangup {
+                                return Err(Stop::Disconnected);
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                            return Err(Stop::Disconnected)
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                header[..4].copy_from_slice(&(len as u32).to_le_bytes());
+                header[4..].copy_from_slice(&KIND_OOL.to_le_bytes());
+                self.copy_in(at, &header);
+                self.copy_in(at + REC_HEADER as u64, &id.to_le_bytes());
+            }
+        }
+        self.word(TAIL)
+            .store(pack(recs(tail) + 1, at + need), Ordering::SeqCst);
+        drop(_held);
+        if self.word32(DATA_SLEEPERS).load(Ordering::SeqCst) > 0 {
+            sysfd::eventfd_ring(self.data_bell.as_fd());
+        }
+        Ok(())
+    }
+
+    /// Takes one record's payload. `sock`: the consumers' socket end.
+    pub(super) fn get(&self, sock: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<Vec<u8>, Stop> {
+        let cap = self.capacity() as u64;
+        let held = self.lock(GET_LOCK, deadline)?;
+        let began = Instant::now();
+        let (head, tail) = loop {
+            let head = self.word(HEAD).load(Ordering::Acquire);
+            let tail = self.word(TAIL).load(Ordering::SeqCst);
+            if pos(tail) != pos(head) {
+                break (head, tail);
+            }
+            if deadline.is_some_and(|d| d <= Instant::now()) {
+                // Before sleeping for nothing, see whether every producer is gone.
+                let r = sysfd::poll(&[(sock, Interest::Read)], Some(Duration::ZERO))?;
+                if r[0].hangup && pos(self.word(TAIL).load(Ordering::SeqCst)) == pos(head) {
+                    return Err(Stop::Disconnected);
+                }
+                return Err(Stop::Timeout);
+            }
+            if began.elapsed() < SPIN {
+                std::hint::spin_loop();
+                continue;
+            }
+            let hung_up = self.sleep(
+                DATA_SLEEPERS,
+                self.data_bell.as_fd(),
+                Some((sock, Interest::Read)),
+                deadline,
+                || pos(self.word(TAIL).load(Ordering::SeqCst)) != pos(head),
+            )?;
+            if hung_up && pos(self.word(TAIL).load(Ordering::SeqCst)) == pos(head) {
+                return Err(Stop::Disconnected);
+            }
+        };
+        let used = pos(tail).wrapping_sub(pos(head)) & POS_MASK;
+        if used > cap || used < REC_HEADER as u64 {
+            return Err(corrupt("tail and head disagree"));
+        }
+        let at = pos(head);
+        let mut header = [0u8; REC_HEADER];
+        self.copy_out(at, &mut header);
+        let len = u32::from_le_bytes(header[..4].try_into().unwrap_or([0; 4])) as usize;
+        let kind = u32::from_le_bytes(header[4..].try_into().unwrap_or([0; 4]));
+        let (payload, size, ool) = match kind {
+            KIND_INLINE => {
+                let size = (REC_HEADER + align8(len)) as u64;
+                if size > used {
+                    return Err(corrupt("a record runs past the tail"));
+                }
+                let mut out = vec![0u8; len];
+                self.copy_out(at + REC_HEADER as u64, &mut out);
+                (out, size, None)
+            }
+            KIND_OOL => {
+                let size = (REC_HEADER + 8) as u64;
+                if size > used {
+                    return Err(corrupt("a record runs past the tail"));
+                }
+                let mut idb = [0u8; 8];
+                self.copy_out(at + REC_HEADER as u64, &mut idb);
+                let id = u64::from_le_bytes(idb);
+                let out = take_out_of_line(sock, id, len)?;
+                (out, size, Some(id))
+            }
+            _ => return Err(corrupt("unknown record kind")),
+        };
+        self.word(HEAD)
+            .store(pack(recs(head) + 1, at + size), Ordering::SeqCst);
+        if ool.is_some() {
+            // The record is released; now the packet (a kill between the two leaves a stale
+            // packet that the next out-of-line record discards by its id).
+            let mut b = [0u8; 8];
+            let _ = sysfd::recv_packet(sock, &mut b, false);
+        }
+        let more = pos(self.word(TAIL).load(Ordering::SeqCst)) != at + size;
+        drop(held);
+        if self.word32(SPACE_SLEEPERS).load(Ordering::SeqCst) > 0 {
+            sysfd::eventfd_ring(self.space_bell.as_fd());
+        }
+        if more && self.word32(DATA_SLEEPERS).load(Ordering::SeqCst) > 0 {
+            sysfd::eventfd_ring(self.data_bell.as_fd());
+        }
+        Ok(payload)
+    }
+
+    /// For `wait`: the doorbell to poll.
+    pub(super) fn data_bell(&self) -> BorrowedFd<'_> {
+        self.data_bell.as_fd()
+    }
+
+    /// For `wait`: announce (or withdraw) a sleeper on the data doorbell.
+    pub(super) fn announce(&self, on: bool) {
+        if on {
+            self.word32(DATA_SLEEPERS).fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.word32(DATA_SLEEPERS).fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// For `wait`: whether an item is there; after a doorbell, drains it and passes it on if
+    /// an item is there (so that a sleeping consumer does not miss it).
+    pub(super) fn has_items(&self, polled: bool) -> bool {
+        let t = pos(self.word(TAIL).load(Ordering::SeqCst));
+        let h = pos(self.word(HEAD).load(Ordering::SeqCst));
+        if polled {
+            sysfd::eventfd_drain(self.data_bell.as_fd());
+            let t2 = pos(self.word(TAIL).load(Ordering::SeqCst));
+            if t2 != pos(self.word(HEAD).load(Ordering::SeqCst)) {
+                sysfd::eventfd_ring(self.data_bell.as_fd());
+                return true;
+            }
+        }
+        t != h
+    }
+}
+
+/// Reads the out-of-line payload `id` (of `len` bytes) from the packets waiting on `sock`,
+/// discarding stale packets (ids below `id`) left by killed peers.
+fn take_out_of_line(sock: BorrowedFd<'_>, id: u64, len: usize) -> Result<Vec<u8>, Stop> {
+    loop {
+        let mut b = [0u8; 8];
+        let p = match sysfd::recv_packet(sock, &mut b, true) {
+            Ok(p) => p,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(corrupt("an out-of-line record without its packet"))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if p.len == 0 && p.fds.is_empty() {
+            return Err(corrupt("an out-of-line record without its packet"));
+        }
+        let got = u64::from_le_bytes(b);
+        if p.len != 8 || p.truncated || p.fds.len() != 1 || got < id {
+            // Stale (or malformed): consume it and look at the next.
+            let _ = sysfd::recv_packet(sock, &mut b, false);
+            continue;
+        }
+        if got != id {
+            return Err(corrupt("out-of-line packets out of order"));
+        }
+        let memfd = p.fds.into_iter().next().ok_or_else(|| corrupt("no descriptor"))?;
+        if !shm::is_sealed_payload(memfd.as_fd()) || shm::size_of(memfd.as_fd())? != len as u64 {
+            return Err(corrupt("an out-of-line payload is unsealed or of the wrong size"));
+        }
+        let mut out = vec![0u8; len];
+        sysfd::read_exact_at(memfd.as_fd(), &mut out, 0)?;
+        return Ok(out);
+    }
+}
+
+/// Held mutex of one side; unlocks on drop.
+struct Held<'a>(RobustMutex<'a>);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+/// A payload copied into a sealed memfd (out of any lock).
+pub(super) fn out_of_line(bytes: &[u8]) -> crate::Result<OwnedFd> {
+    Ok(shm::sealed_copy(bytes)?)
+}
