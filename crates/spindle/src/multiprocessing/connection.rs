@@ -195,6 +195,14 @@ pub fn pipe<A, B>(duplex: bool) -> crate::Result<(Connection<A, B>, Connection<B
     Ok((first, second))
 }
 
+impl<S, R> From<UnixStream> for Connection<S, R> {
+    /// A connection over a connected Unix stream socket whose peer speaks the same framing
+    /// (Python's `Connection(handle)`).
+    fn from(stream: UnixStream) -> Self {
+        Connection::from_fd(OwnedFd::from(stream), true, true)
+    }
+}
+
 impl<S, R> Connection<S, R> {
     fn from_fd(fd: OwnedFd, readable: bool, writable: bool) -> Self {
         Connection {

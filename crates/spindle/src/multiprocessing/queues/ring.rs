@@ -310,6 +310,10 @@ impl Shared {
         let cap = self.capacity() as u64;
         let maxsize = self.maxsize() as u64;
         let _held = self.lock(PUT_LOCK, deadline)?;
+        // Every receiving end gone (closed, or its process dead): nobody could ever take it.
+        if sysfd::poll(&[(sock, Interest::Write)], Some(Duration::ZERO))?[0].hangup {
+            return Err(Stop::Disconnected);
+        }
         let began = Instant::now();
         let tail = loop {
             let tail = self.word(TAIL).load(Ordering::Acquire);

@@ -135,5 +135,3 @@ pub(crate) fn slice(waited: Duration, deadline: Option<Instant>) -> Option<Durat
     }
 }
 
-#[cfg(test)]
-mod tests;
