@@ -379,7 +379,7 @@ impl<S, R> Connection<S, R> {
             }
             // Nothing there: spin briefly (a reply is often microseconds away), then sleep.
             if began.elapsed() < SPIN {
-                std::hint::spin_loop();
+                std::thread::yield_now();
                 continue;
             }
             let left = match deadline {
@@ -582,8 +582,13 @@ fn answer_challenge(c: &Connection<(), ()>, key: &[u8], deadline: Instant) -> cr
     }
 }
 
+/// The typed connection after a handshake, keeping whatever the handshake read ahead (the
+/// peer's first message may have arrived in the same read as its last handshake frame).
 fn upgrade<S, R>(c: Connection<(), ()>) -> Connection<S, R> {
-    Connection::from_fd(c.fd, true, true)
+    let rx = c.rx.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut up = Connection::from_fd(c.fd, true, true);
+    up.rx = Mutex::new(rx);
+    up
 }
 
 /// Accepts connections on a Unix socket path (Python's `multiprocessing.connection.Listener`

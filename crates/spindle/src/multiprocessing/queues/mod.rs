@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use self::ring::{Payload, Shared, Stop};
+use self::ring::{Payload, PeerCheck, Shared, Stop};
 use super::connection::Waitable;
 use super::reduction;
 use super::shared_memory::{deserialize_fd, serialize_fd};
@@ -204,6 +204,8 @@ struct Ends<T> {
     #[serde(skip)]
     scratch: Mutex<Vec<u8>>,
     #[serde(skip)]
+    peer: PeerCheck,
+    #[serde(skip)]
     _t: PhantomData<fn(T) -> T>,
 }
 
@@ -243,6 +245,7 @@ impl<T> Ends<T> {
             rx,
             closed: AtomicBool::new(false),
             scratch: Mutex::new(Vec::new()),
+            peer: PeerCheck::default(),
             _t: PhantomData,
         }
     }
@@ -292,7 +295,7 @@ impl<T: Serialize + DeserializeOwned> Ends<T> {
         } else {
             Payload::Inline(buf)
         };
-        match self.shared.put(payload, tx.as_fd(), deadline) {
+        match self.shared.put(payload, tx.as_fd(), &self.peer, deadline) {
             Ok(()) => {
                 if buf.capacity() > 1 << 20 {
                     *buf = Vec::new();

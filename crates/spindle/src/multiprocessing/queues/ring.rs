@@ -301,6 +301,7 @@ impl Shared {
         &self,
         payload: Payload<'_>,
         sock: BorrowedFd<'_>,
+        check_peer: &PeerCheck,
         deadline: Option<Instant>,
     ) -> Result<(), Stop> {
         let need = match &payload {
@@ -311,7 +312,9 @@ impl Shared {
         let maxsize = self.maxsize() as u64;
         let _held = self.lock(PUT_LOCK, deadline)?;
         // Every receiving end gone (closed, or its process dead): nobody could ever take it.
-        if sysfd::poll(&[(sock, Interest::Write)], Some(Duration::ZERO))?[0].hangup {
+        // Asking the kernel costs a system call, so a handle asks at most once a millisecond
+        // (and always before it waits).
+        if check_peer.due() && sysfd::poll(&[(sock, Interest::Write)], Some(Duration::ZERO))?[0].hangup {
             return Err(Stop::Disconnected);
         }
         let began = Instant::now();
@@ -333,7 +336,7 @@ impl Shared {
                 return Err(Stop::Timeout);
             }
             if began.elapsed() < SPIN {
-                std::hint::spin_loop();
+                std::thread::yield_now();
                 continue;
             }
             let hung_up = self.sleep(
@@ -415,7 +418,7 @@ impl Shared {
                 return Err(Stop::Timeout);
             }
             if began.elapsed() < SPIN {
-                std::hint::spin_loop();
+                std::thread::yield_now();
                 continue;
             }
             let hung_up = self.sleep(
@@ -542,6 +545,29 @@ fn take_out_of_line(sock: BorrowedFd<'_>, id: u64, len: usize) -> Result<Vec<u8>
         let mut out = vec![0u8; len];
         sysfd::read_exact_at(memfd.as_fd(), &mut out, 0)?;
         return Ok(out);
+    }
+}
+
+/// When a handle last asked the kernel whether the other side is still there.
+#[derive(Debug, Default)]
+pub(super) struct PeerCheck {
+    last: std::sync::Mutex<Option<Instant>>,
+}
+
+impl PeerCheck {
+    /// Whether it is time to ask again (never asked, or more than a millisecond ago).
+    fn due(&self) -> bool {
+        let Ok(mut last) = self.last.try_lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        match *last {
+            Some(t) if now.duration_since(t) < Duration::from_millis(1) => false,
+            _ => {
+                *last = Some(now);
+                true
+            }
+        }
     }
 }
 
