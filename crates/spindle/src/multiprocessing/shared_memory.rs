@@ -478,6 +478,25 @@ impl SharedMemory {
         self.block.map.bytes_mut(self.block.offset, self.block.size)
     }
 
+    /// A second handle on the same memory with its own mapping (a fork closure takes one
+    /// along while this process keeps its own). For a named segment the new handle is an
+    /// attached user: it does not unlink the name when dropped.
+    pub fn share(&self) -> Result<SharedMemory> {
+        let fd = self.block.fd.try_clone()?;
+        let map = Mapping::map(fd.as_fd(), self.block.map.len())?;
+        Ok(SharedMemory {
+            block: Block {
+                map,
+                fd,
+                name: self.block.name.clone(),
+                offset: self.block.offset,
+                size: self.block.size,
+                creator: 0,
+                unlinked: self.block.unlinked,
+            },
+        })
+    }
+
     /// Removes the name now (Python's `unlink()`); attached users keep their mapping.
     /// Nothing happens for an anonymous segment or a name already removed.
     pub fn unlink(&mut self) -> Result<()> {
