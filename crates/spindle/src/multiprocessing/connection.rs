@@ -40,7 +40,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::reduction;
-use super::shared_memory::{deserialize_fd, serialize_fd};
+use super::shared_memory::{deserialize_fd, explain_encode_error, serialize_fd};
 use crate::error::Error;
 use crate::sys::fd::{self as sysfd, Interest};
 
@@ -485,13 +485,16 @@ impl<S: Serialize, R: DeserializeOwned> Connection<S, R> {
     /// [`SendError::Disconnected`] when the peer is gone; [`SendError::Bad`] when the value
     /// does not encode or exceeds the frame limit.
     pub fn send(&self, value: &S) -> Result<(), SendError> {
-        self.send_frame(|buf| reduction::encode_into(value, buf), None)
+        self.send_frame(
+            |buf| reduction::encode_into(value, buf).map_err(explain_encode_error),
+            None,
+        )
     }
 
     /// [`send`](Connection::send) for at most `timeout` (a full socket buffer waits).
     pub fn send_timeout(&self, value: &S, timeout: Duration) -> Result<(), SendError> {
         self.send_frame(
-            |buf| reduction::encode_into(value, buf),
+            |buf| reduction::encode_into(value, buf).map_err(explain_encode_error),
             Instant::now().checked_add(timeout),
         )
     }

@@ -45,10 +45,35 @@ use crate::sys::shm::{self, Mapping};
 
 pub use crate::sys::shm::Plain;
 
+thread_local! {
+    /// Why the last descriptor could not be stashed on this thread: the codec's own error
+    /// drops custom messages, so the encoders of this crate's channels read it back here.
+    static STASH_ERROR: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The error of an encode that failed, with the reason a handle refused to travel when that
+/// was the cause.
+pub(crate) fn explain_encode_error(e: Error) -> Error {
+    match STASH_ERROR.with(|s| s.borrow_mut().take()) {
+        Some(why) => Error::Codec(format!("cannot encode: {why}")),
+        None => e,
+    }
+}
+
+fn stash(fd: BorrowedFd<'_>) -> Result<u32> {
+    #[cfg(test)]
+    if let Some(i) = transfer_tests::table::stash(fd) {
+        return Ok(i);
+    }
+    handles::stash_fd(fd).inspect_err(|e| {
+        STASH_ERROR.with(|s| *s.borrow_mut() = Some(e.to_string()));
+    })
+}
+
 /// A descriptor inside a serde value: stashed into the call's descriptor table on encode,
 /// taken back on decode (see `handles`).
 pub(crate) fn serialize_fd<S: Serializer>(fd: BorrowedFd<'_>, s: S) -> Result<S::Ok, S::Error> {
-    match handles::stash_fd(fd) {
+    match stash(fd) {
         Ok(i) => s.serialize_u32(i),
         Err(e) => Err(S::Error::custom(e)),
     }
@@ -57,7 +82,15 @@ pub(crate) fn serialize_fd<S: Serializer>(fd: BorrowedFd<'_>, s: S) -> Result<S:
 /// The decoding side of [`serialize_fd`].
 pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(d: D) -> Result<OwnedFd, D::Error> {
     let i = u32::deserialize(d)?;
-    handles::take_fd(i).map_err(D::Error::custom)
+    take(i).map_err(D::Error::custom)
+}
+
+fn take(i: u32) -> Result<OwnedFd> {
+    #[cfg(test)]
+    if let Some(fd) = transfer_tests::table::take(i) {
+        return fd;
+    }
+    handles::take_fd(i)
 }
 
 /// An anonymous shared segment: a sealed memfd and this process's mapping of it. Cheap to
@@ -129,7 +162,7 @@ impl Segment {
 impl Serialize for Segment {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeTuple;
-        let idx = handles::stash_fd(self.fd()).map_err(S::Error::custom)?;
+        let idx = stash(self.fd()).map_err(S::Error::custom)?;
         let mut t = s.serialize_tuple(2)?;
         t.serialize_element(&idx)?;
         t.serialize_element(&(self.len() as u64))?;
@@ -144,7 +177,7 @@ impl<'de> Deserialize<'de> for Segment {
         if len == 0 || len > (1 << 40) {
             return Err(D::Error::custom(format!("bad segment length {len}")));
         }
-        let fd = handles::take_fd(idx).map_err(D::Error::custom)?;
+        let fd = take(idx).map_err(D::Error::custom)?;
         Segment::adopt(fd, len).map_err(D::Error::custom)
     }
 }
@@ -510,7 +543,7 @@ impl SharedMemory {
 impl Serialize for SharedMemory {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeTuple;
-        let idx = handles::stash_fd(self.block.fd.as_fd()).map_err(S::Error::custom)?;
+        let idx = stash(self.block.fd.as_fd()).map_err(S::Error::custom)?;
         let mut t = s.serialize_tuple(3)?;
         t.serialize_element(&idx)?;
         t.serialize_element(&(self.block.size as u64))?;
@@ -522,7 +555,7 @@ impl Serialize for SharedMemory {
 impl<'de> Deserialize<'de> for SharedMemory {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<SharedMemory, D::Error> {
         let (idx, size, name): (u32, u64, Option<String>) = Deserialize::deserialize(d)?;
-        let fd = handles::take_fd(idx).map_err(D::Error::custom)?;
+        let fd = take(idx).map_err(D::Error::custom)?;
         let size = usize::try_from(size).map_err(D::Error::custom)?;
         let offset = if name.is_some() { HEADER } else { 0 };
         if name.is_none() && !shm::is_shrink_sealed(fd.as_fd()) {
@@ -659,3 +692,7 @@ impl<T: Plain> ShareableList<T> {
         self.block.unlink()
     }
 }
+
+#[cfg(test)]
+#[path = "transfer_tests.rs"]
+mod transfer_tests;

@@ -54,7 +54,7 @@ use serde::{Deserialize, Serialize};
 use self::ring::{Payload, PeerCheck, Shared, Stop};
 use super::connection::Waitable;
 use super::reduction;
-use super::shared_memory::{deserialize_fd, serialize_fd};
+use super::shared_memory::{deserialize_fd, explain_encode_error, serialize_fd};
 use crate::error::Error;
 use crate::sys::fd as sysfd;
 
@@ -276,7 +276,7 @@ impl<T: Serialize + DeserializeOwned> Ends<T> {
         let buf = guard.as_deref_mut().unwrap_or(&mut own);
         buf.clear();
         if let Err(e) = reduction::encode_into(&item, buf) {
-            return Err(PutError::Failed(item, e));
+            return Err(PutError::Failed(item, explain_encode_error(e)));
         }
         if buf.len() > u32::MAX as usize {
             return Err(PutError::Failed(
