@@ -135,7 +135,11 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
                     &[0x80, 0x80, 0x80, 0x80, 0x80, 0x20][..],
                     &[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01][..],
                 ][rng.below(3)];
-                let at = if b.len() > 4 { 4 + rng.below(b.len() - 4) } else { b.len() };
+                let at = if b.len() > 4 {
+                    4 + rng.below(b.len() - 4)
+                } else {
+                    b.len()
+                };
                 b.splice(at..at, v.iter().copied());
             }
             _ => {
@@ -230,7 +234,10 @@ fn no_allocation_ahead_of_the_bytes_received() {
         drop(theirs);
         let conn = Connection::<(), Vec<u8>>::from(ours);
         let (outcome, peak) = peak_during(|| conn.recv_bytes());
-        assert!(matches!(outcome, Err(RecvError::Bad(spindle::Error::Protocol(_)))));
+        assert!(matches!(
+            outcome,
+            Err(RecvError::Bad(spindle::Error::Protocol(_)))
+        ));
         assert!(peak < 4 << 20, "allocated {peak} bytes for 14 received");
 
         // Codec lengths of -1, 2^40 and 2^63 as varints: typed errors, bounded allocation.
@@ -287,8 +294,7 @@ fn a_process_scribbling_in_a_queues_ring_gets_typed_errors_not_ub() {
                 .unwrap();
             for _ in 0..1 + rng.below(6) {
                 // Head/tail words, record headers, payload bytes.
-                let at = [128u64, 192, 4096, 4096 + 4, 4096 + rng.below(4096) as u64]
-                    [rng.below(5)];
+                let at = [128u64, 192, 4096, 4096 + 4, 4096 + rng.below(4096) as u64][rng.below(5)];
                 let v = rng.next().to_le_bytes();
                 file.write_all_at(&v[..1 + rng.below(8)], at).unwrap();
             }

@@ -24,7 +24,9 @@ mod common;
 static FORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn watchdog<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
-    let _turn = FORK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _turn = FORK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     common::watchdog(body)
 }
 
@@ -80,7 +82,9 @@ fn joinable_worker(q: JoinableQueue<u32>, r: RLock) -> u32 {
 fn conformance(method: StartMethod) {
     // A connection end.
     let (here, there) = pipe::<String, String>(true).unwrap();
-    let p = Builder::new().start_method(method).target(echo_twice, (there,));
+    let p = Builder::new()
+        .start_method(method)
+        .target(echo_twice, (there,));
     p.start().unwrap();
     here.send(&"ab".to_string()).unwrap();
     assert_eq!(here.recv().unwrap(), "abab");
@@ -90,7 +94,9 @@ fn conformance(method: StartMethod) {
     // Queue ends: end of stream reaches the child, whose sender reports back.
     let (tx, rx) = Queue::<u64>::new().unwrap().split().unwrap();
     let (out_tx, out_rx) = Queue::<u64>::new().unwrap().split().unwrap();
-    let p = Builder::new().start_method(method).target(drain, (rx, out_tx));
+    let p = Builder::new()
+        .start_method(method)
+        .target(drain, (rx, out_tx));
     p.start().unwrap();
     for v in 1..=10 {
         tx.put(v).unwrap();
@@ -138,9 +144,10 @@ fn conformance(method: StartMethod) {
 
     // A joinable queue and an RLock.
     let q = JoinableQueue::new().unwrap();
-    let p = Builder::new()
-        .start_method(method)
-        .target(joinable_worker, (q.clone_handle().unwrap(), RLock::new().unwrap()));
+    let p = Builder::new().start_method(method).target(
+        joinable_worker,
+        (q.clone_handle().unwrap(), RLock::new().unwrap()),
+    );
     p.start().unwrap();
     for v in 0..10 {
         q.put(v).unwrap();

@@ -21,7 +21,9 @@ mod common;
 static FORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn watchdog<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
-    let _turn = FORK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _turn = FORK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     common::watchdog(body)
 }
 
@@ -51,7 +53,10 @@ fn typed_messages_both_ways_with_a_fork_child() {
         parent.send(&Request::Add(40, 2)).unwrap();
         assert_eq!(parent.recv().unwrap(), "42");
         parent.send(&Request::Upper("spindle".into())).unwrap();
-        assert_eq!(parent.recv_timeout(Duration::from_secs(10)).unwrap(), "SPINDLE");
+        assert_eq!(
+            parent.recv_timeout(Duration::from_secs(10)).unwrap(),
+            "SPINDLE"
+        );
         // A message larger than the socket buffer: read while it is written.
         let big = "x".repeat(3 << 20);
         parent.send(&Request::Upper(big.clone())).unwrap();
@@ -180,7 +185,9 @@ fn wait_on_connections_queues_and_processes() {
         let proc_ = Process::new(sleep_then, (200,));
         proc_.start().unwrap();
         let objects: [&dyn Waitable; 4] = [&a, &c, &q, &proc_];
-        assert!(wait(&objects, Some(Duration::from_millis(20))).unwrap().is_empty());
+        assert!(wait(&objects, Some(Duration::from_millis(20)))
+            .unwrap()
+            .is_empty());
 
         // A queue item put by another process wakes a waiter.
         let tx = q.sender().unwrap();
@@ -209,7 +216,10 @@ fn wait_on_connections_queues_and_processes() {
 }
 
 fn b_dropped_ready(a: &Connection<u8, u8>) {
-    assert_eq!(wait(&[a as &dyn Waitable], Some(Duration::from_secs(5))).unwrap(), [0]);
+    assert_eq!(
+        wait(&[a as &dyn Waitable], Some(Duration::from_secs(5))).unwrap(),
+        [0]
+    );
     assert!(matches!(a.recv(), Err(RecvError::Disconnected)));
 }
 
@@ -239,13 +249,18 @@ fn hostile_frames_are_typed_errors() {
         // A smaller limit of our own is honoured too.
         let (mut c, _keep) = hostile(&2000u32.to_le_bytes(), false);
         c.set_max_frame(1000);
-        assert!(matches!(c.recv(), Err(RecvError::Bad(spindle::Error::Protocol(_)))));
+        assert!(matches!(
+            c.recv(),
+            Err(RecvError::Bad(spindle::Error::Protocol(_)))
+        ));
         // A frame cut short by the peer's end of stream: an error, not a hang.
         let mut cut = 100u32.to_le_bytes().to_vec();
         cut.extend_from_slice(&[1; 10]);
         let (c, _keep) = hostile(&cut, true);
         match c.recv() {
-            Err(RecvError::Bad(spindle::Error::Protocol(m))) => assert!(m.contains("truncated"), "{m}"),
+            Err(RecvError::Bad(spindle::Error::Protocol(m))) => {
+                assert!(m.contains("truncated"), "{m}")
+            }
             other => panic!("{other:?}"),
         }
         // A header cut short.
@@ -253,12 +268,18 @@ fn hostile_frames_are_typed_errors() {
         assert!(matches!(c.recv(), Err(RecvError::Bad(_))));
         // A whole frame that is not a String: a codec error, and the stream goes on.
         let mut frames = Vec::new();
-        for payload in [&[0xFFu8, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F][..], &[2, b'o', b'k'][..]] {
+        for payload in [
+            &[0xFFu8, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F][..],
+            &[2, b'o', b'k'][..],
+        ] {
             frames.extend_from_slice(&(payload.len() as u32).to_le_bytes());
             frames.extend_from_slice(payload);
         }
         let (c, _keep) = hostile(&frames, false);
-        assert!(matches!(c.recv(), Err(RecvError::Bad(spindle::Error::Codec(_)))));
+        assert!(matches!(
+            c.recv(),
+            Err(RecvError::Bad(spindle::Error::Codec(_)))
+        ));
         assert_eq!(c.recv().unwrap(), "ok");
         // A peer that claims a large frame and then sends nothing: the timeout form returns.
         let (c, _keep) = hostile(&(1u32 << 20).to_le_bytes(), false);

@@ -21,7 +21,9 @@ mod common;
 static FORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn watchdog<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
-    let _turn = FORK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _turn = FORK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     common::watchdog(body)
 }
 
@@ -51,7 +53,10 @@ fn typed_items_reach_a_fork_child_and_come_back() {
     watchdog(|| {
         let to_child = Queue::<Msg>::new().unwrap();
         let from_child = Queue::<(u32, String)>::new().unwrap();
-        let (inq, outq) = (to_child.clone_handle().unwrap(), from_child.clone_handle().unwrap());
+        let (inq, outq) = (
+            to_child.clone_handle().unwrap(),
+            from_child.clone_handle().unwrap(),
+        );
         let p = Builder::new().fork_target(move || {
             let mut n = 0;
             while let Ok(m) = inq.get_timeout(Duration::from_secs(10)) {
@@ -59,7 +64,8 @@ fn typed_items_reach_a_fork_child_and_come_back() {
                     break;
                 }
                 assert!(intact(&m));
-                outq.put((m.seq, format!("{} bytes", m.body.len()))).unwrap();
+                outq.put((m.seq, format!("{} bytes", m.body.len())))
+                    .unwrap();
                 n += 1;
             }
             n
@@ -137,7 +143,8 @@ fn four_producers_four_consumers_no_loss_no_duplicate_order_kept() {
             p.join().unwrap();
         }
         all.sort();
-        let expected: Vec<(u32, u32)> = (0..4).flat_map(|p| (0..PER).map(move |s| (p, s))).collect();
+        let expected: Vec<(u32, u32)> =
+            (0..4).flat_map(|p| (0..PER).map(move |s| (p, s))).collect();
         assert_eq!(all.len(), expected.len(), "lost or duplicated messages");
         assert_eq!(all, expected);
     });
@@ -282,7 +289,9 @@ fn a_consumer_killed_inside_get_does_not_wedge_the_others() {
         let mut victims = Vec::new();
         for _ in 0..3 {
             let c = q.clone_handle().unwrap();
-            let p = Builder::new().daemon(true).fork_target(move || consume_forever(c));
+            let p = Builder::new()
+                .daemon(true)
+                .fork_target(move || consume_forever(c));
             p.start().unwrap();
             victims.push(p);
         }
@@ -295,9 +304,8 @@ fn a_consumer_killed_inside_get_does_not_wedge_the_others() {
         }
         // Nothing was taken by the dead: every item put now reaches a live consumer.
         let c = q.clone_handle().unwrap();
-        let alive = Builder::new().fork_target(move || {
-            (0..100).map(|_| c.get().unwrap()).sum::<u32>()
-        });
+        let alive =
+            Builder::new().fork_target(move || (0..100).map(|_| c.get().unwrap()).sum::<u32>());
         alive.start().unwrap();
         for i in 0..100 {
             q.put(i).unwrap();
@@ -321,7 +329,10 @@ fn produce_forever(q: Queue<Msg>, id: u32) -> u32 {
 #[test]
 fn a_producer_killed_mid_message_tears_nothing() {
     watchdog(|| {
-        let q = Queue::<Msg>::builder().capacity(256 * 1024).build().unwrap();
+        let q = Queue::<Msg>::builder()
+            .capacity(256 * 1024)
+            .build()
+            .unwrap();
         for round in 0..5u32 {
             let tx = q.clone_handle().unwrap();
             let victim = Builder::new()

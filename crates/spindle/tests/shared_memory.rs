@@ -18,7 +18,9 @@ mod common;
 static FORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn watchdog<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
-    let _turn = FORK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _turn = FORK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     common::watchdog(body)
 }
 
@@ -46,7 +48,10 @@ fn named_segment_across_processes_and_unlinked_by_its_creator() {
         assert!(shm_exists(&name));
         drop(shm);
         assert!(!shm_exists(&name), "the creator's drop unlinks the name");
-        assert!(matches!(SharedMemory::attach(&name), Err(AttachError::NotFound(_))));
+        assert!(matches!(
+            SharedMemory::attach(&name),
+            Err(AttachError::NotFound(_))
+        ));
     });
 }
 
@@ -100,7 +105,10 @@ fn a_truncated_or_shrunk_named_segment_is_refused_at_attach() {
         // A file that is not a spindle segment.
         let foreign = format!("spindle-test-foreign-{}", std::process::id());
         std::fs::write(format!("/dev/shm/{foreign}"), vec![0u8; 4096]).unwrap();
-        assert!(matches!(SharedMemory::attach(&foreign), Err(AttachError::Foreign(_))));
+        assert!(matches!(
+            SharedMemory::attach(&foreign),
+            Err(AttachError::Foreign(_))
+        ));
         std::fs::remove_file(format!("/dev/shm/{foreign}")).unwrap();
         assert!(matches!(
             SharedMemory::attach("../etc/passwd"),
@@ -115,12 +123,17 @@ fn still_used(ino: u64, pids: &[u32]) -> bool {
     pids.iter().any(|pid| {
         let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
         let mapped = maps.lines().any(|l| {
-            l.split_whitespace().nth(4).and_then(|i| i.parse::<u64>().ok()) == Some(ino)
+            l.split_whitespace()
+                .nth(4)
+                .and_then(|i| i.parse::<u64>().ok())
+                == Some(ino)
         });
         let held = std::fs::read_dir(format!("/proc/{pid}/fd"))
             .map(|d| {
                 d.flatten().any(|e| {
-                    std::fs::metadata(e.path()).map(|m| m.ino() == ino).unwrap_or(false)
+                    std::fs::metadata(e.path())
+                        .map(|m| m.ino() == ino)
+                        .unwrap_or(false)
                 })
             })
             .unwrap_or(false);
@@ -160,7 +173,8 @@ fn an_anonymous_segment_is_gone_after_all_users_exit_or_are_killed_at_once() {
             if kill {
                 // Wait until every child has written, then kill them all at once.
                 let seen = shm.as_ref().unwrap();
-                assert!(common::eventually(Duration::from_secs(10), || seen.buf()[1..4]
+                assert!(common::eventually(Duration::from_secs(10), || seen.buf()
+                    [1..4]
                     == [1, 1, 1]));
                 shm = None;
                 for p in &kids {
@@ -178,7 +192,10 @@ fn an_anonymous_segment_is_gone_after_all_users_exit_or_are_killed_at_once() {
                 shm = None;
             }
             assert!(shm.is_none());
-            assert!(!still_used(ino, &all), "kill={kill}: the segment outlived its users");
+            assert!(
+                !still_used(ino, &all),
+                "kill={kill}: the segment outlived its users"
+            );
         }
     });
 }
@@ -201,7 +218,10 @@ fn shareable_list_value_and_array_across_processes() {
                     counter.fetch_add(1);
                 }
                 // Each child fills its half of the array.
-                for (i, x) in a.as_mut_slice()[k * 500..(k + 1) * 500].iter_mut().enumerate() {
+                for (i, x) in a.as_mut_slice()[k * 500..(k + 1) * 500]
+                    .iter_mut()
+                    .enumerate()
+                {
                     *x = (k * 500 + i) as f64;
                 }
                 let lock = counter.get_lock().unwrap();
@@ -216,7 +236,10 @@ fn shareable_list_value_and_array_across_processes() {
         }
         assert_eq!(list.to_vec(), [10, -20, 3]);
         assert_eq!(counter.get(), 2002);
-        assert_eq!(arr.as_slice().iter().sum::<f64>(), (0..1000).sum::<i32>() as f64);
+        assert_eq!(
+            arr.as_slice().iter().sum::<f64>(),
+            (0..1000).sum::<i32>() as f64
+        );
         arr.as_mut_slice()[0] = 5.0;
         assert_eq!(arr.as_slice()[0], 5.0);
         assert!(list.get(3).is_err());

@@ -19,7 +19,9 @@ mod common;
 static FORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn watchdog<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
-    let _turn = FORK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _turn = FORK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     common::watchdog(body)
 }
 
@@ -99,7 +101,10 @@ fn rlock_is_reentrant_owned_and_robust() {
         // Another process can neither take it nor release it.
         let r2 = r.clone();
         let p = Builder::new().fork_target(move || {
-            let busy = matches!(r2.acquire_timeout(Duration::from_millis(20)), Err(LockError::Timeout));
+            let busy = matches!(
+                r2.acquire_timeout(Duration::from_millis(20)),
+                Err(LockError::Timeout)
+            );
             let not_owner = matches!(r2.release(), Err(spindle::Error::NotOwner));
             (busy, not_owner)
         });

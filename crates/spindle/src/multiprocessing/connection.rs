@@ -236,15 +236,20 @@ impl<S, R> Connection<S, R> {
     pub fn close(self) {}
 
     fn rx(&self) -> MutexGuard<'_, Rx> {
-        self.rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.rx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Sends raw bytes as one frame (Python's `send_bytes`).
     pub fn send_bytes(&self, bytes: &[u8]) -> Result<(), SendError> {
-        self.send_frame(|buf| {
-            buf.extend_from_slice(bytes);
-            Ok(())
-        }, None)
+        self.send_frame(
+            |buf| {
+                buf.extend_from_slice(bytes);
+                Ok(())
+            },
+            None,
+        )
     }
 
     /// Receives one frame's bytes (Python's `recv_bytes`).
@@ -293,8 +298,8 @@ impl<S, R> Connection<S, R> {
         if have < LEN {
             return Ok(None);
         }
-        let len = u32::from_le_bytes(rx.buf[rx.at..rx.at + LEN].try_into().unwrap_or([0; 4]))
-            as usize;
+        let len =
+            u32::from_le_bytes(rx.buf[rx.at..rx.at + LEN].try_into().unwrap_or([0; 4])) as usize;
         if len > self.max_frame {
             return Err(Error::Protocol(format!(
                 "frame of {len} bytes exceeds the {}-byte limit",
@@ -318,7 +323,7 @@ impl<S, R> Connection<S, R> {
             let len = u32::from_le_bytes(rx.buf[rx.at..rx.at + LEN].try_into().unwrap_or([0; 4]))
                 as usize;
             let rest = (LEN + len).saturating_sub(have);
-            rest.min(1 << 20).max(CHUNK)
+            rest.clamp(CHUNK, 1 << 20)
         } else {
             CHUNK
         };
@@ -405,7 +410,10 @@ impl<S, R> Connection<S, R> {
         if !self.writable {
             return Err(SendError::WrongDirection);
         }
-        let mut tx = self.tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tx = self
+            .tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if tx.broken {
             return Err(SendError::Broken);
         }
@@ -440,7 +448,11 @@ impl<S, R> Connection<S, R> {
         }
     }
 
-    fn write_all(&self, mut data: &[u8], deadline: Option<Instant>) -> Result<(), (usize, SendError)> {
+    fn write_all(
+        &self,
+        mut data: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), (usize, SendError)> {
         let mut written = 0;
         while !data.is_empty() {
             match sysfd::send_now(self.fd.as_fd(), data) {
@@ -560,13 +572,31 @@ fn auth_error(what: &str) -> Error {
 /// Proves to the peer that we know `key`, then checks that it does.
 fn deliver_challenge(c: &Connection<(), ()>, key: &[u8], deadline: Instant) -> crate::Result<()> {
     let challenge = random_bytes()?;
-    c.send_frame(|b| { b.extend_from_slice(&challenge); Ok(()) }, Some(deadline))?;
+    c.send_frame(
+        |b| {
+            b.extend_from_slice(&challenge);
+            Ok(())
+        },
+        Some(deadline),
+    )?;
     let answer = c.recv_frame(Some(deadline))?;
     if verify(key, &challenge, &answer) {
-        c.send_frame(|b| { b.extend_from_slice(WELCOME); Ok(()) }, Some(deadline))?;
+        c.send_frame(
+            |b| {
+                b.extend_from_slice(WELCOME);
+                Ok(())
+            },
+            Some(deadline),
+        )?;
         Ok(())
     } else {
-        let _ = c.send_frame(|b| { b.extend_from_slice(FAILURE); Ok(()) }, Some(deadline));
+        let _ = c.send_frame(
+            |b| {
+                b.extend_from_slice(FAILURE);
+                Ok(())
+            },
+            Some(deadline),
+        );
         Err(auth_error("the peer does not know the authkey"))
     }
 }
@@ -577,7 +607,13 @@ fn answer_challenge(c: &Connection<(), ()>, key: &[u8], deadline: Instant) -> cr
         return Err(auth_error("malformed challenge"));
     }
     let tag = digest(key, &challenge);
-    c.send_frame(|b| { b.extend_from_slice(&tag); Ok(()) }, Some(deadline))?;
+    c.send_frame(
+        |b| {
+            b.extend_from_slice(&tag);
+            Ok(())
+        },
+        Some(deadline),
+    )?;
     match c.recv_frame(Some(deadline)) {
         Ok(reply) if reply == WELCOME => Ok(()),
         Ok(_) | Err(RecvError::Disconnected) => Err(auth_error("the peer refused our authkey")),
@@ -588,7 +624,9 @@ fn answer_challenge(c: &Connection<(), ()>, key: &[u8], deadline: Instant) -> cr
 /// The typed connection after a handshake, keeping whatever the handshake read ahead (the
 /// peer's first message may have arrived in the same read as its last handshake frame).
 fn upgrade<S, R>(c: Connection<(), ()>) -> Connection<S, R> {
-    let rx = c.rx.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let rx =
+        c.rx.into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut up = Connection::from_fd(c.fd, true, true);
     up.rx = Mutex::new(rx);
     up
@@ -668,7 +706,10 @@ impl Drop for Listener {
 /// # Errors
 ///
 /// [`Error::Protocol`] when the handshake fails (the wrong key on either side).
-pub fn client<S, R>(path: impl AsRef<Path>, authkey: Option<&[u8]>) -> crate::Result<Connection<S, R>> {
+pub fn client<S, R>(
+    path: impl AsRef<Path>,
+    authkey: Option<&[u8]>,
+) -> crate::Result<Connection<S, R>> {
     let stream = UnixStream::connect(path)?;
     let c = handshake_conn(stream);
     if let Some(key) = authkey {
@@ -726,8 +767,7 @@ impl<T: Serialize + DeserializeOwned> Waitable for super::Process<T> {
     fn ready_now(&self, polled: bool) -> bool {
         polled
             || self.sentinel().is_some_and(|fd| {
-                sysfd::poll(&[(fd, Interest::Read)], Some(Duration::ZERO))
-                    .is_ok_and(|r| r[0].any())
+                sysfd::poll(&[(fd, Interest::Read)], Some(Duration::ZERO)).is_ok_and(|r| r[0].any())
             })
     }
 }

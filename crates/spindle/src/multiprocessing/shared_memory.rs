@@ -156,7 +156,6 @@ impl Segment {
             inner: Arc::new(SegmentInner { map, fd }),
         })
     }
-
 }
 
 impl Serialize for Segment {

@@ -171,7 +171,9 @@ impl<'de, T: Plain> Deserialize<'de> for Array<T> {
             .checked_mul(std::mem::size_of::<T>())
             .ok_or_else(|| D::Error::custom("an Array's length overflows"))?;
         if seg.len() < need.max(1) {
-            return Err(D::Error::custom("an Array's segment is smaller than its length"));
+            return Err(D::Error::custom(
+                "an Array's segment is smaller than its length",
+            ));
         }
         Ok(Array {
             seg,

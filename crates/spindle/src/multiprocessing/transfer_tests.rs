@@ -3,13 +3,13 @@
 //! is exercised before the real seam (`handles`) carries descriptors between processes.
 
 use std::cell::RefCell;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use crate::multiprocessing::connection::pipe;
 use crate::multiprocessing::queues::{JoinableQueue, Queue};
 use crate::multiprocessing::reduction;
-use crate::multiprocessing::shared_memory::{SharedMemory, ShareableList};
+use crate::multiprocessing::shared_memory::{ShareableList, SharedMemory};
 use crate::multiprocessing::sharedctypes::{Array, Value};
 use crate::multiprocessing::synchronize::{Barrier, Condition, Event, Lock, RLock, Semaphore};
 

@@ -196,7 +196,9 @@ fn monotonic_after(d: Duration) -> libc::timespec {
     };
     // SAFETY: `now` is a valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    let mut sec = now.tv_sec.saturating_add(d.as_secs().min(i64::MAX as u64 / 2) as libc::time_t);
+    let mut sec = now
+        .tv_sec
+        .saturating_add(d.as_secs().min(i64::MAX as u64 / 2) as libc::time_t);
     let mut nsec = now.tv_nsec + d.subsec_nanos() as libc::c_long;
     if nsec >= 1_000_000_000 {
         nsec -= 1_000_000_000;

@@ -14,9 +14,9 @@
 //! implementation would add a sibling folder behind the same names.
 
 pub(crate) mod fd;
+pub(crate) mod futex;
 pub(crate) mod image;
 pub(crate) mod proc;
-pub(crate) mod futex;
 pub(crate) mod shm;
 
 use std::io;

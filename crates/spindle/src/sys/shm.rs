@@ -250,7 +250,9 @@ impl Mapping {
         self.check(offset, data.len(), 1);
         // SAFETY: in bounds (checked); `data` is a private slice that cannot overlap the
         // mapping's bytes spindle writes (regions reserved under the structure's own lock).
-        unsafe { ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(offset), data.len()) }
+        unsafe {
+            ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(offset), data.len())
+        }
     }
 
     /// A raw pointer to `offset` (for the robust mutex, which glibc reads and writes).
@@ -399,7 +401,9 @@ impl Mapping {
 
     /// `len` elements of `T` at `offset` (aligned for `T`, inside the mapping).
     pub(crate) fn slice<T: Plain>(&self, offset: usize, len: usize) -> &[T] {
-        let bytes = len.checked_mul(std::mem::size_of::<T>()).expect("slice size");
+        let bytes = len
+            .checked_mul(std::mem::size_of::<T>())
+            .expect("slice size");
         self.check(offset, bytes, std::mem::align_of::<T>());
         // SAFETY: in bounds and aligned (checked); T is a primitive valid for every bit
         // pattern (Plain is sealed); lives as long as `self`. Other processes: see `bytes`.
@@ -410,12 +414,12 @@ impl Mapping {
     /// or under the structure's process-shared lock).
     #[allow(clippy::mut_from_ref)]
     pub(crate) fn slice_mut<T: Plain>(&self, offset: usize, len: usize) -> &mut [T] {
-        let bytes = len.checked_mul(std::mem::size_of::<T>()).expect("slice size");
+        let bytes = len
+            .checked_mul(std::mem::size_of::<T>())
+            .expect("slice size");
         self.check(offset, bytes, std::mem::align_of::<T>());
         // SAFETY: as `slice`; exclusivity in this process is the caller's (`&mut` of the
         // owning handle, or the process-shared lock held), see `bytes_mut`.
-        unsafe {
-            std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(offset).cast::<T>(), len)
-        }
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(offset).cast::<T>(), len) }
     }
 }

@@ -264,7 +264,12 @@ impl<T> Ends<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> Ends<T> {
-    fn put_until(&self, item: T, deadline: Option<Instant>, nowait: bool) -> Result<(), PutError<T>> {
+    fn put_until(
+        &self,
+        item: T,
+        deadline: Option<Instant>,
+        nowait: bool,
+    ) -> Result<(), PutError<T>> {
         let Some(tx) = self.tx.as_ref() else {
             return Err(PutError::Disconnected(item));
         };
@@ -751,9 +756,6 @@ fn ready_now<T>(ends: &Ends<T>, polled: bool) -> bool {
         return true;
     }
     // Every producer gone is ready too (a get would return Disconnected at once).
-    sysfd::poll(
-        &[(rx.as_fd(), sysfd::Interest::Read)],
-        Some(Duration::ZERO),
-    )
-    .is_ok_and(|r| r[0].hangup)
+    sysfd::poll(&[(rx.as_fd(), sysfd::Interest::Read)], Some(Duration::ZERO))
+        .is_ok_and(|r| r[0].hangup)
 }

@@ -132,8 +132,12 @@ impl Shared {
         let seg = Segment::new("spindle-queue", RING + cap)?;
         RobustMutex::at(seg.map(), PUT_LOCK).init()?;
         RobustMutex::at(seg.map(), GET_LOCK).init()?;
-        seg.map().atomic_u32(MAXSIZE).store(maxsize, Ordering::Relaxed);
-        seg.map().atomic_u64(CAPACITY).store(cap as u64, Ordering::Relaxed);
+        seg.map()
+            .atomic_u32(MAXSIZE)
+            .store(maxsize, Ordering::Relaxed);
+        seg.map()
+            .atomic_u64(CAPACITY)
+            .store(cap as u64, Ordering::Relaxed);
         Ok(Shared {
             seg,
             data_bell: sysfd::eventfd()?,
@@ -314,7 +318,9 @@ impl Shared {
         // Every receiving end gone (closed, or its process dead): nobody could ever take it.
         // Asking the kernel costs a system call, so a handle asks at most once a millisecond
         // (and always before it waits).
-        if check_peer.due() && sysfd::poll(&[(sock, Interest::Write)], Some(Duration::ZERO))?[0].hangup {
+        if check_peer.due()
+            && sysfd::poll(&[(sock, Interest::Write)], Some(Duration::ZERO))?[0].hangup
+        {
             return Err(Stop::Disconnected);
         }
         let began = Instant::now();
@@ -368,7 +374,8 @@ impl Shared {
                     match sysfd::send_packet(sock, &id.to_le_bytes(), &[memfd.as_fd()]) {
                         Ok(()) => break,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                            let left =
+                                deadline.map(|d| d.saturating_duration_since(Instant::now()));
                             if left.is_some_and(|l| l.is_zero()) {
                                 return Err(Stop::Timeout);
                             }
@@ -399,7 +406,11 @@ impl Shared {
     }
 
     /// Takes one record's payload. `sock`: the consumers' socket end.
-    pub(super) fn get(&self, sock: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<Vec<u8>, Stop> {
+    pub(super) fn get(
+        &self,
+        sock: BorrowedFd<'_>,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<u8>, Stop> {
         let cap = self.capacity() as u64;
         let held = self.lock(GET_LOCK, deadline)?;
         let began = Instant::now();
@@ -538,9 +549,15 @@ fn take_out_of_line(sock: BorrowedFd<'_>, id: u64, len: usize) -> Result<Vec<u8>
         if got != id {
             return Err(corrupt("out-of-line packets out of order"));
         }
-        let memfd = p.fds.into_iter().next().ok_or_else(|| corrupt("no descriptor"))?;
+        let memfd = p
+            .fds
+            .into_iter()
+            .next()
+            .ok_or_else(|| corrupt("no descriptor"))?;
         if !shm::is_sealed_payload(memfd.as_fd()) || shm::size_of(memfd.as_fd())? != len as u64 {
-            return Err(corrupt("an out-of-line payload is unsealed or of the wrong size"));
+            return Err(corrupt(
+                "an out-of-line payload is unsealed or of the wrong size",
+            ));
         }
         let mut out = vec![0u8; len];
         sysfd::read_exact_at(memfd.as_fd(), &mut out, 0)?;

@@ -90,7 +90,11 @@ impl Barrier {
     fn slot(&self, i: usize) -> (&AtomicU32, &AtomicU32, &AtomicU64) {
         let base = SLOTS + i * SLOT;
         let m = self.seg.map();
-        (m.atomic_u32(base), m.atomic_u32(base + 4), m.atomic_u64(base + 8))
+        (
+            m.atomic_u32(base),
+            m.atomic_u32(base + 4),
+            m.atomic_u64(base + 8),
+        )
     }
 
     fn slots(&self) -> usize {

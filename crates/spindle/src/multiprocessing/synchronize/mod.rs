@@ -134,4 +134,3 @@ pub(crate) fn slice(waited: Duration, deadline: Option<Instant>) -> Option<Durat
         }
     }
 }
-
