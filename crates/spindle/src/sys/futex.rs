@@ -225,8 +225,40 @@ pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
     fields.nth(18)?.parse().ok()
 }
 
-/// The calling thread's kernel id.
-pub(crate) fn tid() -> u32 {
-    // SAFETY: gettid has no preconditions and cannot fail.
-    unsafe { libc::gettid() as u32 }
+/// Bumped in every child right after `fork()` (a `pthread_atfork` handler), so that cached
+/// identities are known to be stale there.
+static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn forked_child() {
+    FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
+
+thread_local! {
+    /// (fork generation + 1, pid, tid) of this thread, or 0s before the first call.
+    static IDENTITY: std::cell::Cell<(u64, u32, u32)> = const { std::cell::Cell::new((0, 0, 0)) };
+}
+
+/// The calling process's and thread's kernel ids, without a system call once known (both
+/// change in a forked child, which a `pthread_atfork` handler tells). A process made by a raw
+/// `clone` runs no atfork handler: the fork server's children rely on the server never having
+/// asked (its cache is empty, so theirs is too).
+pub(crate) fn ids() -> (u32, u32) {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: registers a child handler that only increments an atomic
+        // (async-signal-safe); no prepare or parent handler.
+        unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
+    });
+    let gen = FORKS.load(std::sync::atomic::Ordering::Relaxed) + 1;
+    IDENTITY.with(|c| {
+        let (g, pid, tid) = c.get();
+        if g == gen {
+            return (pid, tid);
+        }
+        // SAFETY: getpid and gettid have no preconditions and cannot fail.
+        let ids = unsafe { (libc::getpid() as u32, libc::gettid() as u32) };
+        c.set((gen, ids.0, ids.1));
+        ids
+    })
+}
+

@@ -11,8 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::LockError;
 use crate::error::{Error, Result};
 use crate::multiprocessing::shared_memory::Segment;
-use crate::sys::futex::{tid, Locked, RobustMutex};
-use crate::sys::proc::getpid;
+use crate::sys::futex::{ids, Locked, RobustMutex};
 
 // Layout of a lock's segment.
 const MUTEX: usize = 0;
@@ -291,8 +290,9 @@ impl RLock {
 
     /// Whether the calling thread holds it.
     pub fn is_owned(&self) -> bool {
-        self.core.word(OWNER_PID).load(Ordering::Relaxed) == getpid()
-            && self.core.word(OWNER_TID).load(Ordering::Relaxed) == tid()
+        let (pid, tid) = ids();
+        self.core.word(OWNER_TID).load(Ordering::Relaxed) == tid
+            && self.core.word(OWNER_PID).load(Ordering::Relaxed) == pid
             && self.core.word(DEPTH).load(Ordering::Relaxed) > 0
     }
 
@@ -302,8 +302,9 @@ impl RLock {
             return Ok(false);
         }
         let suspect = self.core.lock(deadline)?;
-        self.core.word(OWNER_PID).store(getpid(), Ordering::Relaxed);
-        self.core.word(OWNER_TID).store(tid(), Ordering::Relaxed);
+        let (pid, tid) = ids();
+        self.core.word(OWNER_PID).store(pid, Ordering::Relaxed);
+        self.core.word(OWNER_TID).store(tid, Ordering::Relaxed);
         self.core.word(DEPTH).store(1, Ordering::Relaxed);
         Ok(suspect)
     }
