@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use spindle::multiprocessing::sharedctypes::Array;
-use spindle::multiprocessing::synchronize::Event;
+use spindle::multiprocessing::synchronize::{Event, Semaphore};
 use spindle::multiprocessing::Builder;
 
 use crate::harness::{Measurement, Plan};
@@ -35,7 +35,10 @@ pub(crate) fn group(opts: &Options) -> Group {
         .note(format!(
             "An `Array<u64>` of {mib} MiB; figures are per MiB (MB/s = 1.05 / the figure in \
              µs). fill + sum: two forked workers, already running, each write their half and \
-             then sum it, pages already faulted (the array is filled once before). first \
+             then sum it, timed in each worker from the start signal to its sum (the slower \
+             worker's time counts), pages already faulted (the array is filled once before, and each \
+             worker calls `Array::populate` before the clock starts: a forked child shares the \
+             pages but must fault its own page-table entries). first \
              touch: one process fills a fresh array (every page a fault), apart from the \
              bandwidth. memcpy: one thread copies {mib} MiB between two private, faulted \
              buffers (a read and a write per byte, as fill + sum). CPython: \
@@ -99,26 +102,41 @@ fn fill_sum(mib: u64, plan: Plan, p: Progress) -> Result<Measurement, NotMeasure
     repeat_timed(plan, mib, &p, || {
         round += 1;
         let go = Event::new().map_err(|e| e.to_string())?;
+        let ready = Semaphore::new(0).map_err(|e| e.to_string())?;
         let mut workers = Vec::new();
         for half in 0..2 {
-            let (mut mine, go) = (arr.share().map_err(|e| e.to_string())?, go.clone());
+            let (mut mine, go, ready) = (
+                arr.share().map_err(|e| e.to_string())?,
+                go.clone(),
+                ready.clone(),
+            );
             let value = round;
             let w = Builder::new().fork_target(move || {
+                // Page faults are measured apart (first touch): fault this process's view in
+                // before the clock starts.
+                let _ = mine.populate();
+                let _ = ready.release();
                 go.wait();
+                let t0 = Instant::now();
                 let slice = &mut mine.as_mut_slice()[half * n / 2..(half + 1) * n / 2];
                 slice.fill(value);
-                slice.iter().fold(0u64, |a, b| a.wrapping_add(*b))
+                let sum = slice.iter().fold(0u64, |a, b| a.wrapping_add(*b));
+                (sum, t0.elapsed())
             });
             w.start().map_err(|e| e.to_string())?;
             workers.push(w);
         }
-        let t0 = Instant::now();
+        for _ in 0..2 {
+            ready.acquire();
+        }
         go.set();
         let mut sum = 0u64;
+        let mut took = std::time::Duration::ZERO;
         for w in workers {
-            sum = sum.wrapping_add(w.join().map_err(|e| e.to_string())?);
+            let (s, t) = w.join().map_err(|e| e.to_string())?;
+            sum = sum.wrapping_add(s);
+            took = took.max(t);
         }
-        let took = t0.elapsed();
         if sum != (n as u64).wrapping_mul(round) {
             return Err(format!("the workers summed {sum}"));
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use spindle_examples::{pipe, queue, shared_array};
 
-use super::{timed, Pace, Section, Timing};
+use super::{timed, Section, Timing};
 
 const CPYTHON: &str = include_str!("exchange.py");
 

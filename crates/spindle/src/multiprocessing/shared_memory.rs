@@ -147,6 +147,11 @@ impl Segment {
         self.inner.map.len()
     }
 
+    /// Faults every page in, in this process.
+    pub(crate) fn populate(&self) -> Result<()> {
+        Ok(self.inner.map.populate()?)
+    }
+
     /// A second, independent mapping of the same memory (its own addresses), for a handle
     /// that must not alias this one's references.
     pub(crate) fn remap(&self) -> Result<Segment> {
@@ -527,6 +532,15 @@ impl SharedMemory {
                 unlinked: self.block.unlinked,
             },
         })
+    }
+
+    /// Faults every page of the segment in, in this process (`MADV_POPULATE_WRITE`), so that
+    /// the accesses that follow run at memory speed. Each process (a forked child too: it
+    /// shares the pages, not their page-table entries) pays the faults once, the first time it
+    /// touches a page; this moves that cost to a moment of its choosing, as a worker does
+    /// before the work it is timed on.
+    pub fn populate(&self) -> Result<()> {
+        Ok(self.block.map.populate()?)
     }
 
     /// Removes the name now (Python's `unlink()`); attached users keep their mapping.

@@ -253,6 +253,12 @@ impl<T: Plain> Array<T> {
         })
     }
 
+    /// Faults every page of the array in, in this process (see
+    /// [`SharedMemory::populate`](super::shared_memory::SharedMemory::populate)).
+    pub fn populate(&self) -> Result<()> {
+        self.seg.populate()
+    }
+
     /// The lock that comes with the array; `None` for a raw array.
     pub fn get_lock(&self) -> Option<&RLock> {
         self.lock.as_ref()

@@ -82,7 +82,7 @@ pub(crate) enum Locked {
 /// A robust, process-shared, error-checking pthread mutex living in a [`Mapping`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RobustMutex<'a> {
-    map: &'a Mapping,
+    _map: std::marker::PhantomData<&'a Mapping>,
     ptr: *mut libc::pthread_mutex_t,
 }
 
@@ -100,7 +100,11 @@ impl<'a> RobustMutex<'a> {
     /// before sharing the mapping).
     pub(crate) fn at(map: &'a Mapping, offset: usize) -> Self {
         let ptr = map.raw(offset, MUTEX_SIZE, MUTEX_ALIGN).cast();
-        RobustMutex { map, ptr }
+        map.note_robust(offset);
+        RobustMutex {
+            _map: std::marker::PhantomData,
+            ptr,
+        }
     }
 
     /// Initialises the mutex. Called once, by the creator of a fresh mapping, before any other
@@ -155,12 +159,8 @@ impl<'a> RobustMutex<'a> {
             }
         };
         match r {
-            0 => {
-                self.map.pin();
-                Ok(Locked::Acquired)
-            }
+            0 => Ok(Locked::Acquired),
             libc::EOWNERDEAD => {
-                self.map.pin();
                 // SAFETY: we hold the mutex (EOWNERDEAD means it was acquired).
                 check(unsafe { libc::pthread_mutex_consistent(self.ptr) })?;
                 Ok(Locked::OwnerDied)
@@ -174,9 +174,7 @@ impl<'a> RobustMutex<'a> {
     /// Unlocks. `Err` (EPERM) when the calling thread does not hold it.
     pub(crate) fn unlock(&self) -> io::Result<()> {
         // SAFETY: ptr points at an initialised mutex inside a live mapping.
-        check(unsafe { libc::pthread_mutex_unlock(self.ptr) })?;
-        self.map.unpin();
-        Ok(())
+        check(unsafe { libc::pthread_mutex_unlock(self.ptr) })
     }
 }
 

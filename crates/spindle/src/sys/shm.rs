@@ -13,7 +13,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::cvt;
 
@@ -150,13 +150,16 @@ pub(crate) fn shm_names(prefix: &str) -> Vec<String> {
 ///
 /// Robust mutexes living in a mapping are linked into glibc's per-thread robust list while
 /// they are held; unmapping such a mapping would leave the list pointing at unmapped memory.
-/// So holders [`pin`](Mapping::pin) the mapping while they hold a lock in it, and a mapping
-/// dropped while pinned (a guard leaked with `mem::forget`) is left mapped for ever instead.
+/// So the mapping remembers where its mutexes are ([`Mapping::note_robust`]), and when it is
+/// dropped while one of them is held by a thread of this process (a guard leaked with
+/// `mem::forget`) it is left mapped for ever instead. The check reads the futex word, whose
+/// low bits hold the owner's thread id by the kernel's robust-futex protocol.
 #[derive(Debug)]
 pub(crate) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
-    pins: AtomicUsize,
+    /// Bit `i`: a robust mutex lives at offset `64 * i`.
+    robust: AtomicU64,
 }
 
 // SAFETY: the mapping is plain shared memory; every access goes through atomics or explicit
@@ -199,7 +202,7 @@ impl Mapping {
         Ok(Mapping {
             ptr: NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned null"))?,
             len,
-            pins: AtomicUsize::new(0),
+            robust: AtomicU64::new(0),
         })
     }
 
@@ -283,20 +286,41 @@ impl Mapping {
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(offset), len) }
     }
 
-    /// Counts one more lock held inside this mapping by this process (see the type's docs).
-    pub(crate) fn pin(&self) {
-        self.pins.fetch_add(1, Ordering::Relaxed);
+    /// Faults every page of the mapping in now (`MADV_POPULATE_WRITE`, Linux 5.14), so that
+    /// later accesses from this process do not fault. A mapping inherited through `fork()`
+    /// shares the pages but not their page-table entries, so each process pays the faults once.
+    pub(crate) fn populate(&self) -> io::Result<()> {
+        const MADV_POPULATE_WRITE: libc::c_int = 23;
+        // SAFETY: the range is exactly this mapping; the advice only faults pages in (writable
+        // shared pages, already allocated or zero-filled), it changes no content.
+        cvt(unsafe { libc::madvise(self.ptr.as_ptr().cast(), self.len, MADV_POPULATE_WRITE) })?;
+        Ok(())
     }
 
-    /// Undoes one [`pin`](Mapping::pin).
-    pub(crate) fn unpin(&self) {
-        self.pins.fetch_sub(1, Ordering::Relaxed);
+    /// Records that a robust mutex lives at `offset` (a multiple of 64 below 4096: spindle's
+    /// layouts put them there), for the check on drop.
+    pub(crate) fn note_robust(&self, offset: usize) {
+        assert!(offset % 64 == 0 && offset < 64 * 64, "robust mutex at offset {offset}");
+        let bit = 1u64 << (offset / 64);
+        if self.robust.load(Ordering::Relaxed) & bit == 0 {
+            self.robust.fetch_or(bit, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a robust mutex of this mapping is held by a thread of this process.
+    fn robust_held_here(&self) -> bool {
+        let bits = self.robust.load(Ordering::Relaxed);
+        (0..64).filter(|i| bits & (1 << i) != 0).any(|i| {
+            // FUTEX_TID_MASK: the owner's thread id, 0 when free.
+            let owner = self.atomic_u32(i * 64).load(Ordering::Relaxed) & 0x3fff_ffff;
+            owner != 0 && std::path::Path::new(&format!("/proc/self/task/{owner}")).exists()
+        })
     }
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        if self.pins.load(Ordering::Relaxed) != 0 {
+        if self.robust_held_here() {
             // A robust mutex inside is still held by a thread of this process (a leaked
             // guard): glibc's robust list points here, so the memory must stay mapped.
             return;

@@ -13,13 +13,14 @@ use crate::error::{Error, Result};
 use crate::multiprocessing::shared_memory::Segment;
 use crate::sys::futex::{ids, Locked, RobustMutex};
 
-// Layout of a lock's segment.
+// Layout of a lock's segment: the mutex (40 bytes) and spindle's words share one cache line.
 const MUTEX: usize = 0;
-const DIRTY: usize = 64;
-const OWNER_PID: usize = 68;
-const OWNER_TID: usize = 72;
-const DEPTH: usize = 76;
-const SIZE: usize = 128;
+const DIRTY: usize = 40;
+const OWNER_PID: usize = 44;
+const OWNER_TID: usize = 48;
+const DEPTH: usize = 52;
+const SIZE: usize = 64;
+const _: () = assert!(crate::sys::futex::MUTEX_SIZE <= DIRTY);
 
 /// The robust mutex and its words, shared by [`Lock`] and [`RLock`].
 #[derive(Clone, Serialize, Deserialize)]
