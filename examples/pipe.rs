@@ -28,7 +28,9 @@ pub fn run(n: u64) -> spindle::Result<u64> {
             if msg == "stop" {
                 break;
             }
-            child_end.send(&msg.replace("ping", "pong")).expect("the parent listens");
+            child_end
+                .send(&msg.replace("ping", "pong"))
+                .expect("the parent listens");
             served += 1;
         }
         served
@@ -49,7 +51,11 @@ pub fn run(n: u64) -> spindle::Result<u64> {
 }
 
 fn main() -> spindle::Result<()> {
-    let n = if std::env::var_os("SPINDLE_QUICK").is_some() { 1_000 } else { 10_000 };
+    let n = if std::env::var_os("SPINDLE_QUICK").is_some() {
+        1_000
+    } else {
+        10_000
+    };
     assert_eq!(run(n)?, n);
     Ok(())
 }

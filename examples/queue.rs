@@ -45,7 +45,8 @@ pub fn run(n: u64) -> spindle::Result<u64> {
 
     let producer = Builder::new().name("producer").fork_target(move || {
         for i in 0..n {
-            tx.put(("item".to_string(), i)).expect("the consumer is there");
+            tx.put(("item".to_string(), i))
+                .expect("the consumer is there");
         }
     });
     producer.start()?;
@@ -58,7 +59,11 @@ pub fn run(n: u64) -> spindle::Result<u64> {
 }
 
 fn main() -> spindle::Result<()> {
-    let n = if std::env::var_os("SPINDLE_QUICK").is_some() { 10_000 } else { 100_000 };
+    let n = if std::env::var_os("SPINDLE_QUICK").is_some() {
+        10_000
+    } else {
+        100_000
+    };
     let total = run(n)?;
     assert_eq!(total, n * (n - 1) / 2);
     Ok(())

@@ -48,7 +48,11 @@ pub fn run(n: usize, workers: usize) -> spindle::Result<u64> {
 }
 
 fn main() -> spindle::Result<()> {
-    let n = if std::env::var_os("SPINDLE_QUICK").is_some() { 1_000_000 } else { 10_000_000 };
+    let n = if std::env::var_os("SPINDLE_QUICK").is_some() {
+        1_000_000
+    } else {
+        10_000_000
+    };
     let total = run(n, 4)?;
     assert_eq!(total, (n as u64) * (n as u64 - 1) / 2);
     Ok(())

@@ -60,10 +60,7 @@ impl SharedPage {
         if p == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error().to_string());
         }
-        Ok(SharedPage {
-            ptr: p.cast(),
-            len,
-        })
+        Ok(SharedPage { ptr: p.cast(), len })
     }
 
     fn u32_at(&self, offset: usize) -> &AtomicU32 {
@@ -135,14 +132,16 @@ pub(crate) fn socketpair_pingpong(count: u64) -> Result<Duration, String> {
     let mut b = [0u8; 8];
     let t0 = Instant::now();
     for i in 0..count {
-        ours.write_all(&i.to_le_bytes()).map_err(|e| e.to_string())?;
+        ours.write_all(&i.to_le_bytes())
+            .map_err(|e| e.to_string())?;
         ours.read_exact(&mut b).map_err(|e| e.to_string())?;
         if u64::from_le_bytes(b) != i + 1 {
             return Err("wrong echo".into());
         }
     }
     let took = t0.elapsed();
-    ours.write_all(&u64::MAX.to_le_bytes()).map_err(|e| e.to_string())?;
+    ours.write_all(&u64::MAX.to_le_bytes())
+        .map_err(|e| e.to_string())?;
     reap(pid)?;
     Ok(took)
 }

@@ -55,7 +55,10 @@ pub(crate) fn group(opts: &Options) -> Group {
                 repeat_timed(plan, 2 * count, &p, || raw_ipc::robust_mutex_counter(count))
             })
             .versus(VALUE)
-            .aim(0.7, "the locked counter at least 0.7× a robust pthread mutex"),
+            .aim(
+                0.7,
+                "the locked counter at least 0.7× a robust pthread mutex",
+            ),
         )
         .contender(
             Contender::peer("CPython Value under its lock", move |_| {

@@ -46,8 +46,12 @@ pub(crate) fn group(opts: &Options) -> Group {
             thousands(count),
             thousands(py_count)
         ))
-        .contender(Contender::subject(PIPE, move |p| spindle_pipe(count, plan, p)))
-        .contender(Contender::subject(QUEUES, move |p| spindle_queues(count, plan, p)))
+        .contender(Contender::subject(PIPE, move |p| {
+            spindle_pipe(count, plan, p)
+        }))
+        .contender(Contender::subject(QUEUES, move |p| {
+            spindle_queues(count, plan, p)
+        }))
         .contender(
             Contender::peer("futex handshake (raw)", move |p| {
                 repeat_timed(plan, count, &p, || raw_ipc::futex_pingpong(count))

@@ -56,8 +56,18 @@ impl<'de> serde::Deserialize<'de> for Payload {
 /// The three stream groups.
 pub(crate) fn groups(opts: &Options) -> Vec<Group> {
     vec![
-        group(opts, 64, opts.size(50_000, 400_000), opts.size(20_000, 50_000)),
-        group(opts, 4096, opts.size(20_000, 100_000), opts.size(10_000, 20_000)),
+        group(
+            opts,
+            64,
+            opts.size(50_000, 400_000),
+            opts.size(20_000, 50_000),
+        ),
+        group(
+            opts,
+            4096,
+            opts.size(20_000, 100_000),
+            opts.size(10_000, 20_000),
+        ),
         group(opts, 1 << 20, opts.size(100, 500), opts.size(50, 200)),
     ]
 }
@@ -80,13 +90,16 @@ fn group(opts: &Options, size: usize, count: u64, py_count: u64) -> Group {
     let py_reps = opts.size(3, 5) as usize;
     let python = opts.python.clone();
     let l = label(size);
-    let mut g = Group::new(&format!("ipc-stream-{}", l.replace(' ', "")), &format!(
-        "messages of {l} between processes"
-    ))
+    let mut g = Group::new(
+        &format!("ipc-stream-{}", l.replace(' ', "")),
+        &format!("messages of {l} between processes"),
+    )
     .note(format!(
         "{} messages of {l} per repetition ({} for CPython) from forked producers to \
          consumers, started and waiting before the clock starts; figures are per message \
          (MB/s = {size} B / the figure). 4→4: four producers and four consumers on one queue. \
+         spindle's queues have the default 1 MiB ring, 4 MiB for 1 MiB messages (so that they \
+         travel through the ring rather than out of line). \
          spindle: `Queue::put` / `get` of a byte string, `Connection::send` / `recv`. raw \
          socketpair: one `write` per message into a bare AF_UNIX stream socket pair, \
          `read_exact` per message. CPython: `multiprocessing.Queue`, `SimpleQueue` and \
@@ -100,7 +113,9 @@ fn group(opts: &Options, size: usize, count: u64, py_count: u64) -> Group {
     .contender(Contender::subject(QUEUE_4, move |p| {
         spindle_queue(size, count, 4, plan, p)
     }))
-    .contender(Contender::subject(PIPE_1, move |p| spindle_pipe(size, count, plan, p)));
+    .contender(Contender::subject(PIPE_1, move |p| {
+        spindle_pipe(size, count, plan, p)
+    }));
     let raw = Contender::peer("raw socketpair 1→1", move |p| {
         repeat_timed(plan, count, &p, || raw_ipc::socketpair_stream(size, count))
     })
@@ -126,7 +141,10 @@ fn group(opts: &Options, size: usize, count: u64, py_count: u64) -> Group {
     };
     let cq = Contender::peer("CPython Queue 1→1", py("queue", 1)).versus(QUEUE_1);
     g = if size == 64 {
-        g.contender(cq.aim(10.0, "Queue at 64 B at least 10× CPython's multiprocessing.Queue"))
+        g.contender(cq.aim(
+            10.0,
+            "Queue at 64 B at least 10× CPython's multiprocessing.Queue",
+        ))
     } else {
         g.contender(cq)
     };
@@ -144,12 +162,22 @@ fn spindle_queue(
 ) -> Result<Measurement, NotMeasured> {
     let payload = Payload(Arc::new(vec![7u8; size]));
     repeat_timed(plan, count, &p, || {
-        let q = Queue::<Payload>::new().map_err(|e| e.to_string())?;
+        // A 1 MiB message travels inline (in shared memory) in a ring of at least 2 MiB; the
+        // default 1 MiB ring would send it out of line, as a sealed memfd.
+        let ring = if size >= 1 << 20 { 4 << 20 } else { 1 << 20 };
+        let q = Queue::<Payload>::builder()
+            .capacity(ring)
+            .build()
+            .map_err(|e| e.to_string())?;
         let go = Event::new().map_err(|e| e.to_string())?;
         let per = count / pairs;
         let mut producers = Vec::new();
         for _ in 0..pairs {
-            let (tx, go, payload) = (q.sender().map_err(|e| e.to_string())?, go.clone(), payload.clone());
+            let (tx, go, payload) = (
+                q.sender().map_err(|e| e.to_string())?,
+                go.clone(),
+                payload.clone(),
+            );
             let child = Builder::new().fork_target(move || {
                 go.wait();
                 for _ in 0..per {
@@ -201,7 +229,12 @@ fn spindle_queue(
     })
 }
 
-fn spindle_pipe(size: usize, count: u64, plan: Plan, p: Progress) -> Result<Measurement, NotMeasured> {
+fn spindle_pipe(
+    size: usize,
+    count: u64,
+    plan: Plan,
+    p: Progress,
+) -> Result<Measurement, NotMeasured> {
     let payload = Payload(Arc::new(vec![7u8; size]));
     repeat_timed(plan, count, &p, || {
         let (reader, writer) = pipe::<(), Payload>(false).map_err(|e| e.to_string())?;

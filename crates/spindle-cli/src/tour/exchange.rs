@@ -18,13 +18,24 @@ pub(super) fn sections() -> Vec<Section> {
             claim: "Queues & Pipes → exchange data.",
             source: Some("examples/queue.rs"),
             names: &[
-                ("multiprocessing.Queue()", "spindle::multiprocessing::queues::Queue::new()"),
-                ("q.put(x) / q.get()", "q.put(x) / q.get() (typed, with end of stream)"),
+                (
+                    "multiprocessing.Queue()",
+                    "spindle::multiprocessing::queues::Queue::new()",
+                ),
+                (
+                    "q.put(x) / q.get()",
+                    "q.put(x) / q.get() (typed, with end of stream)",
+                ),
             ],
             run: |pace| {
                 let n = pace.work(200_000.0).max(1_000);
                 let (_, measured) = timed(|| queue::run(n))?;
-                Ok(vec![timing("measured", measured, "CPython, same exchange", &["queue", &n.to_string()])])
+                Ok(vec![timing(
+                    "measured",
+                    measured,
+                    "CPython, same exchange",
+                    &["queue", &n.to_string()],
+                )])
             },
         },
         Section {
@@ -38,7 +49,12 @@ pub(super) fn sections() -> Vec<Section> {
             run: |pace| {
                 let n = pace.work(20_000.0).max(200);
                 let (_, measured) = timed(|| pipe::run(n))?;
-                Ok(vec![timing("measured", measured, "CPython, same exchange", &["pipe", &n.to_string()])])
+                Ok(vec![timing(
+                    "measured",
+                    measured,
+                    "CPython, same exchange",
+                    &["pipe", &n.to_string()],
+                )])
             },
         },
         Section {
@@ -46,9 +62,18 @@ pub(super) fn sections() -> Vec<Section> {
             claim: "Shared memory → share state safely.",
             source: Some("examples/shared_array.rs"),
             names: &[
-                ("multiprocessing.Array(\"q\", n)", "sharedctypes::Array::<u64>::zeroed(n)"),
-                ("multiprocessing.Value(\"q\", 0)", "sharedctypes::Value::new(0u64)"),
-                ("with total.get_lock():", "let _held = total.get_lock()?.lock()?;"),
+                (
+                    "multiprocessing.Array(\"q\", n)",
+                    "sharedctypes::Array::<u64>::zeroed(n)",
+                ),
+                (
+                    "multiprocessing.Value(\"q\", 0)",
+                    "sharedctypes::Value::new(0u64)",
+                ),
+                (
+                    "with total.get_lock():",
+                    "let _held = total.get_lock()?.lock()?;",
+                ),
             ],
             run: |pace| {
                 let n = pace.work(10_000_000.0).max(100_000) as usize;
@@ -69,7 +94,10 @@ fn timing(label: &str, measured: Duration, py_label: &'static str, args: &[&str]
     let compare = match cpython(args) {
         Some(d) => vec![(py_label, d)],
         None => {
-            println!("{}", crate::style::dim("  (python3 not available: no CPython timing)"));
+            println!(
+                "{}",
+                crate::style::dim("  (python3 not available: no CPython timing)")
+            );
             Vec::new()
         }
     };

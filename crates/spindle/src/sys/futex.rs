@@ -259,4 +259,3 @@ pub(crate) fn ids() -> (u32, u32) {
         ids
     })
 }
-

@@ -300,7 +300,10 @@ impl Mapping {
     /// Records that a robust mutex lives at `offset` (a multiple of 64 below 4096: spindle's
     /// layouts put them there), for the check on drop.
     pub(crate) fn note_robust(&self, offset: usize) {
-        assert!(offset % 64 == 0 && offset < 64 * 64, "robust mutex at offset {offset}");
+        assert!(
+            offset % 64 == 0 && offset < 64 * 64,
+            "robust mutex at offset {offset}"
+        );
         let bit = 1u64 << (offset / 64);
         if self.robust.load(Ordering::Relaxed) & bit == 0 {
             self.robust.fetch_or(bit, Ordering::Relaxed);

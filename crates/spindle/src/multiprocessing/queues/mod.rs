@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use self::ring::{Payload, PeerCheck, Shared, Stop};
+use self::ring::{Encode, PeerCheck, Shared, Stop};
 use super::connection::Waitable;
 use super::reduction;
 use super::shared_memory::{deserialize_fd, explain_encode_error, serialize_fd};
@@ -278,35 +278,15 @@ impl<T: Serialize + DeserializeOwned> Ends<T> {
         }
         let mut own = Vec::new();
         let mut guard = self.scratch.try_lock().ok();
-        let buf = guard.as_deref_mut().unwrap_or(&mut own);
-        buf.clear();
-        if let Err(e) = reduction::encode_into(&item, buf) {
-            return Err(PutError::Failed(item, explain_encode_error(e)));
+        let scratch = guard.as_deref_mut().unwrap_or(&mut own);
+        let r = self
+            .shared
+            .put(&Item(&item), scratch, tx.as_fd(), &self.peer, deadline);
+        if scratch.capacity() > self.shared.capacity().max(1 << 20) {
+            *scratch = Vec::new();
         }
-        if buf.len() > u32::MAX as usize {
-            return Err(PutError::Failed(
-                item,
-                Error::Codec(format!("an item of {} bytes is too large", buf.len())),
-            ));
-        }
-        let payload = if buf.len() > self.shared.max_inline() {
-            match ring::out_of_line(buf) {
-                Ok(memfd) => Payload::OutOfLine {
-                    len: buf.len(),
-                    memfd,
-                },
-                Err(e) => return Err(PutError::Failed(item, e)),
-            }
-        } else {
-            Payload::Inline(buf)
-        };
-        match self.shared.put(payload, tx.as_fd(), &self.peer, deadline) {
-            Ok(()) => {
-                if buf.capacity() > 1 << 20 {
-                    *buf = Vec::new();
-                }
-                Ok(())
-            }
+        match r {
+            Ok(()) => Ok(()),
             Err(Stop::Timeout) if nowait => Err(PutError::Full(item)),
             Err(Stop::Timeout) => Err(PutError::Timeout(item)),
             Err(Stop::Disconnected) => Err(PutError::Disconnected(item)),
@@ -318,13 +298,36 @@ impl<T: Serialize + DeserializeOwned> Ends<T> {
         let Some(rx) = self.rx.as_ref() else {
             return Err(GetError::WrongDirection);
         };
-        match self.shared.get(rx.as_fd(), deadline) {
-            Ok(bytes) => reduction::decode(&bytes).map_err(GetError::Failed),
+        let mut own = Vec::new();
+        let mut guard = self.scratch.try_lock().ok();
+        let scratch = guard.as_deref_mut().unwrap_or(&mut own);
+        let r = self
+            .shared
+            .get(rx.as_fd(), scratch, deadline, reduction::decode::<T>);
+        if scratch.capacity() > self.shared.capacity().max(1 << 20) {
+            *scratch = Vec::new();
+        }
+        match r {
+            Ok(item) => Ok(item),
             Err(Stop::Timeout) if nowait => Err(GetError::Empty),
             Err(Stop::Timeout) => Err(GetError::Timeout),
             Err(Stop::Disconnected) => Err(GetError::Disconnected),
             Err(Stop::Bad(e)) => Err(GetError::Failed(e)),
         }
+    }
+}
+
+/// An item being put, encoded with the crate's codec.
+struct Item<'a, T>(&'a T);
+
+impl<T: Serialize> Encode for Item<'_, T> {
+    fn encode_in_place(&self, buf: &mut [u8]) -> Option<usize> {
+        postcard::to_slice(self.0, buf).ok().map(|used| used.len())
+    }
+
+    fn encode_vec(&self, out: &mut Vec<u8>) -> crate::Result<()> {
+        out.clear();
+        reduction::encode_into(self.0, out).map_err(explain_encode_error)
     }
 }
 
@@ -759,3 +762,6 @@ fn ready_now<T>(ends: &Ends<T>, polled: bool) -> bool {
     sysfd::poll(&[(rx.as_fd(), sysfd::Interest::Read)], Some(Duration::ZERO))
         .is_ok_and(|r| r[0].hangup)
 }
+
+#[cfg(test)]
+mod tests;

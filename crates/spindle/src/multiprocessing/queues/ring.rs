@@ -55,6 +55,8 @@ pub(super) const RECS_MASK: u64 = (1 << 24) - 1;
 const REC_HEADER: usize = 8;
 const KIND_INLINE: u32 = 1;
 const KIND_OOL: u32 = 2;
+/// Filler up to the ring's end, so that the next record starts at offset 0 in one piece.
+const KIND_PAD: u32 = 3;
 
 /// The default ring size: 1 MiB.
 pub(crate) const DEFAULT_CAPACITY: usize = 1 << 20;
@@ -119,10 +121,12 @@ fn ser_fd<S: serde::Serializer>(fd: &OwnedFd, s: S) -> Result<S::Ok, S::Error> {
     crate::multiprocessing::shared_memory::serialize_fd(fd.as_fd(), s)
 }
 
-/// A put in progress: where the payload is.
-pub(super) enum Payload<'a> {
-    Inline(&'a [u8]),
-    OutOfLine { len: usize, memfd: OwnedFd },
+/// How a put's item becomes bytes.
+pub(super) trait Encode {
+    /// Encodes into `buf` when the encoding fits; the length written, or `None`.
+    fn encode_in_place(&self, buf: &mut [u8]) -> Option<usize>;
+    /// Encodes into `out` (cleared first).
+    fn encode_vec(&self, out: &mut Vec<u8>) -> crate::Result<()>;
 }
 
 impl Shared {
@@ -300,19 +304,23 @@ impl Shared {
         result
     }
 
-    /// Puts one record. `sock`: the producers' socket end.
+    /// Puts one item. `sock`: the producers' socket end; `scratch`: a buffer for an item
+    /// that cannot be encoded straight into the ring.
+    ///
+    /// The item is encoded in place, into the free bytes past the tail, when they are
+    /// contiguous and large enough: one copy from the caller's value into shared memory.
+    /// Otherwise it is encoded aside and copied in (wrapping around the ring's end), or, over
+    /// half the ring, sent out of line.
     pub(super) fn put(
         &self,
-        payload: Payload<'_>,
+        item: &dyn Encode,
+        scratch: &mut Vec<u8>,
         sock: BorrowedFd<'_>,
         check_peer: &PeerCheck,
         deadline: Option<Instant>,
     ) -> Result<(), Stop> {
-        let need = match &payload {
-            Payload::Inline(b) => REC_HEADER + align8(b.len()),
-            Payload::OutOfLine { .. } => REC_HEADER + 8,
-        } as u64;
         let cap = self.capacity() as u64;
+        let max_inline = self.max_inline();
         let maxsize = self.maxsize() as u64;
         let _held = self.lock(PUT_LOCK, deadline)?;
         // Every receiving end gone (closed, or its process dead): nobody could ever take it.
@@ -323,20 +331,72 @@ impl Shared {
         {
             return Err(Stop::Disconnected);
         }
+        // Set once the item had to be encoded aside: (record size, out-of-line memfd).
+        let mut aside: Option<(u64, Option<OwnedFd>)> = None;
         let began = Instant::now();
-        let tail = loop {
+        loop {
             let tail = self.word(TAIL).load(Ordering::Acquire);
             let head = self.word(HEAD).load(Ordering::SeqCst);
-            if pos(tail).wrapping_sub(pos(head)) & POS_MASK > cap {
+            let used = pos(tail).wrapping_sub(pos(head)) & POS_MASK;
+            if used > cap {
                 return Err(corrupt("more bytes used than the ring holds"));
             }
-            let fits = |t: u64, h: u64| {
-                let used = pos(t).wrapping_sub(pos(h)) & POS_MASK;
-                let count = recs(t).wrapping_sub(recs(h)) & RECS_MASK;
-                cap - used.min(cap) >= need && (maxsize == 0 || count < maxsize)
-            };
-            if fits(tail, head) {
-                break tail;
+            let count = recs(tail).wrapping_sub(recs(head)) & RECS_MASK;
+            let free = cap - used;
+            let room_for_one = maxsize == 0 || count < maxsize;
+            let at = pos(tail);
+            if room_for_one {
+                match &aside {
+                    None => {
+                        let i = (at % cap) as usize;
+                        let to_end = cap as usize - i;
+                        let contiguous = (free as usize).min(to_end);
+                        if contiguous > REC_HEADER {
+                            let room = (contiguous - REC_HEADER).min(max_inline);
+                            let slot = self.seg.map().bytes_mut(RING + i + REC_HEADER, room);
+                            if let Some(n) = item.encode_in_place(slot) {
+                                self.commit(tail, KIND_INLINE, n, &[]);
+                                break;
+                            }
+                        }
+                        // Too little room before the ring's end, but more after a wrap: pad
+                        // the end and try again from offset 0 (a large item stays one copy).
+                        let after_wrap = (free as usize).saturating_sub(to_end);
+                        if to_end < cap as usize
+                            && after_wrap > contiguous
+                            && after_wrap > REC_HEADER
+                        {
+                            self.commit(tail, KIND_PAD, to_end - REC_HEADER, &[]);
+                            continue;
+                        }
+                        item.encode_vec(scratch).map_err(Stop::Bad)?;
+                        if scratch.len() > u32::MAX as usize {
+                            return Err(Stop::Bad(Error::Codec(format!(
+                                "an item of {} bytes is too large",
+                                scratch.len()
+                            ))));
+                        }
+                        aside = Some(if scratch.len() > max_inline {
+                            let memfd = shm::sealed_copy(scratch)?;
+                            ((REC_HEADER + 8) as u64, Some(memfd))
+                        } else {
+                            ((REC_HEADER + align8(scratch.len())) as u64, None)
+                        });
+                        continue;
+                    }
+                    Some((need, memfd)) if free >= *need => {
+                        match memfd {
+                            None => self.commit(tail, KIND_INLINE, scratch.len(), scratch),
+                            Some(memfd) => {
+                                let id = self.word(OOL_ID).fetch_add(1, Ordering::SeqCst);
+                                self.send_out_of_line(sock, id, memfd.as_fd(), deadline)?;
+                                self.commit(tail, KIND_OOL, scratch.len(), &id.to_le_bytes());
+                            }
+                        }
+                        break;
+                    }
+                    Some(_) => {}
+                }
             }
             if deadline.is_some_and(|d| d <= Instant::now()) {
                 return Err(Stop::Timeout);
@@ -345,59 +405,25 @@ impl Shared {
                 std::thread::yield_now();
                 continue;
             }
+            let need = aside.as_ref().map_or(REC_HEADER as u64 + 8, |(n, _)| *n);
+            let fits = || {
+                let h = self.word(HEAD).load(Ordering::SeqCst);
+                let t = self.word(TAIL).load(Ordering::Acquire);
+                let used = pos(t).wrapping_sub(pos(h)) & POS_MASK;
+                let count = recs(t).wrapping_sub(recs(h)) & RECS_MASK;
+                cap - used.min(cap) >= need && (maxsize == 0 || count < maxsize)
+            };
             let hung_up = self.sleep(
                 SPACE_SLEEPERS,
                 self.space_bell.as_fd(),
                 Some((sock, Interest::Write)),
                 deadline,
-                || {
-                    let h = self.word(HEAD).load(Ordering::SeqCst);
-                    fits(self.word(TAIL).load(Ordering::Acquire), h)
-                },
+                fits,
             )?;
             if hung_up {
                 return Err(Stop::Disconnected);
             }
-        };
-        let at = pos(tail);
-        let mut header = [0u8; REC_HEADER];
-        match payload {
-            Payload::Inline(bytes) => {
-                header[..4].copy_from_slice(&(bytes.len() as u32).to_le_bytes());
-                header[4..].copy_from_slice(&KIND_INLINE.to_le_bytes());
-                self.copy_in(at, &header);
-                self.copy_in(at + REC_HEADER as u64, bytes);
-            }
-            Payload::OutOfLine { len, memfd } => {
-                let id = self.word(OOL_ID).fetch_add(1, Ordering::SeqCst);
-                loop {
-                    match sysfd::send_packet(sock, &id.to_le_bytes(), &[memfd.as_fd()]) {
-                        Ok(()) => break,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            let left =
-                                deadline.map(|d| d.saturating_duration_since(Instant::now()));
-                            if left.is_some_and(|l| l.is_zero()) {
-                                return Err(Stop::Timeout);
-                            }
-                            let r = sysfd::poll(&[(sock, Interest::Write)], left)?;
-                            if r[0].hangup {
-                                return Err(Stop::Disconnected);
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                            return Err(Stop::Disconnected)
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                header[..4].copy_from_slice(&(len as u32).to_le_bytes());
-                header[4..].copy_from_slice(&KIND_OOL.to_le_bytes());
-                self.copy_in(at, &header);
-                self.copy_in(at + REC_HEADER as u64, &id.to_le_bytes());
-            }
         }
-        self.word(TAIL)
-            .store(pack(recs(tail) + 1, at + need), Ordering::SeqCst);
         drop(_held);
         if self.word32(DATA_SLEEPERS).load(Ordering::SeqCst) > 0 {
             sysfd::eventfd_ring(self.data_bell.as_fd());
@@ -405,12 +431,64 @@ impl Shared {
         Ok(())
     }
 
-    /// Takes one record's payload. `sock`: the consumers' socket end.
-    pub(super) fn get(
+    /// Writes a record's header (and `body`, unless it was encoded in place) at the tail and
+    /// publishes it with one store.
+    fn commit(&self, tail: u64, kind: u32, len: usize, body: &[u8]) {
+        let at = pos(tail);
+        let mut header = [0u8; REC_HEADER];
+        header[..4].copy_from_slice(&(len as u32).to_le_bytes());
+        header[4..].copy_from_slice(&kind.to_le_bytes());
+        self.copy_in(at, &header);
+        if !body.is_empty() {
+            self.copy_in(at + REC_HEADER as u64, body);
+        }
+        let size = if kind == KIND_OOL { 8 } else { len };
+        // A filler is no item: it does not count.
+        let items = if kind == KIND_PAD { 0 } else { 1 };
+        self.word(TAIL).store(
+            pack(recs(tail) + items, at + (REC_HEADER + align8(size)) as u64),
+            Ordering::SeqCst,
+        );
+    }
+
+    fn send_out_of_line(
         &self,
         sock: BorrowedFd<'_>,
+        id: u64,
+        memfd: BorrowedFd<'_>,
         deadline: Option<Instant>,
-    ) -> Result<Vec<u8>, Stop> {
+    ) -> Result<(), Stop> {
+        loop {
+            match sysfd::send_packet(sock, &id.to_le_bytes(), &[memfd]) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    if left.is_some_and(|l| l.is_zero()) {
+                        return Err(Stop::Timeout);
+                    }
+                    if sysfd::poll(&[(sock, Interest::Write)], left)?[0].hangup {
+                        return Err(Stop::Disconnected);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Err(Stop::Disconnected),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Takes one item and decodes it with `decode`. `sock`: the consumers' socket end;
+    /// `scratch`: a buffer for a record that wraps around the ring's end.
+    ///
+    /// A record lying in one piece is decoded straight from shared memory (the consumers'
+    /// mutex is held and the head not yet moved, so no producer writes there). A record that
+    /// does not decode is consumed all the same and reported.
+    pub(super) fn get<R>(
+        &self,
+        sock: BorrowedFd<'_>,
+        scratch: &mut Vec<u8>,
+        deadline: Option<Instant>,
+        decode: impl FnOnce(&[u8]) -> crate::Result<R>,
+    ) -> Result<R, Stop> {
         let cap = self.capacity() as u64;
         let held = self.lock(GET_LOCK, deadline)?;
         let began = Instant::now();
@@ -421,7 +499,7 @@ impl Shared {
                 break (head, tail);
             }
             if deadline.is_some_and(|d| d <= Instant::now()) {
-                // Before sleeping for nothing, see whether every producer is gone.
+                // Before giving up, see whether every producer is gone.
                 let r = sysfd::poll(&[(sock, Interest::Read)], Some(Duration::ZERO))?;
                 if r[0].hangup && pos(self.word(TAIL).load(Ordering::SeqCst)) == pos(head) {
                     return Err(Stop::Disconnected);
@@ -452,15 +530,32 @@ impl Shared {
         self.copy_out(at, &mut header);
         let len = u32::from_le_bytes(header[..4].try_into().unwrap_or([0; 4])) as usize;
         let kind = u32::from_le_bytes(header[4..].try_into().unwrap_or([0; 4]));
-        let (payload, size, ool) = match kind {
+        if kind == KIND_PAD {
+            let size = (REC_HEADER + align8(len)) as u64;
+            if size > used || (at % cap) + size != cap {
+                return Err(corrupt("a filler record that does not end the ring"));
+            }
+            self.word(HEAD)
+                .store(pack(recs(head), at + size), Ordering::SeqCst);
+            drop(held);
+            return self.get(sock, scratch, deadline, decode);
+        }
+        let (decoded, size, ool) = match kind {
             KIND_INLINE => {
                 let size = (REC_HEADER + align8(len)) as u64;
                 if size > used {
                     return Err(corrupt("a record runs past the tail"));
                 }
-                let mut out = vec![0u8; len];
-                self.copy_out(at + REC_HEADER as u64, &mut out);
-                (out, size, None)
+                let i = ((at + REC_HEADER as u64) % cap) as usize;
+                let decoded = if i + len <= cap as usize {
+                    decode(self.seg.map().bytes(RING + i, len))
+                } else {
+                    scratch.clear();
+                    scratch.resize(len, 0);
+                    self.copy_out(at + REC_HEADER as u64, scratch);
+                    decode(scratch)
+                };
+                (decoded, size, false)
             }
             KIND_OOL => {
                 let size = (REC_HEADER + 8) as u64;
@@ -469,15 +564,14 @@ impl Shared {
                 }
                 let mut idb = [0u8; 8];
                 self.copy_out(at + REC_HEADER as u64, &mut idb);
-                let id = u64::from_le_bytes(idb);
-                let out = take_out_of_line(sock, id, len)?;
-                (out, size, Some(id))
+                let bytes = take_out_of_line(sock, u64::from_le_bytes(idb), len)?;
+                (decode(&bytes), size, true)
             }
             _ => return Err(corrupt("unknown record kind")),
         };
         self.word(HEAD)
             .store(pack(recs(head) + 1, at + size), Ordering::SeqCst);
-        if ool.is_some() {
+        if ool {
             // The record is released; now the packet (a kill between the two leaves a stale
             // packet that the next out-of-line record discards by its id).
             let mut b = [0u8; 8];
@@ -491,7 +585,7 @@ impl Shared {
         if more && self.word32(DATA_SLEEPERS).load(Ordering::SeqCst) > 0 {
             sysfd::eventfd_ring(self.data_bell.as_fd());
         }
-        Ok(payload)
+        decoded.map_err(Stop::Bad)
     }
 
     /// For `wait`: the doorbell to poll.
@@ -595,9 +689,4 @@ impl Drop for Held<'_> {
     fn drop(&mut self) {
         let _ = self.0.unlock();
     }
-}
-
-/// A payload copied into a sealed memfd (out of any lock).
-pub(super) fn out_of_line(bytes: &[u8]) -> crate::Result<OwnedFd> {
-    Ok(shm::sealed_copy(bytes)?)
 }
