@@ -95,14 +95,29 @@ fn poll_and_timeouts() {
         b.send(&5).unwrap();
         assert!(a.poll(Duration::from_secs(5)).unwrap());
         assert_eq!(a.recv().unwrap(), 5);
-        // A send that cannot complete (nobody reads, the buffer is full) times out.
-        let big = vec![0u32; 4 << 20];
-        let (c, _d) = pipe::<Vec<u32>, ()>(true).unwrap();
+        // A pipe's send that finds its ring full (nobody reads) times out, whole: the frame
+        // is not half sent, so the pipe stays usable.
+        let (c, d) = pipe::<Vec<u8>, ()>(true).unwrap();
+        let mut sent = 0;
+        loop {
+            match c.send_timeout(&vec![7; 1000], Duration::from_millis(20)) {
+                Ok(()) => sent += 1,
+                Err(SendError::Timeout) => break,
+                Err(e) => panic!("{e}"),
+            }
+            assert!(sent < 100_000, "the ring never filled");
+        }
+        assert!(sent > 10);
+        let first: Vec<u8> = d.recv().unwrap();
+        assert_eq!(first, vec![7; 1000]);
+        // A stream connection's send that times out mid-frame leaves it unusable (typed).
+        let (ours, _theirs) = UnixStream::pair().unwrap();
+        let s = Connection::<Vec<u32>, ()>::from(ours);
         assert!(matches!(
-            c.send_timeout(&big, Duration::from_millis(50)),
+            s.send_timeout(&vec![0u32; 4 << 20], Duration::from_millis(50)),
             Err(SendError::Timeout)
         ));
-        assert!(matches!(c.send(&vec![1]), Err(SendError::Broken)));
+        assert!(matches!(s.send(&vec![1]), Err(SendError::Broken)));
     });
 }
 

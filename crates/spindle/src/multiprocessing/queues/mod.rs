@@ -39,7 +39,7 @@
 //! # Ok::<(), spindle::Error>(())
 //! ```
 
-mod ring;
+pub(crate) mod ring;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -318,7 +318,7 @@ impl<T: Serialize + DeserializeOwned> Ends<T> {
 }
 
 /// An item being put, encoded with the crate's codec.
-struct Item<'a, T>(&'a T);
+pub(crate) struct Item<'a, T>(pub(crate) &'a T);
 
 impl<T: Serialize> Encode for Item<'_, T> {
     fn encode_in_place(&self, buf: &mut [u8]) -> Option<usize> {
@@ -326,7 +326,6 @@ impl<T: Serialize> Encode for Item<'_, T> {
     }
 
     fn encode_vec(&self, out: &mut Vec<u8>) -> crate::Result<()> {
-        out.clear();
         reduction::encode_into(self.0, out).map_err(explain_encode_error)
     }
 }

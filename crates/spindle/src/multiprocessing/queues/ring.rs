@@ -51,7 +51,7 @@ const RING: usize = 4096;
 const POS_BITS: u32 = 40;
 const POS_MASK: u64 = (1 << POS_BITS) - 1;
 /// Records are counted modulo 2^24 (the ring holds fewer).
-pub(super) const RECS_MASK: u64 = (1 << 24) - 1;
+pub(crate) const RECS_MASK: u64 = (1 << 24) - 1;
 const REC_HEADER: usize = 8;
 const KIND_INLINE: u32 = 1;
 const KIND_OOL: u32 = 2;
@@ -81,7 +81,7 @@ fn align8(n: usize) -> usize {
 
 /// What a ring operation ran into, beside success.
 #[derive(Debug)]
-pub(super) enum Stop {
+pub(crate) enum Stop {
     /// The time ran out (for a `_nowait` form: nothing to take, or no room, now).
     Timeout,
     /// The other side is gone: every consumer (for a put) or every producer and the ring is
@@ -103,7 +103,7 @@ fn corrupt(what: &str) -> Stop {
 
 /// Everything every handle of one queue shares, mapped in this process.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub(super) struct Shared {
+pub(crate) struct Shared {
     seg: Segment,
     #[serde(
         serialize_with = "ser_fd",
@@ -122,16 +122,16 @@ fn ser_fd<S: serde::Serializer>(fd: &OwnedFd, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// How a put's item becomes bytes.
-pub(super) trait Encode {
+pub(crate) trait Encode {
     /// Encodes into `buf` when the encoding fits; the length written, or `None`.
     fn encode_in_place(&self, buf: &mut [u8]) -> Option<usize>;
-    /// Encodes into `out` (cleared first).
+    /// Encodes at the end of `out`.
     fn encode_vec(&self, out: &mut Vec<u8>) -> crate::Result<()>;
 }
 
 impl Shared {
     /// A new ring of `capacity` bytes (rounded up to a power of two, at least 4 KiB).
-    pub(super) fn new(capacity: usize, maxsize: u32) -> crate::Result<Shared> {
+    pub(crate) fn new(capacity: usize, maxsize: u32) -> crate::Result<Shared> {
         let cap = capacity.clamp(4096, 1 << 36).next_power_of_two();
         let seg = Segment::new("spindle-queue", RING + cap)?;
         RobustMutex::at(seg.map(), PUT_LOCK).init()?;
@@ -150,7 +150,7 @@ impl Shared {
     }
 
     /// Checks what arrived from another process before it is used.
-    pub(super) fn validate(&self) -> crate::Result<()> {
+    pub(crate) fn validate(&self) -> crate::Result<()> {
         let cap = self.capacity_raw();
         if !cap.is_power_of_two() || cap < 4096 || RING as u64 + cap > self.seg.len() as u64 {
             return Err(Error::Protocol(format!(
@@ -165,11 +165,11 @@ impl Shared {
         self.seg.map().atomic_u64(CAPACITY).load(Ordering::Relaxed)
     }
 
-    pub(super) fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.capacity_raw() as usize
     }
 
-    pub(super) fn maxsize(&self) -> u32 {
+    pub(crate) fn maxsize(&self) -> u32 {
         self.seg.map().atomic_u32(MAXSIZE).load(Ordering::Relaxed)
     }
 
@@ -182,26 +182,26 @@ impl Shared {
     }
 
     /// The largest payload that travels inline.
-    pub(super) fn max_inline(&self) -> usize {
+    pub(crate) fn max_inline(&self) -> usize {
         self.capacity() / 2 - REC_HEADER
     }
 
     /// Items in the queue now.
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         let t = self.word(TAIL).load(Ordering::Acquire);
         let h = self.word(HEAD).load(Ordering::Acquire);
         (recs(t).wrapping_sub(recs(h)) & RECS_MASK) as usize
     }
 
     /// Items put but not yet marked done (`JoinableQueue`).
-    pub(super) fn unfinished(&self) -> u64 {
+    pub(crate) fn unfinished(&self) -> u64 {
         let t = self.word(TAIL).load(Ordering::Acquire);
         let done = self.word32(DONE).load(Ordering::Acquire) as u64;
         recs(t).wrapping_sub(done) & RECS_MASK
     }
 
     /// Marks one item done; `false` when none was outstanding.
-    pub(super) fn task_done(&self) -> bool {
+    pub(crate) fn task_done(&self) -> bool {
         let d = self.word32(DONE);
         let mut cur = d.load(Ordering::Acquire);
         loop {
@@ -222,7 +222,7 @@ impl Shared {
     }
 
     /// Waits until every item put has been marked done.
-    pub(super) fn join(&self, deadline: Option<Instant>) -> bool {
+    pub(crate) fn join(&self, deadline: Option<Instant>) -> bool {
         loop {
             let seen = self.word32(DONE).load(Ordering::Acquire);
             if self.unfinished() == 0 {
@@ -311,7 +311,7 @@ impl Shared {
     /// contiguous and large enough: one copy from the caller's value into shared memory.
     /// Otherwise it is encoded aside and copied in (wrapping around the ring's end), or, over
     /// half the ring, sent out of line.
-    pub(super) fn put(
+    pub(crate) fn put(
         &self,
         item: &dyn Encode,
         scratch: &mut Vec<u8>,
@@ -369,6 +369,7 @@ impl Shared {
                             self.commit(tail, KIND_PAD, to_end - REC_HEADER, &[]);
                             continue;
                         }
+                        scratch.clear();
                         item.encode_vec(scratch).map_err(Stop::Bad)?;
                         if scratch.len() > u32::MAX as usize {
                             return Err(Stop::Bad(Error::Codec(format!(
@@ -482,7 +483,7 @@ impl Shared {
     /// A record lying in one piece is decoded straight from shared memory (the consumers'
     /// mutex is held and the head not yet moved, so no producer writes there). A record that
     /// does not decode is consumed all the same and reported.
-    pub(super) fn get<R>(
+    pub(crate) fn get<R>(
         &self,
         sock: BorrowedFd<'_>,
         scratch: &mut Vec<u8>,
@@ -589,12 +590,12 @@ impl Shared {
     }
 
     /// For `wait`: the doorbell to poll.
-    pub(super) fn data_bell(&self) -> BorrowedFd<'_> {
+    pub(crate) fn data_bell(&self) -> BorrowedFd<'_> {
         self.data_bell.as_fd()
     }
 
     /// For `wait`: announce (or withdraw) a sleeper on the data doorbell.
-    pub(super) fn announce(&self, on: bool) {
+    pub(crate) fn announce(&self, on: bool) {
         if on {
             self.word32(DATA_SLEEPERS).fetch_add(1, Ordering::SeqCst);
         } else {
@@ -604,7 +605,7 @@ impl Shared {
 
     /// For `wait`: whether an item is there; after a doorbell, drains it and passes it on if
     /// an item is there (so that a sleeping consumer does not miss it).
-    pub(super) fn has_items(&self, polled: bool) -> bool {
+    pub(crate) fn has_items(&self, polled: bool) -> bool {
         let t = pos(self.word(TAIL).load(Ordering::SeqCst));
         let h = pos(self.word(HEAD).load(Ordering::SeqCst));
         if polled {
@@ -661,7 +662,7 @@ fn take_out_of_line(sock: BorrowedFd<'_>, id: u64, len: usize) -> Result<Vec<u8>
 
 /// When a handle last asked the kernel whether the other side is still there.
 #[derive(Debug, Default)]
-pub(super) struct PeerCheck {
+pub(crate) struct PeerCheck {
     last: std::sync::Mutex<Option<Instant>>,
 }
 
