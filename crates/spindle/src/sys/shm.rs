@@ -3,9 +3,11 @@
 //! A [`Mapping`] is a `MAP_SHARED` view of a descriptor. Everything spindle keeps in it (futex
 //! words, counters, ring indices) is reached through [`Mapping::atomic_u32`] /
 //! [`Mapping::atomic_u64`] (aligned, bounds-checked at the call) or copied in and out with
-//! [`Mapping::read`] / [`Mapping::write`], so no reference to bytes another process writes is
-//! ever held by spindle's own code. A user's buffer ([`Mapping::bytes`]) is the one exception,
-//! documented on the public types that hand it out.
+//! [`Mapping::read`] / [`Mapping::write`]. Byte slices ([`Mapping::bytes`],
+//! [`Mapping::bytes_mut`]) are handed out for users' buffers and for queue records, which are
+//! encoded into free bytes reserved under the producers' mutex and decoded from published bytes
+//! under the consumers' mutex: no other process writes them while the protocol is kept, and a
+//! process that breaks it can only make them garbage (see `docs/unsafe.md`).
 
 use std::ffi::CString;
 use std::fs::File;
@@ -265,9 +267,9 @@ impl Mapping {
         unsafe { self.ptr.as_ptr().add(offset) }
     }
 
-    /// The user bytes `[offset, offset + len)` as a slice. Another process writing them at the
-    /// same time is outside what Rust's memory model describes (the same caveat as any shared
-    /// file mapping); spindle's own structures never use this.
+    /// The bytes `[offset, offset + len)` as a slice. Another process writing them at the same
+    /// time is outside what Rust's memory model describes (the same caveat as any shared file
+    /// mapping); spindle's own structures read only published records through it.
     pub(crate) fn bytes(&self, offset: usize, len: usize) -> &[u8] {
         self.check(offset, len, 1);
         // SAFETY: in bounds (checked); lives as long as `self`; u8 is valid for every bit
@@ -275,14 +277,15 @@ impl Mapping {
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset), len) }
     }
 
-    /// The user bytes `[offset, offset + len)` as a mutable slice (the caller holds the
-    /// handle exclusively in this process: `&mut` of its owner).
+    /// The bytes `[offset, offset + len)` as a mutable slice: for a user's handle held through
+    /// `&mut`, or for a region reserved under a structure's own mutex (queue records).
     #[allow(clippy::mut_from_ref)]
     pub(crate) fn bytes_mut(&self, offset: usize, len: usize) -> &mut [u8] {
         self.check(offset, len, 1);
         // SAFETY: in bounds (checked); callers reach this only through `&mut` of the public
-        // handle that owns this mapping, so no other reference into these bytes exists in
-        // this process; other processes: see `bytes`.
+        // handle that owns this mapping, or for a region reserved under a process-shared mutex
+        // that no reader looks at yet, so no other reference into these bytes exists in this
+        // process; other processes: see `bytes`.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(offset), len) }
     }
 
