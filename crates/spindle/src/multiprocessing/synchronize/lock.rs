@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -16,9 +16,10 @@ use crate::sys::futex::{ids, Locked, RobustMutex};
 // Layout of a lock's segment: the mutex (40 bytes) and spindle's words share one cache line.
 const MUTEX: usize = 0;
 const DIRTY: usize = 40;
-const OWNER_PID: usize = 44;
-const OWNER_TID: usize = 48;
-const DEPTH: usize = 52;
+/// `RLock`: levels held by the owner (only the owner writes it).
+const DEPTH: usize = 44;
+/// `RLock`: the owner, `pid << 32 | tid`, 0 when free (only the owner writes it).
+const OWNER: usize = 48;
 const SIZE: usize = 64;
 const _: () = assert!(crate::sys::futex::MUTEX_SIZE <= DIRTY);
 
@@ -41,6 +42,10 @@ impl Core {
 
     fn word(&self, offset: usize) -> &AtomicU32 {
         self.seg.map().atomic_u32(offset)
+    }
+
+    fn owner(&self) -> &AtomicU64 {
+        self.seg.map().atomic_u64(OWNER)
     }
 
     /// Locks the mutex; `Ok(true)` when the state is suspect (an owner died and nobody has
@@ -77,6 +82,12 @@ impl Core {
             _ => true,
         }
     }
+}
+
+/// This thread, as an RLock owner: `pid << 32 | tid` (never 0).
+fn me() -> u64 {
+    let (pid, tid) = ids();
+    (pid as u64) << 32 | tid as u64
 }
 
 fn outcome<G>(suspect: bool, g: G) -> std::result::Result<G, LockError<G>> {
@@ -291,23 +302,30 @@ impl RLock {
 
     /// Whether the calling thread holds it.
     pub fn is_owned(&self) -> bool {
-        let (pid, tid) = ids();
-        self.core.word(OWNER_TID).load(Ordering::Relaxed) == tid
-            && self.core.word(OWNER_PID).load(Ordering::Relaxed) == pid
-            && self.core.word(DEPTH).load(Ordering::Relaxed) > 0
+        self.core.owner().load(Ordering::Relaxed) == me()
     }
 
     fn take(&self, deadline: Option<Instant>) -> std::result::Result<bool, LockError> {
-        if self.is_owned() {
-            self.core.word(DEPTH).fetch_add(1, Ordering::Relaxed);
-            return Ok(false);
+        // The mutex first: glibc tells a re-entry by the futex word's owner (EDEADLK), without
+        // this thread reading the shared line before its own lock attempt does (a contended
+        // line costs a transfer per read).
+        match self.core.lock(deadline) {
+            Err(LockError::WouldDeadlock) if self.is_owned() => {
+                // Only the owner writes the depth: no read-modify-write needed.
+                let depth = self.core.word(DEPTH);
+                depth.store(
+                    depth.load(Ordering::Relaxed).saturating_add(1),
+                    Ordering::Relaxed,
+                );
+                Ok(false)
+            }
+            Err(e) => Err(e),
+            Ok(suspect) => {
+                self.core.word(DEPTH).store(1, Ordering::Relaxed);
+                self.core.owner().store(me(), Ordering::Relaxed);
+                Ok(suspect)
+            }
         }
-        let suspect = self.core.lock(deadline)?;
-        let (pid, tid) = ids();
-        self.core.word(OWNER_PID).store(pid, Ordering::Relaxed);
-        self.core.word(OWNER_TID).store(tid, Ordering::Relaxed);
-        self.core.word(DEPTH).store(1, Ordering::Relaxed);
-        Ok(suspect)
     }
 
     /// Acquires (again, if this thread holds it already).
@@ -338,9 +356,11 @@ impl RLock {
         if !self.is_owned() {
             return Err(Error::NotOwner);
         }
-        if self.core.word(DEPTH).fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.core.word(OWNER_PID).store(0, Ordering::Relaxed);
-            self.core.word(OWNER_TID).store(0, Ordering::Relaxed);
+        let depth = self.core.word(DEPTH);
+        let left = depth.load(Ordering::Relaxed).saturating_sub(1);
+        depth.store(left, Ordering::Relaxed);
+        if left == 0 {
+            self.core.owner().store(0, Ordering::Relaxed);
             self.core.unlock()?;
         }
         Ok(())
@@ -393,8 +413,7 @@ impl RLock {
             return Err(Error::NotOwner);
         }
         let depth = self.core.word(DEPTH).swap(0, Ordering::Relaxed);
-        self.core.word(OWNER_PID).store(0, Ordering::Relaxed);
-        self.core.word(OWNER_TID).store(0, Ordering::Relaxed);
+        self.core.owner().store(0, Ordering::Relaxed);
         self.core.unlock()?;
         Ok(depth)
     }
