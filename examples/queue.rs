@@ -24,12 +24,21 @@ use spindle::multiprocessing::Builder;
 /// Sends `n` items from a producer process to a consumer process through a queue; returns
 /// the sum of the items' numbers the consumer reports.
 pub fn run(n: u64) -> spindle::Result<u64> {
-    // Both children are forked: each takes along the end it uses.
+    // Both children are forked, and each takes along the end it uses. The producer goes
+    // first: once it has started, the parent's copy of the sending end is gone (it moved into
+    // the producer's closure), so the consumer, forked next, inherits no sending end and sees
+    // the end of stream when the producer finishes. (A forked child inherits every descriptor
+    // its parent holds at that moment, as in Python.)
     let (tx, rx) = Queue::<(String, u64)>::new()?.split()?;
     let (report_tx, report_rx) = Queue::<u64>::new()?.split()?;
 
-    // The consumer first, so that it holds no copy of the producer's end (a forked child
-    // inherits every descriptor its parent holds at that moment).
+    let producer = Builder::new().name("producer").fork_target(move || {
+        for i in 0..n {
+            tx.put(("item".to_string(), i)).expect("the consumer is there");
+        }
+    });
+    producer.start()?;
+
     let consumer = Builder::new().name("consumer").fork_target(move || {
         let mut total = 0;
         loop {
@@ -42,14 +51,6 @@ pub fn run(n: u64) -> spindle::Result<u64> {
         report_tx.put(total).expect("the parent is listening");
     });
     consumer.start()?;
-
-    let producer = Builder::new().name("producer").fork_target(move || {
-        for i in 0..n {
-            tx.put(("item".to_string(), i))
-                .expect("the consumer is there");
-        }
-    });
-    producer.start()?;
 
     producer.join()?;
     consumer.join()?;
