@@ -122,8 +122,8 @@ pub(crate) fn socketpair_pingpong(count: u64) -> Result<Duration, String> {
     let pid = fork_child(|| {
         let mut b = [0u8; 8];
         while theirs.read_exact(&mut b).is_ok() {
-            let v = u64::from_le_bytes(b) + 1;
-            if v == 0 || theirs.write_all(&v.to_le_bytes()).is_err() {
+            let v = u64::from_le_bytes(b);
+            if v == u64::MAX || theirs.write_all(&(v + 1).to_le_bytes()).is_err() {
                 return true;
             }
         }

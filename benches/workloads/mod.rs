@@ -210,4 +210,39 @@ mod tests {
         let memory = groups.iter().find(|g| g.id == "process-memory").unwrap();
         assert_eq!(memory.unit, crate::harness::Unit::Bytes);
     }
+
+    #[test]
+    fn the_ipc_workloads_are_on_the_board_with_their_aims() {
+        let groups = all(&Options::default());
+        let aims = |id: &str| -> Vec<String> {
+            let g = groups.iter().find(|g| g.id == id).unwrap();
+            g.contenders
+                .iter()
+                .filter(|c| c.aim_of().is_some())
+                .map(|c| c.name().to_string())
+                .collect()
+        };
+        assert_eq!(aims("ipc-stream-64B"), ["CPython Queue 1→1"]);
+        assert_eq!(aims("ipc-stream-1MiB"), ["raw socketpair 1→1"]);
+        assert_eq!(aims("ipc-pingpong"), ["futex handshake (raw)", "CPython Pipe"]);
+        assert_eq!(aims("ipc-shared-memory"), ["memcpy (faulted)"]);
+        assert_eq!(
+            aims("ipc-lock"),
+            ["robust pthread mutex (raw)", "CPython Value under its lock"]
+        );
+    }
+
+    #[test]
+    fn the_raw_ipc_limits_run_and_check_themselves() {
+        with_processes(|| {
+            use crate::peers::raw_ipc;
+            assert!(raw_ipc::socketpair_stream(64, 1000).is_ok());
+            assert!(raw_ipc::socketpair_pingpong(100).is_ok());
+            assert!(raw_ipc::futex_pingpong(100).is_ok());
+            assert!(raw_ipc::robust_mutex_counter(1000).is_ok());
+            let (mut dst, src) = (vec![0u8; 4096], vec![3u8; 4096]);
+            raw_ipc::memcpy(&mut dst, &src);
+            assert_eq!(dst, src);
+        });
+    }
 }
