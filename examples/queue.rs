@@ -34,7 +34,8 @@ pub fn run(n: u64) -> spindle::Result<u64> {
 
     let producer = Builder::new().name("producer").fork_target(move || {
         for i in 0..n {
-            tx.put(("item".to_string(), i)).expect("the consumer is there");
+            tx.put(("item".to_string(), i))
+                .expect("the consumer is there");
         }
     });
     producer.start()?;

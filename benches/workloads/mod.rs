@@ -224,7 +224,10 @@ mod tests {
         };
         assert_eq!(aims("ipc-stream-64B"), ["CPython Queue 1→1"]);
         assert_eq!(aims("ipc-stream-1MiB"), ["raw socketpair 1→1"]);
-        assert_eq!(aims("ipc-pingpong"), ["futex handshake (raw)", "CPython Pipe"]);
+        assert_eq!(
+            aims("ipc-pingpong"),
+            ["futex handshake (raw)", "CPython Pipe"]
+        );
         assert_eq!(aims("ipc-shared-memory"), ["memcpy (faulted)"]);
         assert_eq!(
             aims("ipc-lock"),
