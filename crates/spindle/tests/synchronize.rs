@@ -297,3 +297,29 @@ fn barrier_timeout_abort_and_reset_break_it() {
         assert!(Barrier::new(0).is_err());
     });
 }
+
+#[test]
+fn ipc_handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    use spindle::multiprocessing::connection::Connection;
+    use spindle::multiprocessing::queues::{JoinableQueue, Queue, Receiver, Sender, SimpleQueue};
+    use spindle::multiprocessing::shared_memory::{ShareableList, SharedMemory};
+    use spindle::multiprocessing::sharedctypes::Array;
+    send_sync::<Connection<String, Vec<u8>>>();
+    send_sync::<Queue<String>>();
+    send_sync::<Sender<String>>();
+    send_sync::<Receiver<String>>();
+    send_sync::<SimpleQueue<u8>>();
+    send_sync::<JoinableQueue<u8>>();
+    send_sync::<SharedMemory>();
+    send_sync::<ShareableList<f64>>();
+    send_sync::<Value<u64>>();
+    send_sync::<Array<i32>>();
+    send_sync::<Lock>();
+    send_sync::<RLock>();
+    send_sync::<Semaphore>();
+    send_sync::<BoundedSemaphore>();
+    send_sync::<Event>();
+    send_sync::<Condition>();
+    send_sync::<Barrier>();
+}

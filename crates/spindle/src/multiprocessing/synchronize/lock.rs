@@ -239,7 +239,14 @@ fn regard<G>(e: LockError) -> LockError<G> {
     }
 }
 
-/// Holds a [`Lock`]; releases it when dropped. Stays on the thread that took it.
+/// Holds a [`Lock`]; releases it when dropped. Stays on the thread that took it (the mutex
+/// belongs to a thread), so it is not `Send`:
+///
+/// ```compile_fail
+/// fn elsewhere<T: Send>(_: T) {}
+/// let lock = spindle::multiprocessing::Lock::new().unwrap();
+/// elsewhere(lock.lock().unwrap());
+/// ```
 pub struct LockGuard<'a> {
     lock: &'a Lock,
     _not_send: PhantomData<*const ()>,
