@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use spindle::multiprocessing::connection::pipe;
+use spindle::multiprocessing::connection::pipe_with_capacity;
 use spindle::multiprocessing::queues::Queue;
 use spindle::multiprocessing::synchronize::Event;
 use spindle::multiprocessing::{Builder, Process};
@@ -98,8 +98,9 @@ fn group(opts: &Options, size: usize, count: u64, py_count: u64) -> Group {
         "{} messages of {l} per repetition ({} for CPython) from forked producers to \
          consumers, started and waiting before the clock starts; figures are per message \
          (MB/s = {size} B / the figure). 4→4: four producers and four consumers on one queue. \
-         spindle's queues have the default 1 MiB ring, 4 MiB for 1 MiB messages (so that they \
-         travel through the ring rather than out of line). \
+         spindle's queues and pipes have the default 1 MiB ring, 4 MiB for 1 MiB messages (so \
+         that they travel through the ring rather than out of line: `Queue::builder() \
+         .capacity(..)`, `pipe_with_capacity`). \
          spindle: `Queue::put` / `get` of a byte string, `Connection::send` / `recv`. raw \
          socketpair: one `write` per message into a bare AF_UNIX stream socket pair, \
          `read_exact` per message. CPython: `multiprocessing.Queue`, `SimpleQueue` and \
@@ -237,7 +238,10 @@ fn spindle_pipe(
 ) -> Result<Measurement, NotMeasured> {
     let payload = Payload(Arc::new(vec![7u8; size]));
     repeat_timed(plan, count, &p, || {
-        let (reader, writer) = pipe::<(), Payload>(false).map_err(|e| e.to_string())?;
+        // As for the queues: a 4 MiB ring for 1 MiB messages.
+        let ring = if size >= 1 << 20 { 4 << 20 } else { 1 << 20 };
+        let (reader, writer) =
+            pipe_with_capacity::<(), Payload>(false, ring).map_err(|e| e.to_string())?;
         let go = Event::new().map_err(|e| e.to_string())?;
         let (g2, payload) = (go.clone(), payload.clone());
         let child = Builder::new().fork_target(move || {

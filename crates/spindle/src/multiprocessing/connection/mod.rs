@@ -208,10 +208,29 @@ impl<S, R> fmt::Debug for Connection<S, R> {
 /// ```
 #[allow(clippy::type_complexity)]
 pub fn pipe<A, B>(duplex: bool) -> crate::Result<(Connection<A, B>, Connection<B, A>)> {
+    pipe_with_capacity(duplex, rings::RING)
+}
+
+/// [`pipe`] with rings of `ring_bytes` each way (rounded up to a power of two, at least
+/// 4 KiB; [`pipe`] takes 1 MiB). Frames up to half the ring travel through shared memory;
+/// larger ones out of line, as a sealed memfd each (see
+/// [`queues::Builder::capacity`](super::queues::Builder::capacity)).
+///
+/// ```
+/// use spindle::multiprocessing::connection::pipe_with_capacity;
+/// let (a, b) = pipe_with_capacity::<Vec<u8>, ()>(false, 4 << 20)?;
+/// # let _ = (a, b);
+/// # Ok::<(), spindle::Error>(())
+/// ```
+#[allow(clippy::type_complexity)]
+pub fn pipe_with_capacity<A, B>(
+    duplex: bool,
+    ring_bytes: usize,
+) -> crate::Result<(Connection<A, B>, Connection<B, A>)> {
     // Direction 1: first -> second (used only when duplex); direction 2: second -> first.
-    let (to_first_tx, to_first_rx) = RingEnd::pair()?;
+    let (to_first_tx, to_first_rx) = RingEnd::pair(ring_bytes)?;
     let (to_second_tx, to_second_rx) = if duplex {
-        let (tx, rx) = RingEnd::pair()?;
+        let (tx, rx) = RingEnd::pair(ring_bytes)?;
         (Some(tx), Some(rx))
     } else {
         (None, None)

@@ -16,8 +16,8 @@ use crate::multiprocessing::queues::ring::{Encode, PeerCheck, Shared, Stop};
 use crate::multiprocessing::shared_memory::{deserialize_fd, serialize_fd};
 use crate::sys::fd::{self as sysfd, Interest};
 
-/// The ring of one direction: 1 MiB, as a queue's.
-const RING: usize = 1 << 20;
+/// The ring of one direction by default: 1 MiB, as a queue's.
+pub(super) const RING: usize = 1 << 20;
 
 /// One direction's ring, seen from one end.
 #[derive(Debug, Serialize, Deserialize)]
@@ -58,9 +58,9 @@ impl RingEnd {
         }
     }
 
-    /// A new direction: (the sending end, the receiving end).
-    pub(super) fn pair() -> crate::Result<(RingEnd, RingEnd)> {
-        let shared = Arc::new(Shared::new(RING, 0)?);
+    /// A new direction with a ring of `capacity` bytes: (the sending end, the receiving end).
+    pub(super) fn pair(capacity: usize) -> crate::Result<(RingEnd, RingEnd)> {
+        let shared = Arc::new(Shared::new(capacity, 0)?);
         let (tx, rx) = sysfd::seqpacket_pair()?;
         let _ = sysfd::set_send_buffer(tx.as_fd(), 4 << 20);
         Ok((
@@ -74,7 +74,7 @@ impl RingEnd {
         let mut guard = self.scratch.try_lock().ok();
         let scratch = guard.as_deref_mut().unwrap_or(&mut own);
         let out = f(scratch);
-        if scratch.capacity() > RING {
+        if scratch.capacity() > self.shared.capacity() {
             *scratch = Vec::new();
         }
         out
