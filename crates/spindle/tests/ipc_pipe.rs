@@ -223,7 +223,29 @@ fn wait_on_connections_queues_and_processes() {
         assert_eq!(wait(&objects, Some(Duration::from_secs(10))).unwrap(), [3]);
         assert_eq!(proc_.join().unwrap(), 200);
 
-        // End of stream is ready too.
+        // End of stream is ready too: a receiver whose only producer is SIGKILLed wakes.
+        let (tx, rx) = Queue::<u8>::new().unwrap().split().unwrap();
+        let producer = Builder::new().daemon(true).fork_target(move || {
+            let _keep = tx;
+            std::thread::sleep(Duration::from_secs(60));
+        });
+        producer.start().unwrap();
+        let killer = {
+            let pid = producer.pid().unwrap();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status();
+            })
+        };
+        assert_eq!(wait(&[&rx as &dyn Waitable], None).unwrap(), [0]);
+        assert!(matches!(
+            rx.get(),
+            Err(spindle::multiprocessing::queues::GetError::Disconnected)
+        ));
+        killer.join().unwrap();
+        let _ = producer.join();
         drop(b);
         b_dropped_ready(&a);
         drop(d);

@@ -421,3 +421,42 @@ impl<R: Serialize + serde::de::DeserializeOwned> FromFork<R> for Process<R> {
         p
     }
 }
+
+/// CPU time this process has used, in clock ticks (fields 14 and 15 of `/proc/self/stat`).
+fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn blocked_producers_and_consumers_sleep_instead_of_spinning() {
+    watchdog(|| {
+        let q = Queue::<u32>::with_maxsize(1).unwrap();
+        q.put(1).unwrap();
+        let c = q.clone_handle().unwrap();
+        // A producer waiting for room, and a consumer of another queue waiting for an item,
+        // each for 600 ms: CPU time used while waiting stays near zero (a spinning wait would
+        // use the whole 600 ms).
+        let empty = Queue::<u32>::new().unwrap();
+        let e = empty.clone_handle().unwrap();
+        let p = Builder::new().fork_target(move || {
+            let before = cpu_ticks();
+            let full = matches!(
+                c.put_timeout(2, Duration::from_millis(600)),
+                Err(PutError::Timeout(2))
+            );
+            let got = matches!(
+                e.get_timeout(Duration::from_millis(600)),
+                Err(GetError::Timeout)
+            );
+            (full && got, cpu_ticks() - before)
+        });
+        p.start().unwrap();
+        let (timed_out, ticks) = p.join().unwrap();
+        assert!(timed_out);
+        // 1.2 s of waiting; at 100 ticks a second, spinning would cost about 120 ticks.
+        assert!(ticks < 30, "{ticks} ticks of CPU while blocked");
+    });
+}

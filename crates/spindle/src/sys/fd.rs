@@ -233,6 +233,8 @@ pub(crate) enum Interest {
     Read,
     /// Writable (or hung up).
     Write,
+    /// Only the peer's hang-up (a socket whose data is someone else's to read).
+    Hangup,
 }
 
 /// What [`poll`] found on one descriptor.
@@ -266,6 +268,7 @@ pub(crate) fn poll(
             events: match i {
                 Interest::Read => libc::POLLIN | libc::POLLRDHUP,
                 Interest::Write => libc::POLLOUT,
+                Interest::Hangup => libc::POLLRDHUP,
             },
             revents: 0,
         })

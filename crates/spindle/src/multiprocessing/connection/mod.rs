@@ -396,9 +396,10 @@ pub(crate) mod sealed_waitable {
 /// [`Queue`](super::queues::Queue)'s receiving side, a [`Process`](super::Process) (its
 /// sentinel: ready once it has exited).
 pub trait Waitable: sealed_waitable::Sealed {
-    /// The descriptor that becomes readable when this may be ready.
+    /// The descriptors to poll: readable (`false`) or hung up (`true`) when this may be
+    /// ready.
     #[doc(hidden)]
-    fn wait_fd(&self) -> Option<BorrowedFd<'_>>;
+    fn wait_fds(&self) -> Vec<(BorrowedFd<'_>, bool)>;
     /// Whether it is ready now (a message or the end of stream can be received without
     /// waiting; the process has exited). `polled`: the descriptor just polled readable.
     #[doc(hidden)]
@@ -410,14 +411,15 @@ pub trait Waitable: sealed_waitable::Sealed {
 
 impl<S, R> sealed_waitable::Sealed for Connection<S, R> {}
 impl<S, R> Waitable for Connection<S, R> {
-    fn wait_fd(&self) -> Option<BorrowedFd<'_>> {
+    fn wait_fds(&self) -> Vec<(BorrowedFd<'_>, bool)> {
         if !self.readable {
-            return None;
+            return Vec::new();
         }
-        Some(match &self.transport {
-            Transport::Stream(s) => s.fd(),
-            Transport::Rings { inn, .. } => inn.as_ref()?.wait_fd(),
-        })
+        match &self.transport {
+            Transport::Stream(s) => vec![(s.fd(), false)],
+            Transport::Rings { inn: Some(r), .. } => r.wait_fds().to_vec(),
+            Transport::Rings { inn: None, .. } => Vec::new(),
+        }
     }
     fn ready_now(&self, polled: bool) -> bool {
         if !self.readable {
@@ -437,8 +439,8 @@ impl<S, R> Waitable for Connection<S, R> {
 
 impl<T: Serialize + DeserializeOwned> sealed_waitable::Sealed for super::Process<T> {}
 impl<T: Serialize + DeserializeOwned> Waitable for super::Process<T> {
-    fn wait_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.sentinel()
+    fn wait_fds(&self) -> Vec<(BorrowedFd<'_>, bool)> {
+        self.sentinel().map(|fd| (fd, false)).into_iter().collect()
     }
     fn ready_now(&self, polled: bool) -> bool {
         polled
@@ -499,17 +501,28 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> crate::Resu
                 Some(d - now)
             }
         };
-        let fds: Vec<(usize, BorrowedFd<'_>)> = objects
+        let fds: Vec<(usize, BorrowedFd<'_>, bool)> = objects
             .iter()
             .enumerate()
-            .filter_map(|(i, o)| o.wait_fd().map(|fd| (i, fd)))
+            .flat_map(|(i, o)| o.wait_fds().into_iter().map(move |(fd, h)| (i, fd, h)))
             .collect();
-        let interest: Vec<(BorrowedFd<'_>, Interest)> =
-            fds.iter().map(|(_, fd)| (*fd, Interest::Read)).collect();
+        let interest: Vec<(BorrowedFd<'_>, Interest)> = fds
+            .iter()
+            .map(|(_, fd, hangup)| {
+                (
+                    *fd,
+                    if *hangup {
+                        Interest::Hangup
+                    } else {
+                        Interest::Read
+                    },
+                )
+            })
+            .collect();
         let result = sysfd::poll(&interest, left)?;
         polled.iter_mut().for_each(|p| *p = false);
-        for ((i, _), r) in fds.iter().zip(result) {
-            polled[*i] = r.any();
+        for ((i, _, _), r) in fds.iter().zip(result) {
+            polled[*i] |= r.any();
         }
     }
 }

@@ -154,7 +154,7 @@ impl RingEnd {
             }
             let fds = [
                 (self.shared.data_bell(), Interest::Read),
-                (self.sock.as_fd(), Interest::Read),
+                (self.sock.as_fd(), Interest::Hangup),
             ];
             if sysfd::poll(&fds, left).is_err() {
                 break false;
@@ -164,9 +164,9 @@ impl RingEnd {
         ready
     }
 
-    /// For `wait`: the doorbell.
-    pub(super) fn wait_fd(&self) -> BorrowedFd<'_> {
-        self.shared.data_bell()
+    /// For `wait`: the doorbell, and the socket whose hang-up is the sender's death.
+    pub(super) fn wait_fds(&self) -> [(BorrowedFd<'_>, bool); 2] {
+        [(self.shared.data_bell(), false), (self.sock.as_fd(), true)]
     }
 
     /// For `wait`: announce (or withdraw) a sleeper.

@@ -724,8 +724,11 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
 
 impl<T> super::connection::sealed_waitable::Sealed for Queue<T> {}
 impl<T> Waitable for Queue<T> {
-    fn wait_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.ends.rx.as_ref().map(|_| self.ends.shared.data_bell())
+    fn wait_fds(&self) -> Vec<(BorrowedFd<'_>, bool)> {
+        match &self.ends.rx {
+            Some(rx) => vec![(self.ends.shared.data_bell(), false), (rx.as_fd(), true)],
+            None => Vec::new(),
+        }
     }
     fn ready_now(&self, polled: bool) -> bool {
         ready_now(&self.ends, polled)
@@ -739,8 +742,11 @@ impl<T> Waitable for Queue<T> {
 
 impl<T> super::connection::sealed_waitable::Sealed for Receiver<T> {}
 impl<T> Waitable for Receiver<T> {
-    fn wait_fd(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.ends.shared.data_bell())
+    fn wait_fds(&self) -> Vec<(BorrowedFd<'_>, bool)> {
+        match &self.ends.rx {
+            Some(rx) => vec![(self.ends.shared.data_bell(), false), (rx.as_fd(), true)],
+            None => Vec::new(),
+        }
     }
     fn ready_now(&self, polled: bool) -> bool {
         ready_now(&self.ends, polled)

@@ -417,7 +417,7 @@ impl Shared {
             let hung_up = self.sleep(
                 SPACE_SLEEPERS,
                 self.space_bell.as_fd(),
-                Some((sock, Interest::Write)),
+                Some((sock, Interest::Hangup)),
                 deadline,
                 fits,
             )?;
@@ -514,7 +514,7 @@ impl Shared {
             let hung_up = self.sleep(
                 DATA_SLEEPERS,
                 self.data_bell.as_fd(),
-                Some((sock, Interest::Read)),
+                Some((sock, Interest::Hangup)),
                 deadline,
                 || pos(self.word(TAIL).load(Ordering::SeqCst)) != pos(head),
             )?;
