@@ -606,17 +606,16 @@ impl Shared {
     /// For `wait`: whether an item is there; after a doorbell, drains it and passes it on if
     /// an item is there (so that a sleeping consumer does not miss it).
     pub(crate) fn has_items(&self, polled: bool) -> bool {
-        let t = pos(self.word(TAIL).load(Ordering::SeqCst));
-        let h = pos(self.word(HEAD).load(Ordering::SeqCst));
         if polled {
             sysfd::eventfd_drain(self.data_bell.as_fd());
-            let t2 = pos(self.word(TAIL).load(Ordering::SeqCst));
-            if t2 != pos(self.word(HEAD).load(Ordering::SeqCst)) {
-                sysfd::eventfd_ring(self.data_bell.as_fd());
-                return true;
-            }
         }
-        t != h
+        let ready = pos(self.word(TAIL).load(Ordering::SeqCst))
+            != pos(self.word(HEAD).load(Ordering::SeqCst));
+        if polled && ready {
+            // Pass the doorbell on: another sleeper may be waiting for the same item.
+            sysfd::eventfd_ring(self.data_bell.as_fd());
+        }
+        ready
     }
 }
 
