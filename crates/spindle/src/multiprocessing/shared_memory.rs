@@ -706,6 +706,51 @@ impl<T: Plain> ShareableList<T> {
     }
 }
 
+impl<T: Plain> Serialize for ShareableList<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let idx = stash(self.block.fd.as_fd()).map_err(S::Error::custom)?;
+        let mut t = s.serialize_tuple(4)?;
+        t.serialize_element(&idx)?;
+        t.serialize_element(&(self.len as u64))?;
+        t.serialize_element(&T::TAG)?;
+        t.serialize_element(&self.block.name)?;
+        t.end()
+    }
+}
+
+impl<'de, T: Plain> Deserialize<'de> for ShareableList<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ShareableList<T>, D::Error> {
+        let (idx, len, tag, name): (u32, u64, u8, Option<String>) = Deserialize::deserialize(d)?;
+        let fd = take(idx).map_err(D::Error::custom)?;
+        if tag != T::TAG {
+            return Err(D::Error::custom("a ShareableList of another element type"));
+        }
+        let len = usize::try_from(len).map_err(D::Error::custom)?;
+        let size = len
+            .checked_mul(std::mem::size_of::<T>())
+            .ok_or_else(|| D::Error::custom("a ShareableList's length overflows"))?;
+        let offset = if name.is_some() { HEADER } else { 0 };
+        if name.is_none() && !shm::is_shrink_sealed(fd.as_fd()) {
+            return Err(D::Error::custom("an anonymous list arrived unsealed"));
+        }
+        let map = Mapping::map(fd.as_fd(), offset + size.max(1)).map_err(D::Error::custom)?;
+        Ok(ShareableList {
+            block: Block {
+                map,
+                fd,
+                name,
+                offset,
+                size,
+                creator: 0,
+                unlinked: false,
+            },
+            len,
+            _t: PhantomData,
+        })
+    }
+}
+
 #[cfg(test)]
 #[path = "transfer_tests.rs"]
 mod transfer_tests;

@@ -123,8 +123,10 @@ fn every_handle_survives_the_trip() {
     assert_eq!(travel(&shm).buf()[3], 9);
     let named = SharedMemory::create(8).unwrap();
     assert_eq!(travel(&named).name(), named.name());
-    let list = ShareableList::new(&[1.5f32]).unwrap();
-    let _ = travel(&(list.len() as u32));
+    let list = ShareableList::new(&[1.5f32, 2.5]).unwrap();
+    let list2 = travel(&list);
+    list2.set(1, 4.0).unwrap();
+    assert_eq!(list.to_vec(), [1.5, 4.0]);
 }
 
 #[test]

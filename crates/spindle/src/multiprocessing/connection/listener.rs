@@ -122,6 +122,9 @@ pub struct Listener {
     sock: UnixListener,
     path: PathBuf,
     authkey: Option<Vec<u8>>,
+    /// The process that bound the path: only it removes the file (a forked child that drops
+    /// its copy leaves it alone).
+    owner: u32,
 }
 
 impl Listener {
@@ -132,6 +135,7 @@ impl Listener {
             sock: UnixListener::bind(&path)?,
             path,
             authkey: authkey.map(<[u8]>::to_vec),
+            owner: std::process::id(),
         })
     }
 
@@ -160,7 +164,9 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if std::process::id() == self.owner {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
