@@ -115,6 +115,13 @@ pub(crate) struct Shared {
         deserialize_with = "crate::multiprocessing::shared_memory::deserialize_fd"
     )]
     space_bell: OwnedFd,
+    /// The last HEAD this process read (producers compare with it first: HEAD only grows, so
+    /// a stale copy can only underestimate the room, and the real word is read then).
+    #[serde(skip)]
+    seen_head: AtomicU64,
+    /// The last TAIL this process read (consumers likewise).
+    #[serde(skip)]
+    seen_tail: AtomicU64,
 }
 
 fn ser_fd<S: serde::Serializer>(fd: &OwnedFd, s: S) -> Result<S::Ok, S::Error> {
@@ -146,6 +153,8 @@ impl Shared {
             seg,
             data_bell: sysfd::eventfd()?,
             space_bell: sysfd::eventfd()?,
+            seen_head: AtomicU64::new(0),
+            seen_tail: AtomicU64::new(0),
         })
     }
 
@@ -256,6 +265,12 @@ impl Shared {
         }
     }
 
+    /// The 8-byte record header at ring position `at` (a multiple of 8).
+    fn header_word(&self, at: u64) -> &AtomicU64 {
+        let i = (at as usize) & (self.capacity() - 1);
+        self.seg.map().atomic_u64(RING + i)
+    }
+
     fn copy_in(&self, at: u64, data: &[u8]) {
         let cap = self.capacity();
         let i = (at as usize) & (cap - 1);
@@ -333,10 +348,29 @@ impl Shared {
         }
         // Set once the item had to be encoded aside: (record size, out-of-line memfd).
         let mut aside: Option<(u64, Option<OwnedFd>)> = None;
-        let began = Instant::now();
+        // Read the consumers' word on the next round (an attempt failed on the copy).
+        let mut refresh = false;
+        // When this put first found no room (the clock is read only then).
+        let mut began: Option<Instant> = None;
         loop {
             let tail = self.word(TAIL).load(Ordering::Acquire);
-            let head = self.word(HEAD).load(Ordering::SeqCst);
+            if pos(tail) % 8 != 0 {
+                return Err(corrupt("the tail off its 8-byte alignment"));
+            }
+            // The consumers' word lives on a line they write: read it only when the copy this
+            // process saw last does not leave room for a small record.
+            let mut head = self.seen_head.load(Ordering::Acquire);
+            let stale_used = pos(tail).wrapping_sub(pos(head)) & POS_MASK;
+            let stale_count = recs(tail).wrapping_sub(recs(head)) & RECS_MASK;
+            let fresh = refresh
+                || stale_used + (REC_HEADER as u64) * 8 > cap
+                || (maxsize != 0 && stale_count >= maxsize)
+                || aside.is_some();
+            if fresh {
+                head = self.word(HEAD).load(Ordering::SeqCst);
+                self.seen_head.store(head, Ordering::Release);
+            }
+            refresh = false;
             let used = pos(tail).wrapping_sub(pos(head)) & POS_MASK;
             if used > cap {
                 return Err(corrupt("more bytes used than the ring holds"));
@@ -358,6 +392,11 @@ impl Shared {
                                 self.commit(tail, KIND_INLINE, n, &[]);
                                 break;
                             }
+                        }
+                        if !fresh {
+                            // The room was judged on an old copy of the head: look again.
+                            refresh = true;
+                            continue;
                         }
                         // Too little room before the ring's end, but more after a wrap: pad
                         // the end and try again from offset 0 (a large item stays one copy).
@@ -402,7 +441,7 @@ impl Shared {
             if deadline.is_some_and(|d| d <= Instant::now()) {
                 return Err(Stop::Timeout);
             }
-            if began.elapsed() < SPIN {
+            if began.get_or_insert_with(Instant::now).elapsed() < SPIN {
                 std::thread::yield_now();
                 continue;
             }
@@ -436,10 +475,9 @@ impl Shared {
     /// publishes it with one store.
     fn commit(&self, tail: u64, kind: u32, len: usize, body: &[u8]) {
         let at = pos(tail);
-        let mut header = [0u8; REC_HEADER];
-        header[..4].copy_from_slice(&(len as u32).to_le_bytes());
-        header[4..].copy_from_slice(&kind.to_le_bytes());
-        self.copy_in(at, &header);
+        // One 8-byte store: records start 8-aligned, so a header never wraps.
+        let header = (len as u32 as u64) | ((kind as u64) << 32);
+        self.header_word(at).store(header, Ordering::Relaxed);
         if !body.is_empty() {
             self.copy_in(at + REC_HEADER as u64, body);
         }
@@ -492,10 +530,19 @@ impl Shared {
     ) -> Result<R, Stop> {
         let cap = self.capacity() as u64;
         let held = self.lock(GET_LOCK, deadline)?;
-        let began = Instant::now();
+        // When this get first found nothing (the clock is read only then).
+        let mut began: Option<Instant> = None;
         let (head, tail) = loop {
             let head = self.word(HEAD).load(Ordering::Acquire);
+            // The producers' word lives on a line they write: use the copy this process saw
+            // last while it shows records past the head, else read the word.
+            let seen = self.seen_tail.load(Ordering::Acquire);
+            let ahead = pos(seen).wrapping_sub(pos(head)) & POS_MASK;
+            if ahead >= REC_HEADER as u64 && ahead <= cap {
+                break (head, seen);
+            }
             let tail = self.word(TAIL).load(Ordering::SeqCst);
+            self.seen_tail.store(tail, Ordering::Release);
             if pos(tail) != pos(head) {
                 break (head, tail);
             }
@@ -507,7 +554,7 @@ impl Shared {
                 }
                 return Err(Stop::Timeout);
             }
-            if began.elapsed() < SPIN {
+            if began.get_or_insert_with(Instant::now).elapsed() < SPIN {
                 std::thread::yield_now();
                 continue;
             }
@@ -527,10 +574,12 @@ impl Shared {
             return Err(corrupt("tail and head disagree"));
         }
         let at = pos(head);
-        let mut header = [0u8; REC_HEADER];
-        self.copy_out(at, &mut header);
-        let len = u32::from_le_bytes(header[..4].try_into().unwrap_or([0; 4])) as usize;
-        let kind = u32::from_le_bytes(header[4..].try_into().unwrap_or([0; 4]));
+        if at % 8 != 0 {
+            return Err(corrupt("a record off its 8-byte alignment"));
+        }
+        let header = self.header_word(at).load(Ordering::Relaxed);
+        let len = (header & 0xffff_ffff) as usize;
+        let kind = (header >> 32) as u32;
         if kind == KIND_PAD {
             let size = (REC_HEADER + align8(len)) as u64;
             if size > used || (at % cap) + size != cap {
@@ -663,11 +712,16 @@ fn take_out_of_line(sock: BorrowedFd<'_>, id: u64, len: usize) -> Result<Vec<u8>
 #[derive(Debug, Default)]
 pub(crate) struct PeerCheck {
     last: std::sync::Mutex<Option<Instant>>,
+    calls: std::sync::atomic::AtomicU32,
 }
 
 impl PeerCheck {
-    /// Whether it is time to ask again (never asked, or more than a millisecond ago).
+    /// Whether it is time to ask again: on the first put, then when 64 more puts and more
+    /// than a millisecond have passed (the clock is read once per 64 puts).
     fn due(&self) -> bool {
+        if self.calls.fetch_add(1, Ordering::Relaxed) % 64 != 0 {
+            return false;
+        }
         let Ok(mut last) = self.last.try_lock() else {
             return false;
         };
