@@ -40,7 +40,10 @@ pub(crate) fn group(opts: &Options) -> Group {
              `get_lock()` (a robust RLock, as Python's default), `set(get() + 1)` under \
              `lock()`. Lock + raw Value: a `Lock` and a `Value::new_raw`. robust pthread mutex: \
              `pthread_mutex_lock` / `unlock` of a robust process-shared mutex in shared memory \
-             around a plain increment. CPython: `with v.get_lock(): v.value += 1`.",
+             around a plain increment, compared with spindle's `Lock` (the same kind of mutex; \
+             the `RLock` row adds its owner and depth words). CPython: `with v.get_lock(): \
+             v.value += 1`, compared with spindle's `Value` under its own (re-entrant) lock, \
+             as Python's.",
             thousands(count),
             thousands(py_count)
         ))
@@ -54,7 +57,7 @@ pub(crate) fn group(opts: &Options) -> Group {
             Contender::peer("robust pthread mutex (raw)", move |p| {
                 repeat_timed(plan, 2 * count, &p, || raw_ipc::robust_mutex_counter(count))
             })
-            .versus(VALUE)
+            .versus(LOCK)
             .aim(
                 0.7,
                 "the locked counter at least 0.7× a robust pthread mutex",
