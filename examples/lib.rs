@@ -13,8 +13,14 @@ extern crate self as spindle_examples;
 
 #[path = "downloads.rs"]
 pub mod downloads;
+#[path = "pipe.rs"]
+pub mod pipe;
 #[path = "processes.rs"]
 pub mod processes;
+#[path = "queue.rs"]
+pub mod queue;
+#[path = "shared_array.rs"]
+pub mod shared_array;
 #[path = "thread_pool_executor.rs"]
 pub mod thread_pool_executor;
 #[path = "threads.rs"]

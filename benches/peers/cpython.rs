@@ -13,6 +13,7 @@ use crate::scratch::ScratchDir;
 /// The peer scripts, embedded so that `spindle bench` works from any directory.
 const SCRIPT: &str = include_str!("cpython_futures.py");
 const PROCESSES: &str = include_str!("cpython_processes.py");
+const IPC: &str = include_str!("cpython_ipc.py");
 
 /// Runs `workload` (`round-trip` or `map`) of size `n` in CPython's `ThreadPoolExecutor`
 /// with `workers` threads: `plan.warmup` untimed then exactly `plan.reps` timed repetitions.
@@ -100,6 +101,49 @@ pub(crate) fn forkserver_rss(python: &str) -> Result<Measurement, NotMeasured> {
         )));
     }
     Ok(Measurement::bytes(1, sizes))
+}
+
+/// Runs `cpython_ipc.py` (its children are forked, so it runs with `python3 -c`) with `args`
+/// and reads `reps` times of `ops` operations each from its `key` array.
+pub(crate) fn ipc(
+    python: &str,
+    args: &[String],
+    key: &str,
+    reps: usize,
+    ops: u64,
+) -> Result<Measurement, NotMeasured> {
+    let mut cmd = Command::new(python);
+    cmd.arg("-c").arg(IPC).args(args);
+    let stdout = run(python, cmd)?;
+    ipc_times(&stdout, key, reps, ops)
+}
+
+/// The `key` array of an IPC script's output as `reps` times of `ops` operations.
+pub(crate) fn ipc_times(
+    stdout: &str,
+    key: &str,
+    reps: usize,
+    ops: u64,
+) -> Result<Measurement, NotMeasured> {
+    let times: Vec<Duration> = parse_numbers(stdout, key)
+        .map_err(NotMeasured::Failed)?
+        .into_iter()
+        .map(|(_, s)| Duration::from_secs_f64(s.max(0.0)))
+        .collect();
+    if times.len() != reps {
+        return Err(NotMeasured::Failed(format!(
+            "peer script printed {} times, expected {reps}",
+            times.len()
+        )));
+    }
+    Ok(Measurement::times(ops, times))
+}
+
+/// Runs `cpython_ipc.py` with `args` and returns what it printed.
+pub(crate) fn ipc_raw(python: &str, args: &[String]) -> Result<String, NotMeasured> {
+    let mut cmd = Command::new(python);
+    cmd.arg("-c").arg(IPC).args(args);
+    run(python, cmd)
 }
 
 /// Writes `cpython_processes.py` into a scratch directory and runs it with `args`.

@@ -4,6 +4,10 @@
 use crate::harness::{measure, Measurement, Plan};
 use crate::scoreboard::{Group, NotMeasured, Options, Progress};
 
+mod ipc_lock;
+mod ipc_pingpong;
+mod ipc_shared_memory;
+mod ipc_stream;
 mod map;
 mod process_memory;
 mod process_start;
@@ -14,12 +18,14 @@ mod round_trip;
 /// workload leaves the heap larger (a 1M-element run made both spindle's fork and the raw
 /// fork ~1.1 ms instead of ~0.25 ms).
 pub(crate) fn all(opts: &Options) -> Vec<Group> {
-    vec![
-        process_start::group(opts),
-        process_memory::group(opts),
-        round_trip::group(opts),
-        map::group(opts),
-    ]
+    let mut groups = vec![process_start::group(opts), process_memory::group(opts)];
+    groups.extend(ipc_stream::groups(opts));
+    groups.push(ipc_pingpong::group(opts));
+    groups.push(ipc_shared_memory::group(opts));
+    groups.push(ipc_lock::group(opts));
+    groups.push(round_trip::group(opts));
+    groups.push(map::group(opts));
+    groups
 }
 
 /// A contender that could not be set up, as a failed row.
@@ -36,6 +42,30 @@ pub(crate) fn repeat(
     rep: impl FnMut() -> Result<(), String>,
 ) -> Result<Measurement, NotMeasured> {
     measure(plan, ops, |i, t| p.rep(i, t), rep).map_err(NotMeasured::Failed)
+}
+
+/// Like [`repeat`], for a repetition that times itself (it returns the time of the part that
+/// counts: an exchange between processes, not the forks that set it up). Runs `plan.warmup`
+/// untimed, then at least `plan.reps` and, while their total is under `plan.min_time`, more
+/// (at most `plan.max_reps`).
+pub(crate) fn repeat_timed(
+    plan: Plan,
+    ops: u64,
+    p: &Progress,
+    mut rep: impl FnMut() -> Result<std::time::Duration, String>,
+) -> Result<Measurement, NotMeasured> {
+    for _ in 0..plan.warmup {
+        rep().map_err(NotMeasured::Failed)?;
+    }
+    let mut times = Vec::new();
+    let mut total = std::time::Duration::ZERO;
+    while times.len() < plan.reps || (total < plan.min_time && times.len() < plan.max_reps) {
+        let t = rep().map_err(NotMeasured::Failed)?;
+        total += t;
+        times.push(t);
+        p.rep(times.len(), t);
+    }
+    Ok(Measurement::times(ops, times))
 }
 
 /// The empty task of the process workloads (Python's `def empty(): pass`).
@@ -180,5 +210,43 @@ mod tests {
         );
         let memory = groups.iter().find(|g| g.id == "process-memory").unwrap();
         assert_eq!(memory.unit, crate::harness::Unit::Bytes);
+    }
+
+    #[test]
+    fn the_ipc_workloads_are_on_the_board_with_their_aims() {
+        let groups = all(&Options::default());
+        let aims = |id: &str| -> Vec<String> {
+            let g = groups.iter().find(|g| g.id == id).unwrap();
+            g.contenders
+                .iter()
+                .filter(|c| c.aim_of().is_some())
+                .map(|c| c.name().to_string())
+                .collect()
+        };
+        assert_eq!(aims("ipc-stream-64B"), ["CPython Queue 1→1"]);
+        assert_eq!(aims("ipc-stream-1MiB"), ["raw socketpair 1→1"]);
+        assert_eq!(
+            aims("ipc-pingpong"),
+            ["futex handshake (raw)", "CPython Pipe"]
+        );
+        assert_eq!(aims("ipc-shared-memory"), ["memcpy (faulted)"]);
+        assert_eq!(
+            aims("ipc-lock"),
+            ["robust pthread mutex (raw)", "CPython Value under its lock"]
+        );
+    }
+
+    #[test]
+    fn the_raw_ipc_limits_run_and_check_themselves() {
+        with_processes(|| {
+            use crate::peers::raw_ipc;
+            assert!(raw_ipc::socketpair_stream(64, 1000).is_ok());
+            assert!(raw_ipc::socketpair_pingpong(100).is_ok());
+            assert!(raw_ipc::futex_pingpong(100).is_ok());
+            assert!(raw_ipc::robust_mutex_counter(1000).is_ok());
+            let (mut dst, src) = (vec![0u8; 4096], vec![3u8; 4096]);
+            raw_ipc::memcpy(&mut dst, &src);
+            assert_eq!(dst, src);
+        });
     }
 }

@@ -35,6 +35,10 @@
 //! | `multiprocessing.Process`                | [`multiprocessing::Process`]                 |
 //! | `multiprocessing.get_context` / `set_start_method` | [`multiprocessing::get_context`] / [`multiprocessing::set_start_method`] |
 //! | `multiprocessing.current_process` / `active_children` | [`multiprocessing::current_process`] / [`multiprocessing::active_children`] |
+//! | `multiprocessing.Pipe` / `Queue` / `SimpleQueue` / `JoinableQueue` | [`multiprocessing::pipe`] / [`multiprocessing::Queue`] / [`multiprocessing::SimpleQueue`] / [`multiprocessing::JoinableQueue`] |
+//! | `multiprocessing.connection.wait` / `Listener` / `Client` | [`multiprocessing::connection::wait`] / [`multiprocessing::connection::Listener`] / [`multiprocessing::connection::client`] |
+//! | `multiprocessing.Lock` / `RLock` / `Semaphore` / `Event` / `Condition` / `Barrier` | [`multiprocessing::synchronize`] (robust to dead holders, waiters, parties) |
+//! | `multiprocessing.Value` / `Array` / `shared_memory.SharedMemory` | [`multiprocessing::Value`] / [`multiprocessing::Array`] / [`multiprocessing::shared_memory::SharedMemory`] |
 //!
 //! Rust conventions win where they clash with Python spelling: builders instead of keyword
 //! arguments, [`Result`] instead of exceptions, [`std::time::Duration`] for timeouts, `Drop`

@@ -24,6 +24,14 @@
 //! | `"spawn"`, `"fork"`, `"forkserver"` | [`StartMethod::Spawn`], [`StartMethod::Fork`], [`StartMethod::Forkserver`] (the default) |
 //! | `active_children()`, `current_process()`, `parent_process()`, `cpu_count()` | [`active_children`], [`current_process`], [`parent_process`], [`cpu_count`] |
 //! | `set_executable(path)` | [`set_executable`] (for spindle inside a shared object) |
+//! | `p.sentinel` | [`Process::sentinel`] |
+//! | `Pipe(duplex)`, `Connection.send` / `recv` / `poll` / `send_bytes` / `recv_bytes` | [`pipe`]`::<S, R>(duplex)`, [`Connection`] (typed both ways) |
+//! | `connection.Listener`, `connection.Client`, `connection.wait` | [`connection::Listener`], [`connection::client`], [`connection::wait`] |
+//! | `Queue(maxsize)`, `SimpleQueue`, `JoinableQueue` | [`Queue`], [`SimpleQueue`], [`JoinableQueue`]; plus [`Queue::split`] into [`queues::Sender`] / [`queues::Receiver`] for end of stream |
+//! | `queue.Empty`, `queue.Full` | [`queues::GetError::Empty`], [`queues::PutError::Full`] (the item handed back) |
+//! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Event`, `Condition`, `Barrier` | [`synchronize`]`::{`[`Lock`]`, `[`RLock`]`, ...}`: robust to a dead holder, waiter or party |
+//! | `Value(typecode, v)`, `Array(typecode, n)`, `RawValue`, `RawArray` | [`Value`], [`Array`] (`new_raw` without a lock) |
+//! | `shared_memory.SharedMemory`, `shared_memory.ShareableList` | [`shared_memory::SharedMemory`], [`shared_memory::ShareableList`] |
 //!
 //! What differs from Python, on purpose:
 //! - no `if __name__ == "__main__":` guard: a spawned child is entered before `main`;
@@ -54,6 +62,11 @@ mod start;
 mod target;
 
 pub mod bench;
+pub mod connection;
+pub mod queues;
+pub mod shared_memory;
+pub mod sharedctypes;
+pub mod synchronize;
 
 pub use context::{
     cpu_count, get_all_start_methods, get_context, get_start_method, set_executable,
@@ -62,6 +75,11 @@ pub use context::{
 pub use identity::{active_children, current_process, parent_process, ProcessInfo};
 pub use process::{Builder, Process};
 pub use target::Target;
+
+pub use connection::{pipe, Connection};
+pub use queues::{JoinableQueue, Queue, SimpleQueue};
+pub use sharedctypes::{Array, Value};
+pub use synchronize::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
 
 #[cfg(test)]
 mod tests;

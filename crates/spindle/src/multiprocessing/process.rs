@@ -329,6 +329,13 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
         self.child.get().map(|c| c.pid)
     }
 
+    /// Python's `sentinel`: a descriptor that becomes readable when the child has exited
+    /// (its pidfd), to wait on together with others
+    /// ([`connection::wait`](super::connection::wait)). `None` before `start`.
+    pub fn sentinel(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.child.get().map(|c| c.exit_fd())
+    }
+
     /// Python's `exitcode`: `None` while the child runs (or before it starts); then its exit
     /// code — 0 after a normal return, 1 after a panic — or minus the number of the signal
     /// that killed it (`-9` for `SIGKILL`).

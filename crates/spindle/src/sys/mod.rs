@@ -14,8 +14,10 @@
 
 pub(crate) mod clone;
 pub(crate) mod fd;
+pub(crate) mod futex;
 pub(crate) mod image;
 pub(crate) mod proc;
+pub(crate) mod shm;
 pub(crate) mod signal;
 pub(crate) mod trust;
 
