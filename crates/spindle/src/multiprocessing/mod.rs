@@ -40,6 +40,7 @@
 pub(crate) mod bootstrap;
 mod context;
 mod forkserver;
+mod handles;
 mod identity;
 mod process;
 mod reduction;
@@ -47,12 +48,14 @@ mod start;
 mod target;
 
 pub mod bench;
+pub mod pool;
 
 pub use context::{
     cpu_count, get_all_start_methods, get_context, get_start_method, set_start_method,
     set_start_method_force, Context, StartMethod,
 };
 pub use identity::{active_children, current_process, parent_process, ProcessInfo};
+pub use pool::Pool;
 pub use process::{Builder, Process};
 pub use target::Target;
 

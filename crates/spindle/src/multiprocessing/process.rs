@@ -306,6 +306,13 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
         Ok(())
     }
 
+    /// The descriptor that becomes readable when the child exits (its pidfd: Python's
+    /// `sentinel`), once started. A supervisor watches it in its event loop; it stays open
+    /// as long as this `Process`.
+    pub(crate) fn sentinel(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.child.get().map(|c| c.exit_fd())
+    }
+
     /// The child's pid once started (Python's `pid` / `ident`).
     pub fn pid(&self) -> Option<u32> {
         self.child.get().map(|c| c.pid)

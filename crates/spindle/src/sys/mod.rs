@@ -13,9 +13,14 @@
 //! Linux is the only implementation today (pidfd, signalfd, `PR_SET_PDEATHSIG`); a macOS
 //! implementation would add a sibling folder behind the same names.
 
+pub(crate) mod event;
 pub(crate) mod fd;
+pub(crate) mod fork_private;
 pub(crate) mod image;
+pub(crate) mod memory;
 pub(crate) mod proc;
+pub(crate) mod signal;
+pub(crate) mod stdio;
 
 use std::io;
 

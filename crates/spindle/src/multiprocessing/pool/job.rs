@@ -1,0 +1,339 @@
+//! A call as the process pool's supervisor sees it: a queue of encoded items not yet sent to
+//! a worker, the function's offset, and where its outcomes go. Callers (and `imap`
+//! iterators) push encoded items; the supervisor cuts chunks off the front.
+
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::chunking::Sizer;
+use super::protocol as wire;
+use super::result::{ByteSink, Outcomes, Pull};
+use crate::error::{Error, Result, TaskError};
+use crate::latch::lock;
+use crate::sys::event::Wake;
+
+/// The most items an `imap` may pull ahead of its consumer unless told otherwise.
+pub(crate) const MAX_WINDOW: usize = 1 << 16;
+
+/// One call: its function, its limits, its items, its outcomes.
+pub(crate) struct ProcJob {
+    pub(crate) entry: i64,
+    /// Which function this is, for the per-function time estimates.
+    pub(crate) key: u64,
+    /// The per-item time limit.
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) sink: Arc<dyn ByteSink>,
+    pub(crate) q: Mutex<JobQueue>,
+}
+
+impl std::fmt::Debug for ProcJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcJob")
+            .field("entry", &self.entry)
+            .finish()
+    }
+}
+
+/// The items of a call not yet cut into a chunk.
+#[derive(Debug)]
+pub(crate) struct JobQueue {
+    /// Encoded items, each `varint length + bytes`, from `head` on.
+    bytes: Vec<u8>,
+    head: usize,
+    /// `(index, encoded length)` of each item in `bytes`.
+    items: VecDeque<(u64, u32)>,
+    /// No more items will come.
+    pub(crate) input_done: bool,
+    /// The pool took the call back (terminated, broken): no more items are accepted.
+    pub(crate) closed: bool,
+    /// Whether the job is in the supervisor's queue.
+    pub(crate) queued: bool,
+    pub(crate) sizer: Sizer,
+    /// The input's length when known, and how many items were cut so far.
+    pub(crate) total: Option<u64>,
+    pub(crate) cut: u64,
+}
+
+impl JobQueue {
+    pub(crate) fn new(sizer: Sizer, total: Option<u64>) -> Self {
+        JobQueue {
+            bytes: Vec::new(),
+            head: 0,
+            items: VecDeque::new(),
+            input_done: false,
+            closed: false,
+            queued: false,
+            sizer,
+            total,
+            cut: 0,
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Appends item `index`, already encoded (`varint length + bytes`).
+    pub(crate) fn push_encoded(&mut self, index: u64, encoded: &[u8]) {
+        self.bytes.extend_from_slice(encoded);
+        self.items.push_back((index, encoded.len() as u32));
+    }
+
+    /// Drops every item not cut yet.
+    pub(crate) fn clear(&mut self) {
+        self.items.clear();
+        self.bytes.clear();
+        self.head = 0;
+    }
+
+    /// How many items are left to cut, when the input's length is known.
+    pub(crate) fn remaining(&self) -> Option<usize> {
+        self.total.map(|t| t.saturating_sub(self.cut) as usize)
+    }
+
+    /// Cuts up to `max` items with consecutive indices off the front: `(first index,
+    /// count, encoded items)`.
+    pub(crate) fn cut(&mut self, max: usize) -> Option<(u64, u32, Vec<u8>)> {
+        let &(first, _) = self.items.front()?;
+        let mut n = 0usize;
+        let mut len = 0usize;
+        for &(index, l) in self.items.iter().take(max.max(1)) {
+            if index != first + n as u64 {
+                break;
+            }
+            n += 1;
+            len += l as usize;
+        }
+        self.items.drain(..n);
+        let chunk = self.bytes[self.head..self.head + len].to_vec();
+        self.head += len;
+        if self.items.is_empty() {
+            self.bytes.clear();
+            self.head = 0;
+        } else if self.head > self.bytes.len() / 2 && self.head > 1 << 16 {
+            self.bytes.drain(..self.head);
+            self.head = 0;
+        }
+        self.cut += n as u64;
+        Some((first, n as u32, chunk))
+    }
+}
+
+/// What callers and the supervisor share.
+pub(crate) struct Shared {
+    pub(crate) sched: Mutex<Sched>,
+    pub(crate) wake: Wake,
+    /// The supervisor is about to sleep (or sleeps): a new job must wake it.
+    pub(crate) idle: AtomicBool,
+    pub(crate) workers: usize,
+    /// Seconds per item of each function seen, by key.
+    pub(crate) estimates: Mutex<std::collections::HashMap<u64, f64>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("workers", &self.workers)
+            .finish()
+    }
+}
+
+/// A request from a caller to the supervisor.
+#[allow(dead_code)] // Sent by `ProcessPoolExecutor` (stop, terminate_workers, kill_workers).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Command {
+    /// Stop the task of this job if it runs: `SIGTERM` its worker, `SIGKILL` after `grace`.
+    Stop { job: usize, grace: Duration },
+    /// Send every worker `SIGTERM` (`kill`: `SIGKILL`) and end every pending call.
+    Signal { kill: bool },
+}
+
+/// The supervisor's queue and the pool's state, under one lock.
+#[derive(Default)]
+pub(crate) struct Sched {
+    /// Calls with items to cut, oldest first.
+    pub(crate) jobs: VecDeque<Arc<ProcJob>>,
+    /// Every call not finished, to end them all at once on termination.
+    pub(crate) live: Vec<Weak<ProcJob>>,
+    pub(crate) commands: Vec<Command>,
+    /// `close()`: no new calls; the workers stop once the calls accepted are done.
+    pub(crate) closed: bool,
+    /// `terminate()`: everything ends now.
+    pub(crate) terminated: bool,
+    /// Why the pool cannot run anything (a failed initializer, workers that cannot start).
+    pub(crate) broken: Option<TaskError>,
+    /// The pids of the workers now.
+    pub(crate) pids: Vec<u32>,
+    /// How many workers were started in all.
+    pub(crate) starts: u64,
+    /// The supervisor has ended.
+    pub(crate) finished: bool,
+}
+
+impl Shared {
+    pub(crate) fn new(workers: usize) -> std::io::Result<Arc<Shared>> {
+        Ok(Arc::new(Shared {
+            sched: Mutex::new(Sched::default()),
+            wake: Wake::new()?,
+            idle: AtomicBool::new(false),
+            workers,
+            estimates: Mutex::new(std::collections::HashMap::new()),
+        }))
+    }
+
+    /// Wakes the supervisor if it may be asleep.
+    pub(crate) fn nudge(&self) {
+        if self.idle.swap(false, Ordering::SeqCst) {
+            self.wake.notify();
+        }
+    }
+
+    /// Wakes the supervisor for a command.
+    #[allow(dead_code)] // Used by `ProcessPoolExecutor`.
+    pub(crate) fn command(&self, c: Command) {
+        lock(&self.sched).commands.push(c);
+        self.idle.store(false, Ordering::SeqCst);
+        self.wake.notify();
+    }
+
+    /// The per-item time of the function `key`, when seen before.
+    pub(crate) fn estimate(&self, key: u64) -> Option<f64> {
+        lock(&self.estimates).get(&key).copied()
+    }
+
+    /// Hands a new call to the supervisor.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Shutdown`] after `close` or `terminate`. A broken pool accepts the call and
+    /// ends it at once with its error.
+    pub(crate) fn submit(&self, job: &Arc<ProcJob>) -> Result<()> {
+        let mut s = lock(&self.sched);
+        if s.closed || s.terminated {
+            return Err(Error::Shutdown);
+        }
+        if let Some(e) = s.broken.clone() {
+            drop(s);
+            {
+                let mut q = lock(&job.q);
+                q.closed = true;
+                q.clear();
+            }
+            job.sink.terminate(&e);
+            return Ok(());
+        }
+        if s.live.len() > 64 && s.live.len().is_power_of_two() {
+            s.live.retain(|w| w.strong_count() > 0);
+        }
+        s.live.push(Arc::downgrade(job));
+        let mut q = lock(&job.q);
+        if !q.is_empty() && !q.queued {
+            q.queued = true;
+            drop(q);
+            s.jobs.push_back(Arc::clone(job));
+        }
+        drop(s);
+        self.nudge();
+        Ok(())
+    }
+
+    /// Puts a job whose queue just got items back into the supervisor's queue (if it was not
+    /// there) and wakes the supervisor.
+    pub(crate) fn requeue(&self, job: &Arc<ProcJob>, was_queued: bool) {
+        if !was_queued {
+            lock(&self.sched).jobs.push_back(Arc::clone(job));
+        }
+        self.nudge();
+    }
+}
+
+/// Encodes `value` as a queue item (`varint length + bytes`) into `out`, using `scratch`.
+pub(crate) fn encode_item<A: Serialize>(
+    value: &A,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    scratch.clear();
+    wire::append(value, scratch)?;
+    wire::push_varint(out, scratch.len() as u64);
+    out.extend_from_slice(scratch);
+    Ok(())
+}
+
+/// Pulls items of an `imap`'s input into its job, on the consumer's thread.
+pub(crate) struct Feed<A, R, I> {
+    pub(crate) iter: I,
+    pub(crate) job: Arc<ProcJob>,
+    pub(crate) out: Arc<Outcomes<R>>,
+    pub(crate) shared: Arc<Shared>,
+    /// The user's bound on items ahead (`buffersize`), if any.
+    pub(crate) limit: Option<usize>,
+    pub(crate) scratch: Vec<u8>,
+    pub(crate) _a: PhantomData<fn(A)>,
+}
+
+impl<A, R, I> Pull for Feed<A, R, I>
+where
+    A: Serialize,
+    R: Send + 'static,
+    I: Iterator<Item = A>,
+{
+    fn pull(&mut self, n: usize) -> Result<usize> {
+        let items: Vec<A> = self.iter.by_ref().take(n).collect();
+        let mut q = lock(&self.job.q);
+        if q.closed {
+            return Err(Error::Shutdown);
+        }
+        if items.is_empty() {
+            q.input_done = true;
+            drop(q);
+            // The supervisor may be waiting for this call to end (close, then join).
+            self.shared.nudge();
+            return Ok(0);
+        }
+        let first = self.out.register(items.len() as u64);
+        let mut encoded = Vec::new();
+        let mut failed = Vec::new();
+        for (i, a) in items.iter().enumerate() {
+            encoded.clear();
+            match encode_item(a, &mut self.scratch, &mut encoded) {
+                Ok(()) => q.push_encoded(first + i as u64, &encoded),
+                Err(e) => failed.push((first + i as u64, e)),
+            }
+        }
+        let was_queued = q.queued;
+        let wake = !q.is_empty();
+        if wake {
+            q.queued = true;
+        }
+        drop(q);
+        for (i, e) in failed {
+            self.job
+                .sink
+                .fail(i, 1, &TaskError::failed(format!("the argument {e}")));
+        }
+        if wake {
+            self.shared.requeue(&self.job, was_queued);
+        }
+        Ok(items.len())
+    }
+
+    fn window(&self) -> usize {
+        let q = lock(&self.job.q);
+        let chunk = q.sizer.next(None);
+        let w = self.shared.workers.max(1);
+        let window = (2 * w * chunk).max(2 * w);
+        window.min(self.limit.unwrap_or(MAX_WINDOW)).max(1)
+    }
+
+    fn cancel(&mut self) {
+        let mut q = lock(&self.job.q);
+        q.clear();
+        q.input_done = true;
+    }
+}

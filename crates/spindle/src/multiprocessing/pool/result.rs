@@ -1,0 +1,914 @@
+//! The consumer side of a pool call, shared by the process [`Pool`](super::Pool) and the
+//! thread [`dummy::Pool`](crate::multiprocessing::dummy::Pool): where outcomes arrive
+//! ([`Outcomes`]), and what the caller holds ([`AsyncResult`], [`IMap`], [`IMapUnordered`]).
+//!
+//! Outcomes arrive in blocks (a chunk's items, or part of them) from whichever thread runs
+//! or supervises the work. Every item ends exactly once: with its value, with its own error,
+//! or — when the pool is terminated or dropped — with the termination's error, at once.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use super::protocol as wire;
+use crate::error::{Error, Result, TaskError};
+use crate::latch::{deadline, lock, wait_until};
+use crate::panic::PanicReport;
+
+/// The outcomes of consecutive items `first..first + len`: the values of those that
+/// succeeded and the errors of those that failed, both in input order.
+#[derive(Debug)]
+pub(crate) struct Block<R> {
+    pub(crate) first: u64,
+    pub(crate) len: u64,
+    pub(crate) values: Vec<R>,
+    pub(crate) errors: Vec<(u64, TaskError)>,
+}
+
+impl<R> Block<R> {
+    pub(crate) fn new(first: u64, capacity: usize) -> Self {
+        Block {
+            first,
+            len: 0,
+            values: Vec::with_capacity(capacity),
+            errors: Vec::new(),
+        }
+    }
+
+    pub(crate) fn value(&mut self, v: R) {
+        self.values.push(v);
+        self.len += 1;
+    }
+
+    pub(crate) fn error(&mut self, e: TaskError) {
+        let at = self.first + self.len;
+        self.errors.push((at, e.with_task(at)));
+        self.len += 1;
+    }
+
+    /// `len` items that all failed with `e`.
+    pub(crate) fn failed(first: u64, len: u64, e: &TaskError) -> Self {
+        let mut b = Block::new(first, 0);
+        for _ in 0..len {
+            b.error(e.clone());
+        }
+        b
+    }
+}
+
+/// Where the outcomes of a call go, as the side that runs the work sees it.
+pub(crate) trait Sink: Send + Sync {
+    /// A chunk of this call is about to be handed to a worker: `false` when nobody wants its
+    /// outcome any more (the consumer is gone, the future was cancelled), so the items are
+    /// dropped instead.
+    fn start(&self) -> bool;
+    /// Items `first..first + len` failed with `error`.
+    fn fail(&self, first: u64, len: u64, error: &TaskError);
+    /// Every item not delivered yet ends with `error` now; later deliveries are ignored.
+    fn terminate(&self, error: &TaskError);
+}
+
+/// A [`Sink`] that decodes what a worker process sent.
+pub(crate) trait ByteSink: Sink {
+    /// Decodes `count` tagged outcomes of items `first..` from the front of `bytes` and
+    /// delivers them; returns the bytes used. On a value that does not decode, the items
+    /// from there on end with a codec error and the error is returned (the rest of `bytes`
+    /// cannot be split any more).
+    fn deliver_bytes(&self, first: u64, count: u32, bytes: &[u8]) -> Result<usize>;
+}
+
+/// Decodes `count` tagged outcomes into a block: `(block, bytes used, error at the first
+/// undecodable one)`.
+pub(crate) fn decode_block<R: DeserializeOwned>(
+    first: u64,
+    count: u32,
+    bytes: &[u8],
+) -> (Block<R>, usize, Option<Error>) {
+    let mut block = Block::new(first, count as usize);
+    let mut rest = bytes;
+    for _ in 0..count {
+        let step = match rest.split_first() {
+            None => Err(Error::Protocol("a pool result ends early".into())),
+            Some((&wire::TAG_VALUE, tail)) => wire::take::<R>(tail).map(|(v, tail)| {
+                block.value(v);
+                tail
+            }),
+            Some((&wire::TAG_PANIC, tail)) => {
+                wire::take::<PanicReport>(tail).map(|(report, tail)| {
+                    block.error(TaskError::panicked(report));
+                    tail
+                })
+            }
+            Some((&wire::TAG_CODEC, tail)) => wire::take::<String>(tail).map(|(m, tail)| {
+                block.error(TaskError::failed(m));
+                tail
+            }),
+            Some((tag, _)) => Err(Error::Protocol(format!("unknown result tag {tag}"))),
+        };
+        match step {
+            Ok(tail) => rest = tail,
+            Err(e) => {
+                let err = TaskError::failed(format!("the result could not be read: {e}"));
+                while block.len < u64::from(count) {
+                    block.error(err.clone());
+                }
+                let used = bytes.len() - rest.len();
+                return (block, used, Some(e));
+            }
+        }
+    }
+    let used = bytes.len() - rest.len();
+    (block, used, None)
+}
+
+/// How the consumer takes the outcomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// One by one, in input order (`imap`, `map`).
+    Ordered,
+    /// One by one, as they arrive (`imap_unordered`).
+    Unordered,
+    /// All at once when the last arrives (`map_async`, `apply_async`).
+    Collect,
+}
+
+type Finish<R> = Box<dyn FnOnce(Vec<Block<R>>) + Send>;
+
+/// The outcomes of one call: blocks delivered by the workers' side, taken by the caller's.
+pub(crate) struct Outcomes<R> {
+    store: Mutex<Store<R>>,
+    cv: Condvar,
+}
+
+struct Store<R> {
+    order: Order,
+    /// Ordered and collect: blocks by their first index.
+    ready: BTreeMap<u64, Block<R>>,
+    /// Unordered: blocks as they arrived.
+    arrived: VecDeque<Block<R>>,
+    cursor: Option<Cursor<R>>,
+    /// Ordered: the next index to yield.
+    next: u64,
+    /// Items handed to the pool so far (indices `0..pulled`).
+    pulled: u64,
+    input_done: bool,
+    delivered: u64,
+    yielded: u64,
+    /// Delivered index ranges, merged (`start → end`), to find what termination must fail.
+    done: BTreeMap<u64, u64>,
+    terminated: bool,
+    cancelled: bool,
+    waiters: usize,
+    finish: Option<Finish<R>>,
+}
+
+impl<R: Send + 'static> Outcomes<R> {
+    pub(crate) fn new(order: Order) -> Arc<Self> {
+        Arc::new(Outcomes {
+            store: Mutex::new(Store {
+                order,
+                ready: BTreeMap::new(),
+                arrived: VecDeque::new(),
+                cursor: None,
+                next: 0,
+                pulled: 0,
+                input_done: false,
+                delivered: 0,
+                yielded: 0,
+                done: BTreeMap::new(),
+                terminated: false,
+                cancelled: false,
+                waiters: 0,
+                finish: None,
+            }),
+            cv: Condvar::new(),
+        })
+    }
+
+    /// Collect mode: `finish` receives every block, in order, once the last item is in.
+    pub(crate) fn on_finish(&self, finish: impl FnOnce(Vec<Block<R>>) + Send + 'static) {
+        lock(&self.store).finish = Some(Box::new(finish));
+    }
+
+    /// Items `pulled..pulled + n` now exist; returns the index of the first.
+    pub(crate) fn register(&self, n: u64) -> u64 {
+        let mut s = lock(&self.store);
+        let first = s.pulled;
+        s.pulled += n;
+        first
+    }
+
+    /// No more items will be registered.
+    pub(crate) fn input_done(&self) {
+        let mut s = lock(&self.store);
+        s.input_done = true;
+        self.settle(s);
+    }
+
+    /// Items registered and not yet handed to the consumer.
+    pub(crate) fn outstanding(&self) -> u64 {
+        let s = lock(&self.store);
+        s.pulled - s.yielded
+    }
+
+    /// Items registered so far.
+    pub(crate) fn pulled(&self) -> u64 {
+        lock(&self.store).pulled
+    }
+
+    /// Delivers a block.
+    pub(crate) fn deliver(&self, block: Block<R>) {
+        if block.len == 0 {
+            return;
+        }
+        let mut s = lock(&self.store);
+        if s.terminated || s.cancelled {
+            return;
+        }
+        s.mark_done(block.first, block.first + block.len);
+        s.delivered += block.len;
+        match s.order {
+            Order::Unordered => s.arrived.push_back(block),
+            Order::Ordered | Order::Collect => {
+                s.ready.insert(block.first, block);
+            }
+        }
+        self.settle(s);
+    }
+
+    /// Wakes the consumer and, in collect mode, finishes once everything is in.
+    fn settle(&self, mut s: MutexGuard<'_, Store<R>>) {
+        if s.order == Order::Collect {
+            if s.input_done && s.delivered >= s.pulled && s.finish.is_some() {
+                let finish = s.finish.take().expect("checked");
+                let blocks: Vec<Block<R>> = std::mem::take(&mut s.ready).into_values().collect();
+                drop(s);
+                finish(blocks);
+                self.cv.notify_all();
+            }
+            return;
+        }
+        let wake = s.waiters > 0;
+        drop(s);
+        if wake {
+            self.cv.notify_all();
+        }
+    }
+
+    /// The next outcome (ordered or unordered), waiting until `until`. `None` when every
+    /// registered item has been handed out (the caller registers more, or the input is done).
+    pub(crate) fn next(&self, until: Option<Instant>) -> Option<Result<R>> {
+        let mut s = lock(&self.store);
+        loop {
+            if let Some(item) = s.take_one() {
+                return Some(item);
+            }
+            if s.yielded >= s.pulled {
+                return None;
+            }
+            s.waiters += 1;
+            let (g, ok) = wait_until(&self.cv, s, until, |s| s.has_one());
+            s = g;
+            s.waiters -= 1;
+            if !ok {
+                return Some(Err(Error::Timeout));
+            }
+        }
+    }
+
+    /// Whether the input is done and every item has been handed out.
+    #[cfg(test)]
+    pub(crate) fn exhausted(&self) -> bool {
+        let s = lock(&self.store);
+        s.input_done && s.yielded >= s.pulled
+    }
+}
+
+impl<R: Send + 'static> Sink for Outcomes<R> {
+    fn start(&self) -> bool {
+        !lock(&self.store).cancelled
+    }
+
+    fn fail(&self, first: u64, len: u64, error: &TaskError) {
+        self.deliver(Block::failed(first, len, error));
+    }
+
+    fn terminate(&self, error: &TaskError) {
+        let mut s = lock(&self.store);
+        if s.terminated {
+            return;
+        }
+        // Every registered item not delivered yet fails now.
+        let mut gaps = Vec::new();
+        let mut at = 0;
+        for (&start, &end) in &s.done {
+            if start > at {
+                gaps.push((at, start));
+            }
+            at = at.max(end);
+        }
+        if at < s.pulled {
+            gaps.push((at, s.pulled));
+        }
+        for (start, end) in gaps {
+            let b = Block::failed(start, end - start, error);
+            s.mark_done(start, end);
+            s.delivered += b.len;
+            if !s.cancelled {
+                match s.order {
+                    Order::Unordered => s.arrived.push_back(b),
+                    Order::Ordered | Order::Collect => {
+                        s.ready.insert(start, b);
+                    }
+                }
+            }
+        }
+        s.terminated = true;
+        s.input_done = true;
+        self.settle(s);
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> ByteSink for Outcomes<R> {
+    fn deliver_bytes(&self, first: u64, count: u32, bytes: &[u8]) -> Result<usize> {
+        let (block, used, err) = decode_block::<R>(first, count, bytes);
+        self.deliver(block);
+        match err {
+            Some(e) => Err(e),
+            None => Ok(used),
+        }
+    }
+}
+
+impl<R> Store<R> {
+    fn mark_done(&mut self, start: u64, end: u64) {
+        let (mut start, mut end) = (start, end);
+        // Merge with a range that ends where this starts, and one that starts where it ends.
+        if let Some((&s0, &e0)) = self.done.range(..=start).next_back() {
+            if e0 >= start {
+                start = s0;
+                end = end.max(e0);
+                self.done.remove(&s0);
+            }
+        }
+        if let Some(&e1) = self.done.get(&end) {
+            self.done.remove(&end);
+            end = e1;
+        }
+        self.done.insert(start, end);
+    }
+
+    fn has_one(&self) -> bool {
+        self.cursor.as_ref().is_some_and(|c| c.left() > 0)
+            || match self.order {
+                Order::Unordered => !self.arrived.is_empty(),
+                _ => self.ready.contains_key(&self.next),
+            }
+    }
+
+    fn take_one(&mut self) -> Option<Result<R>> {
+        loop {
+            if let Some(c) = &mut self.cursor {
+                if let Some(item) = c.next() {
+                    self.yielded += 1;
+                    return Some(item);
+                }
+                self.cursor = None;
+            }
+            let block = match self.order {
+                Order::Unordered => self.arrived.pop_front()?,
+                _ => {
+                    let b = self.ready.remove(&self.next)?;
+                    self.next += b.len;
+                    b
+                }
+            };
+            self.cursor = Some(Cursor::new(block));
+        }
+    }
+}
+
+/// The items of one block, in order.
+struct Cursor<R> {
+    at: u64,
+    end: u64,
+    values: std::vec::IntoIter<R>,
+    errors: std::vec::IntoIter<(u64, TaskError)>,
+    next_error: Option<(u64, TaskError)>,
+}
+
+impl<R> Cursor<R> {
+    fn new(b: Block<R>) -> Self {
+        let mut errors = b.errors.into_iter();
+        let next_error = errors.next();
+        Cursor {
+            at: b.first,
+            end: b.first + b.len,
+            values: b.values.into_iter(),
+            errors,
+            next_error,
+        }
+    }
+
+    fn left(&self) -> u64 {
+        self.end - self.at
+    }
+
+    fn next(&mut self) -> Option<Result<R>> {
+        if self.at >= self.end {
+            return None;
+        }
+        let here = self.at;
+        self.at += 1;
+        match &self.next_error {
+            Some((i, _)) if *i == here => {
+                let (_, e) = self.next_error.take().expect("checked");
+                self.next_error = self.errors.next();
+                Some(Err(Error::Task(e)))
+            }
+            _ => self.values.next().map(Ok),
+        }
+    }
+}
+
+/// Assembles the blocks of a whole call: every value in order, or the first error by
+/// position (Python's `map` raises the first failure; every item has run by then).
+pub(crate) fn collect<R>(blocks: Vec<Block<R>>) -> Result<Vec<R>> {
+    let total: u64 = blocks.iter().map(|b| b.len).sum();
+    let mut values = Vec::with_capacity(total as usize);
+    for b in blocks {
+        if let Some((_, e)) = b.errors.into_iter().next() {
+            return Err(Error::Task(e));
+        }
+        values.extend(b.values);
+    }
+    Ok(values)
+}
+
+/// What a call's iterator uses to pull more input into the pool.
+pub(crate) trait Pull {
+    /// Pulls up to `n` more items into the call: `Ok(0)` at the end of the input,
+    /// `Err(Error::Shutdown)` when the pool no longer takes work.
+    fn pull(&mut self, n: usize) -> Result<usize>;
+    /// How many items may be pulled and not yet consumed.
+    fn window(&self) -> usize;
+    /// The consumer is gone: the items not started are dropped.
+    fn cancel(&mut self);
+}
+
+/// A callback of an [`AsyncResult`] on success.
+pub(crate) type OnSuccess<T> = Box<dyn FnOnce(&T) + Send>;
+/// A callback of an [`AsyncResult`] on failure.
+pub(crate) type OnError = Box<dyn FnOnce(&Error) + Send>;
+
+/// The result of an `apply_async`, `map_async` or `starmap_async` call, filled when every
+/// item has ended (Python's `AsyncResult`).
+///
+/// [`get`](AsyncResult::get) hands the value out once (as `Future::result` does:
+/// docs/decisions.md, D4); [`get_timeout`](AsyncResult::get_timeout) leaves it in place when
+/// the time runs out.
+///
+/// ```
+/// use spindle::multiprocessing::{Pool, StartMethod};
+/// fn square(x: u64) -> u64 { x * x }
+/// let pool = Pool::builder().processes(2).start_method(StartMethod::Fork).build()?;
+/// let r = pool.map_async(square, 1..=4)?;
+/// r.wait();
+/// assert!(r.ready() && r.successful()?);
+/// assert_eq!(r.get()?, [1, 4, 9, 16]);
+/// # Ok::<(), spindle::Error>(())
+/// ```
+pub struct AsyncResult<T> {
+    shared: Arc<AsyncShared<T>>,
+}
+
+pub(crate) struct AsyncShared<T> {
+    slot: Mutex<Slot<T>>,
+    cv: Condvar,
+}
+
+struct Slot<T> {
+    outcome: Option<Result<T>>,
+    done: bool,
+    on_success: Vec<OnSuccess<T>>,
+    on_error: Vec<OnError>,
+}
+
+impl<T: Send + 'static> AsyncShared<T> {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(AsyncShared {
+            slot: Mutex::new(Slot {
+                outcome: None,
+                done: false,
+                on_success: Vec::new(),
+                on_error: Vec::new(),
+            }),
+            cv: Condvar::new(),
+        })
+    }
+
+    /// Stores the outcome: the callbacks run first, on this thread (a panicking callback is
+    /// reported on standard error), then the waiters are released.
+    pub(crate) fn complete(&self, outcome: Result<T>) {
+        loop {
+            let (ok, err) = {
+                let mut s = lock(&self.slot);
+                if s.on_success.is_empty() && s.on_error.is_empty() {
+                    s.outcome = Some(outcome);
+                    s.done = true;
+                    break;
+                }
+                (
+                    std::mem::take(&mut s.on_success),
+                    std::mem::take(&mut s.on_error),
+                )
+            };
+            match &outcome {
+                Ok(v) => ok
+                    .into_iter()
+                    .for_each(|cb| report_panic(crate::panic::catch(|| cb(v)))),
+                Err(e) => err
+                    .into_iter()
+                    .for_each(|cb| report_panic(crate::panic::catch(|| cb(e)))),
+            }
+        }
+        self.cv.notify_all();
+    }
+}
+
+fn report_panic(r: std::result::Result<(), PanicReport>) {
+    if let Err(p) = r {
+        eprintln!("spindle: a pool callback panicked: {p}");
+    }
+}
+
+impl<T: Send + 'static> AsyncResult<T> {
+    pub(crate) fn from_shared(shared: Arc<AsyncShared<T>>) -> Self {
+        AsyncResult { shared }
+    }
+
+    /// Calls `f` with the value once the call has ended well (Python's `callback=`): on the
+    /// thread that ends the call (the pool's supervisor or worker thread), or at once on
+    /// this thread if it has ended already. Keep it short: it delays that thread's other work.
+    /// A panicking callback is reported on standard error.
+    pub fn on_success(&self, f: impl FnOnce(&T) + Send + 'static) {
+        let mut s = lock(&self.shared.slot);
+        if !s.done {
+            s.on_success.push(Box::new(f));
+            return;
+        }
+        if let Some(Ok(v)) = &s.outcome {
+            report_panic(crate::panic::catch(|| f(v)));
+        }
+    }
+
+    /// Calls `f` with the error once the call has failed (Python's `error_callback=`); as
+    /// [`on_success`](AsyncResult::on_success) otherwise.
+    pub fn on_error(&self, f: impl FnOnce(&Error) + Send + 'static) {
+        let mut s = lock(&self.shared.slot);
+        if !s.done {
+            s.on_error.push(Box::new(f));
+            return;
+        }
+        if let Some(Err(e)) = &s.outcome {
+            report_panic(crate::panic::catch(|| f(e)));
+        }
+    }
+
+    /// Whether the call has ended (Python's `ready()`).
+    pub fn ready(&self) -> bool {
+        lock(&self.shared.slot).done
+    }
+
+    /// Whether the call ended without an error (Python's `successful()`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] before it has ended (Python raises `ValueError`).
+    pub fn successful(&self) -> Result<bool> {
+        let s = lock(&self.shared.slot);
+        if !s.done {
+            return Err(Error::InvalidState("the result is not ready"));
+        }
+        Ok(matches!(s.outcome, Some(Ok(_))))
+    }
+
+    /// Blocks until the call has ended (Python's `wait()`).
+    pub fn wait(&self) {
+        let s = lock(&self.shared.slot);
+        let _ = wait_until(&self.shared.cv, s, None, |s| s.done);
+    }
+
+    /// Blocks until the call has ended or `timeout` passes; returns whether it has ended
+    /// (Python's `wait(timeout)` plus the answer).
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let s = lock(&self.shared.slot);
+        wait_until(&self.shared.cv, s, deadline(timeout), |s| s.done).1
+    }
+
+    /// Waits for the call to end and returns its value (Python's `get()`).
+    ///
+    /// # Errors
+    ///
+    /// The call's error: for `map_async` the first failed item by position
+    /// ([`TaskError::task`] names it), for `apply_async` the task's. A pool terminated or
+    /// dropped first ends the call with a cancelled [`TaskError`].
+    pub fn get(self) -> Result<T> {
+        self.wait();
+        self.take()
+    }
+
+    /// Like [`get`](AsyncResult::get), for at most `timeout`: [`Error::Timeout`] leaves the
+    /// result in place; once handed out, later calls return [`Error::InvalidState`].
+    pub fn get_timeout(&mut self, timeout: Duration) -> Result<T> {
+        if !self.wait_timeout(timeout) {
+            return Err(Error::Timeout);
+        }
+        self.take()
+    }
+
+    fn take(&self) -> Result<T> {
+        lock(&self.shared.slot)
+            .outcome
+            .take()
+            .unwrap_or(Err(Error::InvalidState("the result was already taken")))
+    }
+}
+
+impl<T> fmt::Debug for AsyncResult<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = lock(&self.shared.slot);
+        f.debug_struct("AsyncResult")
+            .field("ready", &s.done)
+            .finish()
+    }
+}
+
+/// The consumer's side of a streamed call: the outcomes and the input still to pull (the
+/// shared part of [`IMap`] and [`IMapUnordered`], and what a blocking `map` drives).
+pub(crate) struct Stream<R, P: Pull + ?Sized = dyn Pull + Send> {
+    out: Arc<Outcomes<R>>,
+    feed: Option<Box<P>>,
+    /// The error that stopped the input (the pool shut down), yielded once.
+    stopped: Option<Error>,
+    /// Dropping cancels the call (false once moved into another stream).
+    armed: bool,
+}
+
+impl<R: Send + 'static, P: Pull + ?Sized> Stream<R, P> {
+    pub(crate) fn new(out: Arc<Outcomes<R>>, feed: Option<Box<P>>) -> Self {
+        let mut stream = Stream {
+            out,
+            feed,
+            stopped: None,
+            armed: true,
+        };
+        stream.top_up();
+        stream
+    }
+
+    /// The same stream with its input behind a trait object.
+    pub(crate) fn boxed(mut self) -> Stream<R, dyn Pull + Send>
+    where
+        P: Send + Sized + 'static,
+    {
+        self.armed = false;
+        Stream {
+            out: Arc::clone(&self.out),
+            feed: self.feed.take().map(|b| b as Box<dyn Pull + Send>),
+            stopped: self.stopped.take(),
+            armed: true,
+        }
+    }
+
+    pub(crate) fn next_until(&mut self, until: Option<Instant>) -> Option<Result<R>> {
+        loop {
+            self.top_up();
+            match self.out.next(until) {
+                Some(item) => return Some(item),
+                None if self.feed.is_some() => continue,
+                None => return self.stopped.take().map(Err),
+            }
+        }
+    }
+
+    /// Pulls input until the window is full (on the consumer's thread: the input iterator is
+    /// the caller's and runs where the caller runs).
+    fn top_up(&mut self) {
+        let Some(feed) = &mut self.feed else {
+            return;
+        };
+        let outstanding = self.out.outstanding() as usize;
+        let window = feed.window().max(1);
+        if outstanding >= window {
+            return;
+        }
+        match feed.pull(window - outstanding) {
+            Ok(0) => {
+                self.feed = None;
+                self.out.input_done();
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.feed = None;
+                self.out.input_done();
+                self.stopped = Some(e);
+            }
+        }
+    }
+}
+
+impl<R, P: Pull + ?Sized> Drop for Stream<R, P> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(feed) = &mut self.feed {
+            feed.cancel();
+        }
+        // Deliveries of chunks still running are dropped from now on.
+        let mut s = lock(&self.out.store);
+        s.cancelled = true;
+        s.ready.clear();
+        s.arrived.clear();
+    }
+}
+
+/// The results of `imap`, in input order (Python's `IMapIterator`): one `Result` per item.
+///
+/// The input is pulled lazily, on the thread that iterates, a bounded number of items ahead
+/// of what has been consumed, so an endless input runs in bounded memory. Dropping the
+/// iterator cancels the items not started yet (the running ones finish, unobserved). If the
+/// pool is closed to new input, terminated or dropped before the input ends, one
+/// `Err(Error::Shutdown)` follows the items already handed to it, and the iterator ends.
+///
+/// ```
+/// use spindle::multiprocessing::{Pool, StartMethod};
+/// fn square(x: u64) -> u64 { x * x }
+/// let pool = Pool::builder().processes(2).start_method(StartMethod::Fork).build()?;
+/// let first: Vec<u64> = pool.imap(square, 1..)?.take(3).collect::<Result<_, _>>()?;
+/// assert_eq!(first, [1, 4, 9]);
+/// # Ok::<(), spindle::Error>(())
+/// ```
+pub struct IMap<R> {
+    stream: Stream<R>,
+}
+
+/// The results of `imap_unordered`, in the order they finish (Python's
+/// `IMapUnorderedIterator`); otherwise as [`IMap`]. An item's error names its position
+/// ([`TaskError::task`]).
+pub struct IMapUnordered<R> {
+    stream: Stream<R>,
+}
+
+macro_rules! stream_iterator {
+    ($t:ident) => {
+        impl<R: Send + 'static> $t<R> {
+            pub(crate) fn from_stream<P: Pull + Send + 'static>(s: Stream<R, P>) -> Self {
+                $t { stream: s.boxed() }
+            }
+
+            /// The next result, waiting at most `timeout` (Python's `next(timeout)`):
+            /// `Some(Err(Error::Timeout))` when none arrived in time (the iterator stays
+            /// usable), `None` at the end.
+            pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
+                self.stream.next_until(deadline(timeout))
+            }
+
+            /// How many items have been pulled from the input so far.
+            pub fn pulled(&self) -> u64 {
+                self.stream.out.pulled()
+            }
+        }
+
+        impl<R: Send + 'static> Iterator for $t<R> {
+            type Item = Result<R>;
+
+            fn next(&mut self) -> Option<Result<R>> {
+                self.stream.next_until(None)
+            }
+        }
+
+        impl<R> fmt::Debug for $t<R> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($t))
+                    .field("input_done", &self.stream.feed.is_none())
+                    .finish()
+            }
+        }
+    };
+}
+
+stream_iterator!(IMap);
+stream_iterator!(IMapUnordered);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(first: u64, vals: &[u32]) -> Block<u32> {
+        let mut b = Block::new(first, vals.len());
+        for v in vals {
+            b.value(*v);
+        }
+        b
+    }
+
+    #[test]
+    fn ordered_outcomes_come_in_input_order_whatever_the_arrival() {
+        let out = Outcomes::<u32>::new(Order::Ordered);
+        out.register(5);
+        out.input_done();
+        out.deliver(block(3, &[30, 40]));
+        let mut b = block(0, &[0]);
+        b.error(TaskError::cancelled());
+        b.value(20);
+        out.deliver(b);
+        let got: Vec<_> = std::iter::from_fn(|| out.next(None)).collect();
+        assert_eq!(got.len(), 5);
+        assert_eq!(*got[0].as_ref().unwrap(), 0);
+        let e = got[1].as_ref().unwrap_err().as_task().unwrap().clone();
+        assert!(e.is_cancelled());
+        assert_eq!(e.task(), Some(1));
+        assert_eq!(*got[4].as_ref().unwrap(), 40);
+        assert!(out.exhausted());
+    }
+
+    #[test]
+    fn termination_fails_every_gap_once_and_ignores_late_deliveries() {
+        for order in [Order::Ordered, Order::Unordered] {
+            let out = Outcomes::<u32>::new(order);
+            out.register(6);
+            out.deliver(block(1, &[1]));
+            out.deliver(block(4, &[4]));
+            out.terminate(&TaskError::cancelled());
+            out.deliver(block(0, &[99]));
+            let got: Vec<_> = std::iter::from_fn(|| out.next(None)).collect();
+            assert_eq!(got.len(), 6, "{order:?}");
+            let failed: Vec<u64> = got
+                .iter()
+                .filter_map(|r| r.as_ref().err()?.as_task()?.task())
+                .collect();
+            let mut sorted = failed.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, [0, 2, 3, 5], "{order:?}");
+            assert!(!got.iter().any(|r| matches!(r, Ok(99))));
+        }
+    }
+
+    #[test]
+    fn collect_finishes_once_with_the_first_error_by_position() {
+        let out = Outcomes::<u32>::new(Order::Collect);
+        let (tx, rx) = std::sync::mpsc::channel();
+        out.on_finish(move |blocks| tx.send(collect(blocks)).unwrap());
+        out.register(4);
+        let mut late = Block::new(2, 2);
+        late.value(2);
+        late.error(TaskError::timed_out());
+        out.deliver(late);
+        let mut early = Block::new(0, 2);
+        early.error(TaskError::cancelled());
+        early.value(1);
+        out.deliver(early);
+        assert!(rx.try_recv().is_err(), "the input is not done yet");
+        out.input_done();
+        let e = rx.recv().unwrap().unwrap_err();
+        assert!(e.as_task().unwrap().is_cancelled());
+        assert_eq!(e.as_task().unwrap().task(), Some(0));
+    }
+
+    #[test]
+    fn a_timeout_leaves_the_outcome_coming() {
+        let out = Outcomes::<u32>::new(Order::Unordered);
+        out.register(1);
+        let until = Some(Instant::now() + Duration::from_millis(5));
+        assert!(matches!(out.next(until), Some(Err(Error::Timeout))));
+        out.deliver(block(0, &[7]));
+        assert_eq!(out.next(None).unwrap().unwrap(), 7);
+        assert!(out.next(None).is_none());
+    }
+
+    #[test]
+    fn decoding_tagged_outcomes_and_a_bad_value() {
+        let mut bytes = Vec::new();
+        bytes.push(wire::TAG_VALUE);
+        wire::append(&5u32, &mut bytes).unwrap();
+        bytes.push(wire::TAG_PANIC);
+        wire::append(&PanicReport::new("boom".into(), None, None), &mut bytes).unwrap();
+        bytes.push(wire::TAG_CODEC);
+        wire::append("cannot encode", &mut bytes).unwrap();
+        let (b, used, err) = decode_block::<u32>(10, 3, &bytes);
+        assert_eq!((b.len, used, err.is_none()), (3, bytes.len(), true));
+        assert_eq!(b.values, [5]);
+        assert_eq!(b.errors[0].1.panic_message(), Some("boom"));
+        assert_eq!(b.errors[1].0, 12);
+        let (b, _, err) = decode_block::<u32>(0, 2, &[wire::TAG_VALUE]);
+        assert_eq!(b.len, 2);
+        assert!(err.is_some());
+        let (_, _, err) = decode_block::<u32>(0, 1, &[77]);
+        assert!(err.is_some());
+    }
+}
