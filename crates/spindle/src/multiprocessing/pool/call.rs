@@ -9,13 +9,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::chunking::{Chunking, Sizer};
-use super::job::{encode_item, Feed, JobQueue, ProcJob};
+use super::job::{arg_error, encode_item, Feed, JobQueue, ProcJob};
 use super::result::{
     collect, AsyncResult, AsyncShared, IMap, IMapUnordered, Order, Outcomes, Stream,
 };
 use super::worker;
 use super::Pool;
-use crate::error::{Error, Result, TaskError};
+use crate::error::{Error, Result};
 use crate::latch::lock;
 use crate::multiprocessing::Target;
 use crate::sys::image::{entry_offset, EntryFn};
@@ -181,8 +181,7 @@ impl<'a, S: 'static> Call<'a, S> {
         }
         self.pool.shared().submit(&job)?;
         for (i, e) in failed {
-            job.sink
-                .fail(i, 1, &TaskError::failed(format!("the argument {e}")));
+            job.sink.fail(i, 1, &arg_error::<A>(&e));
         }
         out.input_done();
         Ok(AsyncResult::from_shared(result))

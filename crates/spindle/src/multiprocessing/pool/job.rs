@@ -265,6 +265,18 @@ pub(crate) fn encode_item<A: Serialize>(
     Ok(())
 }
 
+/// The error of an item whose argument does not encode.
+pub(crate) fn arg_error<A>(e: &Error) -> TaskError {
+    let why = match e {
+        Error::Codec(m) => m.clone(),
+        other => other.to_string(),
+    };
+    TaskError::failed(format!(
+        "the argument (a {}) cannot be encoded: {why}",
+        std::any::type_name::<A>()
+    ))
+}
+
 /// Pulls items of an `imap`'s input into its job, on the consumer's thread.
 pub(crate) struct Feed<A, R, I> {
     pub(crate) iter: I,
@@ -313,9 +325,7 @@ where
         }
         drop(q);
         for (i, e) in failed {
-            self.job
-                .sink
-                .fail(i, 1, &TaskError::failed(format!("the argument {e}")));
+            self.job.sink.fail(i, 1, &arg_error::<A>(&e));
         }
         if wake {
             self.shared.requeue(&self.job, was_queued);

@@ -275,7 +275,7 @@ impl<S: 'static> PoolBuilder<S> {
     }
 
     /// The workers' start method, instead of the default
-    /// ([`get_start_method`](crate::multiprocessing::get_start_method) at `build`).
+    /// ([`get_start_method`] at `build`).
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.method = Some(method);
         self

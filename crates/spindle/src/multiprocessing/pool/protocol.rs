@@ -175,6 +175,69 @@ pub(crate) fn skip_items(items: &[u8], n: usize) -> Result<usize> {
     Ok(at)
 }
 
+/// Bytes received and not yet parsed, in a buffer that is zero-filled only when it grows
+/// (reading into a freshly resized `Vec` each time would fill megabytes per read).
+#[derive(Debug, Default)]
+pub(crate) struct InBuf {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl InBuf {
+    /// The bytes not yet consumed.
+    pub(crate) fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Marks `n` bytes of [`data`](InBuf::data) as consumed.
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Forgets everything.
+    pub(crate) fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+
+    /// How many more bytes the frame at the front needs (at least `min`).
+    pub(crate) fn wanted(&self, min: usize) -> usize {
+        let d = self.data();
+        if d.len() >= HEADER {
+            let len = u32::from_le_bytes([d[2], d[3], d[4], d[5]]) as usize;
+            (HEADER + len.min(MAX_FRAME))
+                .saturating_sub(d.len())
+                .max(min)
+        } else {
+            min
+        }
+    }
+
+    /// One read of at most `want` bytes (0 at end of stream).
+    pub(crate) fn fill(
+        &mut self,
+        r: &mut impl std::io::Read,
+        want: usize,
+    ) -> std::io::Result<usize> {
+        if self.start > 0 && self.start >= self.buf.len() / 2 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.buf.len() - self.end < want {
+            self.buf.resize(self.end + want, 0);
+        }
+        let n = r.read(&mut self.buf[self.end..self.end + want])?;
+        self.end += n;
+        Ok(n)
+    }
+}
+
 /// A little-endian reader over a payload; every read is bounds-checked.
 #[derive(Debug)]
 pub(crate) struct Reader<'a> {

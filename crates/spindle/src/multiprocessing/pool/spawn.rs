@@ -35,7 +35,7 @@ pub(crate) struct Worker {
     pub(crate) chan: UnixStream,
     pub(crate) tap: Option<Tap>,
     pub(crate) process: Process<u64>,
-    pub(crate) inbuf: Vec<u8>,
+    pub(crate) inbuf: super::protocol::InBuf,
     pub(crate) out: Vec<u8>,
     pub(crate) out_pos: usize,
     pub(crate) want_write: bool,
@@ -61,6 +61,9 @@ impl Worker {
     /// When the item it runs now must end, if it has a time limit: `(deadline, chunk seq,
     /// position in the chunk)`. Known exactly for chunks that report every item.
     pub(crate) fn deadline(&self) -> Option<(Instant, u64, u32)> {
+        if !self.ready {
+            return None;
+        }
         let c = self.inflight.front()?;
         if !c.flush_each {
             return None;
@@ -110,7 +113,7 @@ pub(crate) fn start_worker(settings: &Settings, id: u64) -> Result<Worker> {
         chan: ours,
         tap,
         process,
-        inbuf: Vec::new(),
+        inbuf: Default::default(),
         out: Vec::new(),
         out_pos: 0,
         want_write: false,

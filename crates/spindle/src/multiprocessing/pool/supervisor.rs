@@ -8,7 +8,6 @@
 //! and a fresh worker takes its place.
 
 use std::collections::VecDeque;
-use std::io::Read;
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -380,38 +379,30 @@ impl Supervisor {
     /// Reads what worker `i` sent.
     fn read(&mut self, i: usize) {
         let mut buf = std::mem::take(&mut self.workers[i].inbuf);
-        let mut start = 0;
         loop {
-            let len = buf.len();
-            let want = (len - start).clamp(64 * 1024, 1 << 22);
-            buf.resize(len + want, 0);
-            let r = self.workers[i].chan.read(&mut buf[len..]);
-            let n = *r.as_ref().unwrap_or(&0);
-            buf.truncate(len + n);
-            match r {
+            let want = buf.wanted(64 * 1024).min(1 << 22);
+            let n = match buf.fill(&mut self.workers[i].chan, want) {
                 Ok(0) => break,
-                Ok(_) => {}
+                Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
-            }
+            };
             loop {
-                match wire::split_frame(&buf[start..]) {
+                match wire::split_frame(buf.data()) {
                     Ok(Some((kind, range))) => {
-                        let (a, b) = (start + range.start, start + range.end);
-                        start = b;
-                        if let Err(e) = self.frame(i, kind, &buf[a..b]) {
+                        let r = self.frame(i, kind, &buf.data()[range.clone()]);
+                        buf.consume(range.end);
+                        if let Err(e) = r {
                             self.broken_worker(i, &e);
                             buf.clear();
-                            self.workers[i].inbuf = buf;
-                            return;
+                            break;
                         }
                     }
                     Ok(None) => break,
                     Err(e) => {
                         self.broken_worker(i, &e);
                         buf.clear();
-                        self.workers[i].inbuf = buf;
-                        return;
+                        break;
                     }
                 }
             }
@@ -419,7 +410,6 @@ impl Supervisor {
                 break;
             }
         }
-        buf.drain(..start);
         self.workers[i].inbuf = buf;
     }
 
@@ -444,7 +434,10 @@ impl Supervisor {
     fn frame(&mut self, i: usize, kind: u8, payload: &[u8]) -> crate::Result<()> {
         match kind {
             wire::READY => {
-                self.workers[i].ready = true;
+                // Its time limits count from now: starting up is not its tasks' time.
+                let w = &mut self.workers[i];
+                w.ready = true;
+                w.item_started = Instant::now();
                 Ok(())
             }
             wire::INIT_FAILED => {
@@ -832,9 +825,13 @@ impl Supervisor {
                 continue;
             }
             let per_item = q.sizer.per_item();
+            // Only one-task calls (apply, submit) are packed together, and only while every
+            // function is timed and the work stays small; a call's own chunks keep their size.
+            let single = q.total == Some(1);
             if !chunk.segments.is_empty() {
-                // Pack another call only while every function is timed and the work is small.
-                let Some(t) = per_item else { break };
+                let Some(t) = per_item.filter(|_| single) else {
+                    break;
+                };
                 if est.as_secs_f64() + t > PACK_TARGET.as_secs_f64()
                     || chunk.segments.len() >= PACK_MAX
                     || chunk.total as usize >= allowance
@@ -877,7 +874,7 @@ impl Supervisor {
                 bytes,
             });
             if per_item.is_none()
-                || count > 1
+                || !single
                 || est >= PACK_TARGET
                 || chunk.total as usize >= allowance.min(PACK_MAX)
             {

@@ -10,7 +10,7 @@
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -248,7 +248,13 @@ fn run_item<R: Serialize>(f: impl FnOnce() -> R, out: &mut Vec<u8>) -> u8 {
     match crate::panic::catch(f) {
         Ok(value) => match wire::append(&value, out) {
             Ok(()) => wire::TAG_VALUE,
-            Err(e) => codec_failure(&e, out),
+            Err(e) => codec_failure(
+                &Error::Codec(format!(
+                    "the value (a {}) cannot be encoded: {e}",
+                    std::any::type_name::<R>()
+                )),
+                out,
+            ),
         },
         Err(report) => {
             let report = report.with_pid(sys::proc::getpid());
@@ -383,8 +389,7 @@ pub(crate) fn run(chan: UnixStream, hooks: &Hooks) -> u64 {
     sys::proc::ignore_sigpipe();
     let mut w = Worker {
         chan,
-        inbuf: Vec::with_capacity(64 * 1024),
-        start: 0,
+        inbuf: wire::InBuf::default(),
         out: Vec::with_capacity(64 * 1024),
         cached: None,
         stride: 1,
@@ -422,9 +427,7 @@ pub(crate) fn run(chan: UnixStream, hooks: &Hooks) -> u64 {
 
 struct Worker {
     chan: UnixStream,
-    inbuf: Vec<u8>,
-    /// Where the unparsed bytes of `inbuf` start.
-    start: usize,
+    inbuf: wire::InBuf,
     out: Vec<u8>,
     cached: Option<(i64, EntryFn)>,
     /// Items between two clock reads (grows while items are tiny).
@@ -445,13 +448,11 @@ impl Worker {
     fn serve(&mut self) -> Result<()> {
         loop {
             // Every whole frame already received, then one read.
-            while let Some((kind, range)) = wire::split_frame(&self.inbuf[self.start..])? {
-                let begin = self.start;
-                self.start += range.end;
+            while let Some((kind, range)) = wire::split_frame(self.inbuf.data())? {
                 match kind {
                     wire::TASK => {
                         let inbuf = std::mem::take(&mut self.inbuf);
-                        let r = self.run_chunk(&inbuf[begin + range.start..begin + range.end]);
+                        let r = self.run_chunk(&inbuf.data()[range.clone()]);
                         self.inbuf = inbuf;
                         r?;
                     }
@@ -462,39 +463,16 @@ impl Worker {
                         )))
                     }
                 }
+                self.inbuf.consume(range.end);
             }
-            if self.start == self.inbuf.len() {
-                self.inbuf.clear();
-                self.start = 0;
-            } else if self.start > 0 {
-                self.inbuf.drain(..self.start);
-                self.start = 0;
-            }
-            let len = self.inbuf.len();
-            let want = match wire::split_frame(&self.inbuf) {
-                Ok(None) if len >= wire::HEADER => {
-                    let l = u32::from_le_bytes([
-                        self.inbuf[2],
-                        self.inbuf[3],
-                        self.inbuf[4],
-                        self.inbuf[5],
-                    ]) as usize;
-                    (wire::HEADER + l - len).clamp(64 * 1024, 1 << 22)
-                }
-                _ => 64 * 1024,
-            };
-            self.inbuf.resize(len + want, 0);
+            let want = self.inbuf.wanted(64 * 1024).min(1 << 22);
             let n = loop {
-                match self.chan.read(&mut self.inbuf[len..]) {
+                match self.inbuf.fill(&mut self.chan, want) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        self.inbuf.truncate(len);
-                        return Err(Error::Io(e));
-                    }
+                    Err(e) => return Err(Error::Io(e)),
                 }
             };
-            self.inbuf.truncate(len + n);
             if n == 0 {
                 // The pool closed the channel: as a STOP.
                 return Ok(());
