@@ -426,14 +426,14 @@ impl<S: 'static> PoolBuilder<S> {
             name: "SpindlePoolWorker".into(),
         });
         let shared = Shared::new(processes)?;
-        let relay = if settings.relay_stderr {
-            Some(stderr::Relay::start()?)
-        } else {
-            None
-        };
-        let mut sup = Supervisor::new(Arc::clone(&shared), Arc::clone(&settings), relay)?;
+        let mut sup = Supervisor::new(Arc::clone(&shared), Arc::clone(&settings))?;
+        // The workers first, the pool's threads after: a program that builds its pool from
+        // a single-threaded main thread forks no process that has other threads.
         for _ in 0..processes {
             sup.add_worker()?;
+        }
+        if settings.relay_stderr {
+            sup.set_relay(stderr::Relay::start()?);
         }
         let thread = std::thread::Builder::new()
             .name("spindle-pool".into())

@@ -172,11 +172,7 @@ pub(crate) struct Supervisor {
 
 impl Supervisor {
     /// A supervisor with the workers started by the caller.
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        settings: Arc<Settings>,
-        relay: Option<Relay>,
-    ) -> crate::Result<Supervisor> {
+    pub(crate) fn new(shared: Arc<Shared>, settings: Arc<Settings>) -> crate::Result<Supervisor> {
         let epoll = Epoll::new(64)?;
         let timer = Timer::new()?;
         epoll.add(shared.wake.as_fd(), WAKE, Interest::READ)?;
@@ -195,11 +191,16 @@ impl Supervisor {
             next_id: 0,
             next_seq: 0,
             retry: VecDeque::new(),
-            relay,
+            relay: None,
             oom_seen: sys::memory::oom_kill_count(),
             restart_at: None,
             stopping_all: false,
         })
+    }
+
+    /// The thread that relays workers' stderr lines.
+    pub(crate) fn set_relay(&mut self, relay: Relay) {
+        self.relay = Some(relay);
     }
 
     /// Starts one worker now (on the calling thread) and watches it.
