@@ -55,7 +55,7 @@ pub use context::{
     set_start_method_force, Context, StartMethod,
 };
 pub use identity::{active_children, current_process, parent_process, ProcessInfo};
-pub use pool::Pool;
+pub use pool::{Pool, PoolBuilder};
 pub use process::{Builder, Process};
 pub use target::Target;
 

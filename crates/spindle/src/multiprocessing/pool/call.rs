@@ -91,7 +91,8 @@ impl<'a, S: 'static> Call<'a, S> {
         self
     }
 
-    fn job(
+    /// A new call of `entry` whose outcomes go to `sink` (not yet handed to the pool).
+    pub(crate) fn job(
         &self,
         entry: EntryFn,
         sink: Arc<dyn super::result::ByteSink>,

@@ -39,6 +39,45 @@ impl std::fmt::Debug for ProcJob {
     }
 }
 
+impl ProcJob {
+    /// Adds item `index`, already encoded, and makes sure the supervisor sees it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Shutdown`] when the pool took the call back.
+    pub(crate) fn push(
+        self: &Arc<Self>,
+        shared: &Shared,
+        index: u64,
+        encoded: &[u8],
+    ) -> Result<()> {
+        let mut q = lock(&self.q);
+        if q.closed {
+            return Err(Error::Shutdown);
+        }
+        q.push_encoded(index, encoded);
+        let was_queued = q.queued;
+        q.queued = true;
+        drop(q);
+        shared.requeue(self, was_queued);
+        Ok(())
+    }
+
+    /// Ends the items not yet handed to a worker with a cancellation (`cancel_futures`).
+    pub(crate) fn cancel_queued(&self) {
+        let indices: Vec<u64> = {
+            let mut q = lock(&self.q);
+            let indices = q.items.iter().map(|(i, _)| *i).collect();
+            q.clear();
+            q.closed = true;
+            indices
+        };
+        for i in indices {
+            self.sink.fail(i, 1, &TaskError::cancelled());
+        }
+    }
+}
+
 /// The items of a call not yet cut into a chunk.
 #[derive(Debug)]
 pub(crate) struct JobQueue {
@@ -144,7 +183,6 @@ impl std::fmt::Debug for Shared {
 }
 
 /// A request from a caller to the supervisor.
-#[allow(dead_code)] // Sent by `ProcessPoolExecutor` (stop, terminate_workers, kill_workers).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Command {
     /// Stop the task of this job if it runs: `SIGTERM` its worker, `SIGKILL` after `grace`.
@@ -194,7 +232,6 @@ impl Shared {
     }
 
     /// Wakes the supervisor for a command.
-    #[allow(dead_code)] // Used by `ProcessPoolExecutor`.
     pub(crate) fn command(&self, c: Command) {
         lock(&self.sched).commands.push(c);
         self.idle.store(false, Ordering::SeqCst);

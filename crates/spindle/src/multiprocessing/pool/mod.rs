@@ -99,7 +99,10 @@ pub use chunking::Chunking;
 pub use result::{AsyncResult, IMap, IMapUnordered};
 pub use worker::InitResult;
 
-use self::job::Shared;
+pub(crate) use worker::map_item;
+
+pub(crate) use self::job::{arg_error, encode_item, Command, ProcJob, Shared, MAX_WINDOW};
+pub(crate) use self::result::{decode_one, ByteSink, Sink};
 use self::spawn::Settings;
 use self::supervisor::Supervisor;
 use self::worker::{Hook, Hooks};

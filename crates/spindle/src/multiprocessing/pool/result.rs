@@ -80,6 +80,24 @@ pub(crate) trait ByteSink: Sink {
     fn deliver_bytes(&self, first: u64, count: u32, bytes: &[u8]) -> Result<usize>;
 }
 
+/// Decodes one tagged outcome from the front of `bytes`: the item's value or its own error,
+/// and the bytes after it.
+pub(crate) fn decode_one<R: DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<(std::result::Result<R, TaskError>, &[u8])> {
+    match bytes.split_first() {
+        None => Err(Error::Protocol("a pool result ends early".into())),
+        Some((&wire::TAG_VALUE, tail)) => wire::take::<R>(tail).map(|(v, t)| (Ok(v), t)),
+        Some((&wire::TAG_PANIC, tail)) => {
+            wire::take::<PanicReport>(tail).map(|(report, t)| (Err(TaskError::panicked(report)), t))
+        }
+        Some((&wire::TAG_CODEC, tail)) => {
+            wire::take::<String>(tail).map(|(m, t)| (Err(TaskError::failed(m)), t))
+        }
+        Some((tag, _)) => Err(Error::Protocol(format!("unknown result tag {tag}"))),
+    }
+}
+
 /// Decodes `count` tagged outcomes into a block: `(block, bytes used, error at the first
 /// undecodable one)`.
 pub(crate) fn decode_block<R: DeserializeOwned>(
@@ -90,26 +108,14 @@ pub(crate) fn decode_block<R: DeserializeOwned>(
     let mut block = Block::new(first, count as usize);
     let mut rest = bytes;
     for _ in 0..count {
-        let step = match rest.split_first() {
-            None => Err(Error::Protocol("a pool result ends early".into())),
-            Some((&wire::TAG_VALUE, tail)) => wire::take::<R>(tail).map(|(v, tail)| {
-                block.value(v);
-                tail
-            }),
-            Some((&wire::TAG_PANIC, tail)) => {
-                wire::take::<PanicReport>(tail).map(|(report, tail)| {
-                    block.error(TaskError::panicked(report));
-                    tail
-                })
+        match decode_one::<R>(rest) {
+            Ok((outcome, tail)) => {
+                match outcome {
+                    Ok(v) => block.value(v),
+                    Err(e) => block.error(e),
+                }
+                rest = tail;
             }
-            Some((&wire::TAG_CODEC, tail)) => wire::take::<String>(tail).map(|(m, tail)| {
-                block.error(TaskError::failed(m));
-                tail
-            }),
-            Some((tag, _)) => Err(Error::Protocol(format!("unknown result tag {tag}"))),
-        };
-        match step {
-            Ok(tail) => rest = tail,
             Err(e) => {
                 let err = TaskError::failed(format!("the result could not be read: {e}"));
                 while block.len < u64::from(count) {

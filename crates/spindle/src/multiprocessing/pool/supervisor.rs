@@ -92,33 +92,54 @@ impl Chunk {
         }
     }
 
-    /// Splits off what was not reported: `(the item at the cursor, the items after it as a
-    /// chunk to send again)`. Items before the cursor have been reported.
-    fn rest_after_current(self, seq: u64) -> (Option<(Arc<ProcJob>, u64)>, Option<Chunk>) {
-        let mut segments = self.segments.into_iter().skip(self.seg);
-        let Some(cur) = segments.next() else {
-            return (None, None);
-        };
-        let index = cur.first + u64::from(self.seg_off);
-        let job = Arc::clone(&cur.job);
+    /// The segment and the offset in it of item `pos` of the chunk.
+    fn locate(&self, pos: u32) -> Option<(usize, u32)> {
+        let mut p = pos;
+        for (i, s) in self.segments.iter().enumerate() {
+            if p < s.count {
+                return Some((i, p));
+            }
+            p -= s.count;
+        }
+        None
+    }
+
+    /// The call and the index in it of item `pos` of the chunk.
+    fn item_at(&self, pos: u32) -> Option<(&Arc<ProcJob>, u64)> {
+        let (i, off) = self.locate(pos)?;
+        let s = &self.segments[i];
+        Some((&s.job, s.first + u64::from(off)))
+    }
+
+    /// The position of the first unreported item of `job` (by address), if any.
+    fn position_of(&self, job: usize) -> Option<u32> {
+        (self.reported..self.total).find(|p| {
+            self.item_at(*p)
+                .is_some_and(|(j, _)| Arc::as_ptr(j) as *const () as usize == job)
+        })
+    }
+
+    /// The items from position `pos` on, as a chunk numbered `seq` to send again.
+    fn tail_from(self, pos: u32, seq: u64) -> Option<Chunk> {
+        let (first_seg, off) = self.locate(pos)?;
         let mut rest = Chunk::new(seq);
         rest.flush_each = self.flush_each;
         rest.estimate = None;
-        let skip = self.seg_off + 1;
-        if cur.count > skip {
-            if let Ok(at) = wire::skip_items(&cur.bytes, skip as usize) {
-                rest.push(Segment {
-                    job: cur.job,
-                    first: cur.first + u64::from(skip),
-                    count: cur.count - skip,
-                    bytes: cur.bytes[at..].to_vec(),
-                });
+        for (i, s) in self.segments.into_iter().enumerate().skip(first_seg) {
+            if i == first_seg && off > 0 {
+                if let Ok(at) = wire::skip_items(&s.bytes, off as usize) {
+                    rest.push(Segment {
+                        job: s.job,
+                        first: s.first + u64::from(off),
+                        count: s.count - off,
+                        bytes: s.bytes[at..].to_vec(),
+                    });
+                }
+            } else {
+                rest.push(s);
             }
         }
-        for s in segments {
-            rest.push(s);
-        }
-        (Some((job, index)), (rest.total > 0).then_some(rest))
+        (rest.total > 0).then_some(rest)
     }
 
     fn push(&mut self, s: Segment) {
@@ -317,17 +338,22 @@ impl Supervisor {
 
     fn stop_task(&mut self, job: usize, grace: Duration) {
         for w in &mut self.workers {
-            let Some(front) = w.inflight.front() else {
-                continue;
-            };
-            let runs_it = front
-                .segments
-                .iter()
-                .any(|s| Arc::as_ptr(&s.job) as *const () as usize == job && s.count > 0);
-            if runs_it && w.kill.is_none() {
-                w.kill = Some(KillReason::Stop { job });
-                let _ = w.process.terminate();
-                w.kill_at = Some(Instant::now() + grace);
+            for (ci, c) in w.inflight.iter().enumerate() {
+                let Some(pos) = c.position_of(job) else {
+                    continue;
+                };
+                let running = ci == 0 && (pos == c.reported || !c.flush_each);
+                if running && w.kill.is_none() {
+                    w.kill = Some(KillReason::Stop { job });
+                    let _ = w.process.terminate();
+                    w.kill_at = Some(Instant::now() + grace);
+                } else if !running {
+                    // Not started: it ends now; its result, if it ever comes, is dropped.
+                    if let Some((j, index)) = c.item_at(pos) {
+                        j.sink.fail(index, 1, &TaskError::cancelled());
+                    }
+                }
+                return;
             }
         }
     }
@@ -609,48 +635,42 @@ impl Supervisor {
         if let Some(front) = chunks.pop_front() {
             let seq = self.next_seq;
             self.next_seq += 1;
-            let position = front.reported;
-            let front_seq = front.seq;
-            let exact = front.flush_each || front.total - front.reported <= 1;
-            if exact {
-                let (current, rest) = front.rest_after_current(seq);
-                if let Some((job, index)) = current {
-                    let e = match w.kill {
-                        Some(KillReason::Timeout { seq, at })
-                            if seq == front_seq && at == position =>
-                        {
-                            TaskError::timed_out().with_task(index)
-                        }
-                        Some(KillReason::Stop { job: j })
-                            if Arc::as_ptr(&job) as *const () as usize == j =>
-                        {
-                            TaskError::cancelled().with_task(index)
-                        }
-                        _ => died(index),
-                    };
-                    job.sink.fail(index, 1, &e);
+            let r = front.reported;
+            let exact = front.flush_each || front.total - r <= 1;
+            // The item the worker was killed for, if any, and how it ends.
+            let victim = match w.kill {
+                Some(KillReason::Timeout { seq, at }) if seq == front.seq && at == r => {
+                    Some((r, TaskError::timed_out()))
                 }
-                if let Some(rest) = rest {
+                Some(KillReason::Stop { job }) => {
+                    front.position_of(job).map(|p| (p, TaskError::cancelled()))
+                }
+                _ => None,
+            };
+            let (pos, error, retry) = match victim {
+                Some((p, e)) => (p, e, true),
+                // A crash: the item at the cursor when every item reports (exact); otherwise
+                // which unreported item crashed is unknown, and none runs again.
+                None if exact => (r, died(0), true),
+                None => (front.total, died(0), false),
+            };
+            // Items before it ran (their results died with the worker).
+            for p in r..pos.min(front.total) {
+                if let Some((job, index)) = front.item_at(p) {
+                    job.sink.fail(index, 1, &died(index));
+                }
+            }
+            if let Some((job, index)) = front.item_at(pos) {
+                let e = if error.is_worker_died() {
+                    died(index)
+                } else {
+                    error
+                };
+                job.sink.fail(index, 1, &e);
+            }
+            if retry {
+                if let Some(rest) = front.tail_from(pos + 1, seq) {
                     self.retry.push_back(rest);
-                }
-            } else {
-                // Several items unreported: which of them ran is unknown, so none runs again.
-                let (mut seg, mut off) = (front.seg, front.seg_off);
-                while let Some(s) = front.segments.get(seg) {
-                    for k in off..s.count {
-                        let index = s.first + u64::from(k);
-                        let e = match w.kill {
-                            Some(KillReason::Stop { job: j })
-                                if Arc::as_ptr(&s.job) as *const () as usize == j =>
-                            {
-                                TaskError::cancelled()
-                            }
-                            _ => died(index),
-                        };
-                        s.job.sink.fail(index, 1, &e);
-                    }
-                    seg += 1;
-                    off = 0;
                 }
             }
         }
