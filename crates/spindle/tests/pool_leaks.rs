@@ -22,8 +22,19 @@ fn die(_: u64) -> u64 {
     std::process::abort()
 }
 
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
+/// The tests of this binary count this process's threads and children: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The pools' own threads alive now (supervisors, stderr relays, thread-pool workers), by
+/// name: the test harness's threads come and go beside them.
+fn pool_threads() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .filter(|n| n.starts_with("spindle-pool") || n.starts_with("spindle-threadp"))
+        .collect()
 }
 
 fn say_to_stderr(i: u64) -> u64 {
@@ -35,6 +46,7 @@ fn say_to_stderr(i: u64) -> u64 {
 #[test]
 fn pools_built_faulted_and_dropped_leave_nothing_behind() {
     watchdog_for(Duration::from_secs(120), || {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let me = std::process::id();
         // Warm-up: what lives for good (the launcher thread) starts here.
         {
@@ -46,7 +58,6 @@ fn pools_built_faulted_and_dropped_leave_nothing_behind() {
             assert_eq!(p.map(square, [2]).unwrap(), [4]);
         }
         let fds = fd_count();
-        let threads_before = threads();
         assert!(children_of(me).is_empty(), "{:?}", children_of(me));
         for round in 0..15 {
             let p = Pool::builder()
@@ -105,11 +116,42 @@ fn pools_built_faulted_and_dropped_leave_nothing_behind() {
             children_of(me)
         );
         assert!(
-            eventually(Duration::from_secs(2), || threads() == threads_before),
-            "threads: {} before, {} after",
-            threads_before,
-            threads()
+            eventually(Duration::from_secs(2), || pool_threads().is_empty()),
+            "threads left: {:?}",
+            pool_threads()
         );
         assert_eq!(fd_count(), fds, "descriptors leak");
+    });
+}
+
+#[test]
+fn thread_pools_dropped_while_busy_leave_no_thread_once_their_tasks_end() {
+    watchdog_for(Duration::from_secs(60), || {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        use spindle::multiprocessing::dummy;
+        assert!(pool_threads().is_empty());
+        for _ in 0..10 {
+            let p = dummy::Pool::new(3).unwrap();
+            assert_eq!(p.map(|x: u64| x + 1, 0..100).unwrap().len(), 100);
+            let pending = p
+                .call()
+                .chunksize(1)
+                .map_async(sleep_ms, vec![200; 9])
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            drop(p);
+            assert!(pending.get().unwrap_err().as_task().unwrap().is_cancelled());
+        }
+        for _ in 0..5 {
+            let p = dummy::Pool::new(2).unwrap();
+            p.close();
+            p.join().unwrap();
+        }
+        // The threads that were inside a task end after it (200 ms).
+        assert!(
+            eventually(Duration::from_secs(10), || pool_threads().is_empty()),
+            "threads left: {:?}",
+            pool_threads()
+        );
     });
 }

@@ -239,7 +239,7 @@ impl ProcessPoolExecutor {
     ///
     /// # Errors
     ///
-    /// [`Error::Shutdown`] after [`shutdown`](ProcessPoolExecutor::shutdown). An argument
+    /// [`Error::Shutdown`](crate::Error::Shutdown) after [`shutdown`](ProcessPoolExecutor::shutdown). An argument
     /// that does not encode fails its future.
     pub fn submit<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>>
     where
@@ -284,7 +284,7 @@ impl ProcessPoolExecutor {
     ///
     /// # Errors
     ///
-    /// [`Error::Shutdown`] after `shutdown`.
+    /// [`Error::Shutdown`](crate::Error::Shutdown) after `shutdown`.
     pub fn map<F, A, R, I>(&self, f: F, args: I) -> Result<Map<R>>
     where
         F: Fn(A) -> R + Copy + Send + Sync + 'static,
@@ -315,7 +315,7 @@ impl ProcessPoolExecutor {
     ///
     /// # Errors
     ///
-    /// [`Error::Shutdown`] after `shutdown`; [`Error::InvalidArgument`] for a chunk size of 0.
+    /// [`Error::Shutdown`](crate::Error::Shutdown) after `shutdown`; [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a chunk size of 0.
     pub fn map_with<F, A, R, I>(&self, f: F, args: I, options: MapOptions) -> Result<Map<R>>
     where
         F: Fn(A) -> R + Copy + Send + Sync + 'static,

@@ -48,6 +48,7 @@ mod start;
 mod target;
 
 pub mod bench;
+pub mod dummy;
 pub mod pool;
 
 pub use context::{

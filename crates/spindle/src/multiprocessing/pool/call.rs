@@ -192,7 +192,7 @@ impl<'a, S: 'static> Call<'a, S> {
     /// `map(f, iterable, chunksize)`).
     ///
     /// The input is pulled lazily while the call runs. Every item runs, as in Python; the
-    /// first failed item by position is the error ([`TaskError::task`] names it).
+    /// first failed item by position is the error ([`TaskError::task`](crate::TaskError::task) names it).
     ///
     /// # Errors
     ///
@@ -421,7 +421,7 @@ impl<'a, S: 'static> Call<'a, S> {
 }
 
 /// The one value of a one-item call.
-fn single<R>(blocks: Vec<super::result::Block<R>>) -> Result<R> {
+pub(crate) fn single<R>(blocks: Vec<super::result::Block<R>>) -> Result<R> {
     collect(blocks)?
         .into_iter()
         .next()
@@ -431,7 +431,7 @@ fn single<R>(blocks: Vec<super::result::Block<R>>) -> Result<R> {
 }
 
 /// Runs a streamed call to its end: every value in order, or the first error by position.
-fn drain<R, P>(mut stream: Stream<R, P>, hint: usize) -> Result<Vec<R>>
+pub(crate) fn drain<R, P>(mut stream: Stream<R, P>, hint: usize) -> Result<Vec<R>>
 where
     R: Send + 'static,
     P: super::result::Pull + ?Sized,

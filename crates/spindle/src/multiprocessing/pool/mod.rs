@@ -101,8 +101,17 @@ pub use worker::InitResult;
 
 pub(crate) use worker::map_item;
 
+/// The worker side's state slot, shared with the thread pool.
+pub(crate) mod worker_state {
+    pub(crate) use super::worker::{set_state, take_state, with_state};
+}
+
+pub(crate) use self::call::{drain, single};
+pub(crate) use self::chunking::Sizer;
 pub(crate) use self::job::{arg_error, encode_item, Command, ProcJob, Shared, MAX_WINDOW};
-pub(crate) use self::result::{decode_one, ByteSink, Sink};
+pub(crate) use self::result::{
+    collect, decode_one, AsyncShared, Block, ByteSink, Order, Outcomes, Pull, Sink, Stream,
+};
 use self::spawn::Settings;
 use self::supervisor::Supervisor;
 use self::worker::{Hook, Hooks};
