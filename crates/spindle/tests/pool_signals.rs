@@ -111,3 +111,50 @@ macro_rules! signals {
 }
 
 per_start_method!(signals);
+
+/// The memory cgroup this process is in (cgroup v1's `memory` hierarchy), if writable here.
+fn memory_cgroup() -> Option<std::path::PathBuf> {
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = cgroup.lines().find_map(|l| {
+        let mut p = l.splitn(3, ':');
+        let (_, ctl, path) = (p.next()?, p.next()?, p.next()?);
+        ctl.split(',')
+            .any(|c| c == "memory")
+            .then(|| path.to_string())
+    })?;
+    let dir = std::path::PathBuf::from(format!("/sys/fs/cgroup/memory{path}"));
+    let mine = dir.join(format!("spindle-oom-{}", std::process::id()));
+    std::fs::create_dir(&mine).ok()?;
+    Some(mine)
+}
+
+/// A worker killed by the kernel's OOM killer is reported as such: run the helper in a
+/// memory cgroup limited to 128 MiB, where a task allocates 512 MiB.
+#[test]
+fn a_worker_killed_by_the_oom_killer_says_so() {
+    let Some(cg) = memory_cgroup() else {
+        eprintln!("SKIPPED: no writable cgroup v1 memory hierarchy on this machine");
+        return;
+    };
+    watchdog(move || {
+        std::fs::write(cg.join("memory.limit_in_bytes"), b"134217728").unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_spindle-pool-helper"))
+            .args(["oom", "fork"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::fs::write(cg.join("cgroup.procs"), child.id().to_string()).unwrap();
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "go").unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let _ = std::fs::remove_dir(&cg);
+        assert!(out.status.success(), "{out:?}");
+        assert!(text.starts_with("oom LIKELY: worker died"), "{text}");
+        assert!(
+            text.contains("signal 9") && text.contains("likely the OOM killer"),
+            "{text}"
+        );
+    });
+}

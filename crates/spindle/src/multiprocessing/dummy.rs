@@ -225,6 +225,8 @@ struct Queue<A> {
     first: u64,
     input_done: bool,
     closed: bool,
+    /// Why, when it was the pool's failure (a failed initializer).
+    why: Option<TaskError>,
     queued: bool,
     sizer: Sizer,
     total: Option<u64>,
@@ -286,6 +288,9 @@ impl<A: Send + 'static, R: Send + 'static> ThreadJob for Job<A, R> {
             let mut q = lock(&self.q);
             q.closed = true;
             q.items.clear();
+            if !error.is_cancelled() {
+                q.why = Some(error.clone());
+            }
         }
         self.out.terminate(error);
     }
@@ -555,7 +560,7 @@ impl<A: Send + 'static, R: Send + 'static, I: Iterator<Item = A>> Pull for Feed<
         let items: Vec<A> = self.iter.by_ref().take(n).collect();
         let mut q = lock(&self.job.q);
         if q.closed {
-            return Err(Error::Shutdown);
+            return Err(q.why.clone().map_or(Error::Shutdown, Error::Task));
         }
         if items.is_empty() {
             q.input_done = true;
@@ -629,6 +634,7 @@ impl<'a, S: 'static> Call<'a, S> {
                 first: 0,
                 input_done: false,
                 closed: false,
+                why: None,
                 queued: true,
                 sizer,
                 total: len.map(|l| l as u64),

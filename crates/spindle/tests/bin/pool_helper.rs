@@ -7,6 +7,8 @@
 //!   fork workers; every worker prints `worker PID` on stdout, then all of them wait forever.
 //! - `catch METHOD`: as `nested` without the inner pools, but catches `SIGINT`: on Ctrl-C it
 //!   drops the pool, prints `dropped` and exits with 0.
+//! - `oom METHOD`: waits for a line on stdin (the test moves it into a memory-limited cgroup
+//!   meanwhile), then runs a task that allocates 512 MiB and prints `oom LIKELY|NOT: ERROR`.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,6 +46,15 @@ fn nest(_: u64) -> u64 {
     }
 }
 
+/// Allocates and touches `mib` MiB.
+fn hog(mib: usize) -> usize {
+    let mut v = vec![0u8; mib << 20];
+    for i in (0..v.len()).step_by(4096) {
+        v[i] = 1;
+    }
+    v.len()
+}
+
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_sigint(_: libc::c_int) {
@@ -59,6 +70,24 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if args[0] == "oom" {
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        let pool = Pool::builder()
+            .processes(1)
+            .start_method(method)
+            .build()
+            .expect("pool");
+        match pool.apply(hog, (512,)) {
+            Ok(n) => println!("oom NONE: allocated {n} bytes"),
+            Err(e) => {
+                let likely = e.as_task().is_some_and(|t| t.likely_oom());
+                let verdict = if likely { "LIKELY" } else { "NOT" };
+                println!("oom {verdict}: {e}");
+            }
+        }
+        return;
+    }
     let pool = Pool::builder()
         .processes(3)
         .start_method(method)

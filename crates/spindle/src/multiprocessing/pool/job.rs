@@ -90,6 +90,8 @@ pub(crate) struct JobQueue {
     pub(crate) input_done: bool,
     /// The pool took the call back (terminated, broken): no more items are accepted.
     pub(crate) closed: bool,
+    /// Why, when it was not a plain termination (a failed initializer).
+    pub(crate) why: Option<TaskError>,
     /// Whether the job is in the supervisor's queue.
     pub(crate) queued: bool,
     pub(crate) sizer: Sizer,
@@ -106,6 +108,7 @@ impl JobQueue {
             items: VecDeque::new(),
             input_done: false,
             closed: false,
+            why: None,
             queued: false,
             sizer,
             total,
@@ -115,6 +118,21 @@ impl JobQueue {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.items.is_empty()
+    }
+
+    /// Takes the call back: no more items; `why` is the pool's failure, if any.
+    pub(crate) fn close(&mut self, why: &TaskError) {
+        self.closed = true;
+        self.clear();
+        if !why.is_cancelled() {
+            self.why = Some(why.clone());
+        }
+    }
+
+    /// The error of an item offered after the call was taken back: the pool's failure, or
+    /// [`Error::Shutdown`].
+    pub(crate) fn refusal(&self) -> Error {
+        self.why.clone().map_or(Error::Shutdown, Error::Task)
     }
 
     /// Appends item `index`, already encoded (`varint length + bytes`).
@@ -256,11 +274,7 @@ impl Shared {
         }
         if let Some(e) = s.broken.clone() {
             drop(s);
-            {
-                let mut q = lock(&job.q);
-                q.closed = true;
-                q.clear();
-            }
+            lock(&job.q).close(&e);
             job.sink.terminate(&e);
             return Ok(());
         }
@@ -336,7 +350,7 @@ where
         let items: Vec<A> = self.iter.by_ref().take(n).collect();
         let mut q = lock(&self.job.q);
         if q.closed {
-            return Err(Error::Shutdown);
+            return Err(q.refusal());
         }
         if items.is_empty() {
             q.input_done = true;

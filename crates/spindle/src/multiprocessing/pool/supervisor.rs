@@ -713,11 +713,7 @@ impl Supervisor {
             w.inflight.clear();
         }
         for job in live {
-            {
-                let mut q = lock(&job.q);
-                q.closed = true;
-                q.clear();
-            }
+            lock(&job.q).close(error);
             // Outside the queue's lock: ending a call may run its callbacks.
             job.sink.terminate(error);
         }
