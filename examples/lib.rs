@@ -13,6 +13,8 @@ extern crate self as spindle_examples;
 
 #[path = "downloads.rs"]
 pub mod downloads;
+#[path = "pool.rs"]
+pub mod pool;
 #[path = "processes.rs"]
 pub mod processes;
 #[path = "thread_pool_executor.rs"]

@@ -1,5 +1,8 @@
 //! The contenders spindle is compared with that are not libraries on crates.io: a bare
-//! crossbeam-channel pool written here, and CPython's `concurrent.futures` run as a subprocess.
+//! crossbeam-channel pool and a raw fork pool written here, and CPython's `concurrent.futures`
+//! and `multiprocessing` run as subprocesses.
 
 pub(crate) mod cpython;
+pub(crate) mod cpython_pool;
 pub(crate) mod crossbeam_pool;
+pub(crate) mod raw_pool;

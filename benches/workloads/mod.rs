@@ -5,8 +5,12 @@ use crate::harness::{measure, Measurement, Plan};
 use crate::scoreboard::{Group, NotMeasured, Options, Progress};
 
 mod map;
+mod pool_latency;
+mod pool_map;
+mod pool_memory;
+mod pool_scaling;
 mod process_memory;
-mod process_start;
+pub(crate) mod process_start;
 mod round_trip;
 
 /// Every workload, in the order the board runs them. The process workloads go first: a fork
@@ -17,6 +21,14 @@ pub(crate) fn all(opts: &Options) -> Vec<Group> {
     vec![
         process_start::group(opts),
         process_memory::group(opts),
+        pool_memory::group(opts),
+        pool_latency::first_result_group(opts),
+        pool_latency::round_trip_group(opts),
+        pool_latency::kill_group(opts),
+        pool_map::map_group(opts),
+        pool_map::submit_group(opts),
+        pool_scaling::cpu_group(opts),
+        pool_scaling::io_group(opts),
         round_trip::group(opts),
         map::group(opts),
     ]

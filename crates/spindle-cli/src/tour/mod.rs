@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::style;
 
 mod compare;
+mod pool;
 mod processes;
 mod threads;
 
@@ -59,6 +60,7 @@ pub(crate) fn timed<T>(f: impl FnOnce() -> spindle::Result<T>) -> spindle::Resul
 fn sections() -> Vec<Section> {
     let mut all = threads::sections();
     all.extend(processes::sections());
+    all.extend(pool::sections());
     all.extend(compare::sections());
     all
 }

@@ -254,7 +254,7 @@ impl ProcessPoolExecutor {
             promise: Mutex::new(Some(p)),
         });
         let mut encoded = Vec::new();
-        let pushed = encode_item(&arg, &mut Vec::new(), &mut encoded);
+        let pushed = encode_item(&arg, &mut encoded);
         let job = self
             .pool
             .call()
@@ -605,10 +605,11 @@ where
         self.next += 1;
         let (p, future) = promise::<R>();
         lock(&self.sink.promises).insert(index, p);
-        let mut encoded = Vec::new();
-        match encode_item(&a, &mut self.scratch, &mut encoded) {
+        let encoded = &mut self.scratch;
+        encoded.clear();
+        match encode_item(&a, encoded) {
             Ok(()) => {
-                if let Err(e) = self.job.push(&self.shared, index, &encoded) {
+                if let Err(e) = self.job.push(&self.shared, index, encoded) {
                     self.sink.take(index);
                     return Some(Part::Failed(e));
                 }

@@ -169,11 +169,11 @@ impl<'a, S: 'static> Call<'a, S> {
         let first = out.register(items.len() as u64);
         let mut failed = Vec::new();
         {
+            let mut encoded = Vec::new();
             let mut q = lock(&job.q);
-            let (mut scratch, mut encoded) = (Vec::new(), Vec::new());
             for (i, a) in items.iter().enumerate() {
                 encoded.clear();
-                match encode_item(a, &mut scratch, &mut encoded) {
+                match encode_item(a, &mut encoded) {
                     Ok(()) => q.push_encoded(first + i as u64, &encoded),
                     Err(e) => failed.push((first + i as u64, e)),
                 }
@@ -438,17 +438,7 @@ where
 {
     let mut values = Vec::with_capacity(hint.min(1 << 20));
     let mut first: Option<Error> = None;
-    while let Some(item) = stream.next_until(None) {
-        match item {
-            Ok(v) if first.is_none() => values.push(v),
-            Ok(_) => {}
-            Err(e) => {
-                if first.is_none() {
-                    first = Some(e);
-                }
-            }
-        }
-    }
+    stream.drain_into(&mut values, &mut first);
     match first {
         Some(e) => Err(e),
         None => Ok(values),

@@ -67,7 +67,7 @@ impl ProcJob {
     pub(crate) fn cancel_queued(&self) {
         let indices: Vec<u64> = {
             let mut q = lock(&self.q);
-            let indices = q.items.iter().map(|(i, _)| *i).collect();
+            let indices = q.indices().collect();
             q.clear();
             q.closed = true;
             indices
@@ -84,8 +84,8 @@ pub(crate) struct JobQueue {
     /// Encoded items, each `varint length + bytes`, from `head` on.
     bytes: Vec<u8>,
     head: usize,
-    /// `(index, encoded length)` of each item in `bytes`.
-    items: VecDeque<(u64, u32)>,
+    /// Runs of consecutive items in `bytes`: `(index of the first, count)`.
+    runs: VecDeque<(u64, u64)>,
     /// No more items will come.
     pub(crate) input_done: bool,
     /// The pool took the call back (terminated, broken): no more items are accepted.
@@ -105,7 +105,7 @@ impl JobQueue {
         JobQueue {
             bytes: Vec::new(),
             head: 0,
-            items: VecDeque::new(),
+            runs: VecDeque::new(),
             input_done: false,
             closed: false,
             why: None,
@@ -117,7 +117,7 @@ impl JobQueue {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.runs.is_empty()
     }
 
     /// Takes the call back: no more items; `why` is the pool's failure, if any.
@@ -137,13 +137,29 @@ impl JobQueue {
 
     /// Appends item `index`, already encoded (`varint length + bytes`).
     pub(crate) fn push_encoded(&mut self, index: u64, encoded: &[u8]) {
+        self.push_run(index, 1, encoded);
+    }
+
+    /// Appends items `first..first + count`, encoded one after another.
+    pub(crate) fn push_run(&mut self, first: u64, count: u64, encoded: &[u8]) {
+        if count == 0 {
+            return;
+        }
         self.bytes.extend_from_slice(encoded);
-        self.items.push_back((index, encoded.len() as u32));
+        match self.runs.back_mut() {
+            Some((f, n)) if *f + *n == first => *n += count,
+            _ => self.runs.push_back((first, count)),
+        }
+    }
+
+    /// The indices of the items not cut yet.
+    pub(crate) fn indices(&self) -> impl Iterator<Item = u64> + '_ {
+        self.runs.iter().flat_map(|&(f, n)| f..f + n)
     }
 
     /// Drops every item not cut yet.
     pub(crate) fn clear(&mut self) {
-        self.items.clear();
+        self.runs.clear();
         self.bytes.clear();
         self.head = 0;
     }
@@ -156,27 +172,26 @@ impl JobQueue {
     /// Cuts up to `max` items with consecutive indices off the front: `(first index,
     /// count, encoded items)`.
     pub(crate) fn cut(&mut self, max: usize) -> Option<(u64, u32, Vec<u8>)> {
-        let &(first, _) = self.items.front()?;
-        let mut n = 0usize;
-        let mut len = 0usize;
-        for &(index, l) in self.items.iter().take(max.max(1)) {
-            if index != first + n as u64 {
-                break;
-            }
-            n += 1;
-            len += l as usize;
-        }
-        self.items.drain(..n);
-        let chunk = self.bytes[self.head..self.head + len].to_vec();
+        let (first, count) = *self.runs.front()?;
+        let n = count.min(max.clamp(1, u32::MAX as usize) as u64);
+        let rest = &self.bytes[self.head..];
+        // Our own encoding: the lengths are well formed (an error cannot happen here).
+        let len = wire::skip_items(rest, n as usize).unwrap_or(rest.len());
+        let chunk = rest[..len].to_vec();
         self.head += len;
-        if self.items.is_empty() {
+        if n == count {
+            self.runs.pop_front();
+        } else if let Some(front) = self.runs.front_mut() {
+            *front = (first + n, count - n);
+        }
+        if self.runs.is_empty() {
             self.bytes.clear();
             self.head = 0;
         } else if self.head > self.bytes.len() / 2 && self.head > 1 << 16 {
             self.bytes.drain(..self.head);
             self.head = 0;
         }
-        self.cut += n as u64;
+        self.cut += n;
         Some((first, n as u32, chunk))
     }
 }
@@ -187,6 +202,9 @@ pub(crate) struct Shared {
     pub(crate) wake: Wake,
     /// The supervisor is about to sleep (or sleeps): a new job must wake it.
     pub(crate) idle: AtomicBool,
+    /// Work was added since the supervisor last looked (read without the lock while it
+    /// busy-waits).
+    pub(crate) fresh: AtomicBool,
     pub(crate) workers: usize,
     /// Seconds per item of each function seen, by key.
     pub(crate) estimates: Mutex<std::collections::HashMap<u64, f64>>,
@@ -237,6 +255,7 @@ impl Shared {
             sched: Mutex::new(Sched::default()),
             wake: Wake::new()?,
             idle: AtomicBool::new(false),
+            fresh: AtomicBool::new(false),
             workers,
             estimates: Mutex::new(std::collections::HashMap::new()),
         }))
@@ -244,6 +263,7 @@ impl Shared {
 
     /// Wakes the supervisor if it may be asleep.
     pub(crate) fn nudge(&self) {
+        self.fresh.store(true, Ordering::Release);
         if self.idle.swap(false, Ordering::SeqCst) {
             self.wake.notify();
         }
@@ -303,16 +323,25 @@ impl Shared {
     }
 }
 
-/// Encodes `value` as a queue item (`varint length + bytes`) into `out`, using `scratch`.
-pub(crate) fn encode_item<A: Serialize>(
-    value: &A,
-    scratch: &mut Vec<u8>,
-    out: &mut Vec<u8>,
-) -> Result<()> {
-    scratch.clear();
-    wire::append(value, scratch)?;
-    wire::push_varint(out, scratch.len() as u64);
-    out.extend_from_slice(scratch);
+/// Appends `value` to `out` as a queue item (`varint length + bytes`); on failure `out` is
+/// left as it was.
+#[inline]
+pub(crate) fn encode_item<A: Serialize>(value: &A, out: &mut Vec<u8>) -> Result<()> {
+    let at = out.len();
+    // One byte for the length, the common case; moved aside when it needs more.
+    out.push(0);
+    if let Err(e) = wire::append(value, out) {
+        out.truncate(at);
+        return Err(e);
+    }
+    let len = out.len() - at - 1;
+    if len < 0x80 {
+        out[at] = len as u8;
+    } else {
+        let mut prefix = Vec::with_capacity(10);
+        wire::push_varint(&mut prefix, len as u64);
+        out.splice(at..=at, prefix);
+    }
     Ok(())
 }
 
@@ -347,41 +376,20 @@ where
     I: Iterator<Item = A>,
 {
     fn pull(&mut self, n: usize) -> Result<usize> {
-        let items: Vec<A> = self.iter.by_ref().take(n).collect();
-        let mut q = lock(&self.job.q);
-        if q.closed {
-            return Err(q.refusal());
-        }
-        if items.is_empty() {
-            q.input_done = true;
-            drop(q);
-            // The supervisor may be waiting for this call to end (close, then join).
-            self.shared.nudge();
-            return Ok(0);
-        }
-        let first = self.out.register(items.len() as u64);
-        let mut encoded = Vec::new();
-        let mut failed = Vec::new();
-        for (i, a) in items.iter().enumerate() {
-            encoded.clear();
-            match encode_item(a, &mut self.scratch, &mut encoded) {
-                Ok(()) => q.push_encoded(first + i as u64, &encoded),
-                Err(e) => failed.push((first + i as u64, e)),
+        // In a few parts, each handed to the supervisor at once, so that workers start while
+        // the rest is being encoded.
+        let step = (n / 4).clamp(64, MAX_WINDOW);
+        let mut total = 0;
+        while total < n {
+            match self.pull_some(step.min(n - total))? {
+                0 => break,
+                k => total += k,
             }
         }
-        let was_queued = q.queued;
-        let wake = !q.is_empty();
-        if wake {
-            q.queued = true;
+        if total == 0 {
+            return self.pull_some(0);
         }
-        drop(q);
-        for (i, e) in failed {
-            self.job.sink.fail(i, 1, &arg_error::<A>(&e));
-        }
-        if wake {
-            self.shared.requeue(&self.job, was_queued);
-        }
-        Ok(items.len())
+        Ok(total)
     }
 
     fn window(&self) -> usize {
@@ -396,5 +404,66 @@ where
         let mut q = lock(&self.job.q);
         q.clear();
         q.input_done = true;
+    }
+}
+
+impl<A, R, I> Feed<A, R, I>
+where
+    A: Serialize,
+    R: Send + 'static,
+    I: Iterator<Item = A>,
+{
+    /// Pulls up to `n` items (`n` = 0: checks the end of the input).
+    fn pull_some(&mut self, n: usize) -> Result<usize> {
+        // Encoded here, outside the queue's lock; the indices are known once it is taken.
+        let mut encoded = std::mem::take(&mut self.scratch);
+        encoded.clear();
+        let mut failed: Vec<(usize, Error)> = Vec::new();
+        let mut got = 0usize;
+        for a in self.iter.by_ref().take(n) {
+            if let Err(e) = encode_item(&a, &mut encoded) {
+                failed.push((got, e));
+            }
+            got += 1;
+        }
+        let mut q = lock(&self.job.q);
+        if q.closed {
+            self.scratch = encoded;
+            return Err(q.refusal());
+        }
+        if got == 0 {
+            q.input_done = true;
+            drop(q);
+            self.scratch = encoded;
+            // The supervisor may be waiting for this call to end (close, then join).
+            self.shared.nudge();
+            return Ok(0);
+        }
+        let first = self.out.register(got as u64);
+        // Runs of items between the ones that failed to encode.
+        let mut at = 0u64;
+        let mut start = 0usize;
+        for (k, _) in &failed {
+            let k = *k as u64;
+            let len = wire::skip_items(&encoded[start..], (k - at) as usize).unwrap_or(0);
+            q.push_run(first + at, k - at, &encoded[start..start + len]);
+            start += len;
+            at = k + 1;
+        }
+        q.push_run(first + at, got as u64 - at, &encoded[start..]);
+        let was_queued = q.queued;
+        let wake = !q.is_empty();
+        if wake {
+            q.queued = true;
+        }
+        drop(q);
+        self.scratch = encoded;
+        for (k, e) in failed {
+            self.job.sink.fail(first + k as u64, 1, &arg_error::<A>(&e));
+        }
+        if wake {
+            self.shared.requeue(&self.job, was_queued);
+        }
+        Ok(got)
     }
 }

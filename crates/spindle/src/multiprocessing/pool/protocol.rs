@@ -46,15 +46,19 @@ pub(crate) const TAG_CODEC: u8 = 2;
 ///
 /// (The codec is `reduction`'s, postcard; a pool encodes many values into one message, so it
 /// appends in place instead of making a buffer per value.)
+#[inline]
 pub(crate) fn append<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
     let at = out.len();
     match postcard::serialize_with_flavor(value, Append(out)) {
         Ok(()) => Ok(()),
-        Err(e) => {
-            out.truncate(at);
-            Err(Error::Codec(format!("cannot encode: {e}")))
-        }
+        Err(e) => Err(encode_failed(out, at, e)),
     }
+}
+
+#[cold]
+fn encode_failed(out: &mut Vec<u8>, at: usize, e: postcard::Error) -> Error {
+    out.truncate(at);
+    Error::Codec(format!("cannot encode: {e}"))
 }
 
 struct Append<'a>(&'a mut Vec<u8>);
@@ -62,11 +66,21 @@ struct Append<'a>(&'a mut Vec<u8>);
 impl postcard::ser_flavors::Flavor for Append<'_> {
     type Output = ();
 
+    #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
+        // Varints and small fields are a few bytes: a byte loop beats a call to memcpy.
+        if data.len() <= 16 {
+            self.0.reserve(data.len());
+            for &b in data {
+                self.0.push(b);
+            }
+        } else {
+            self.0.extend_from_slice(data);
+        }
         Ok(())
     }
 
+    #[inline]
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
         self.0.push(data);
         Ok(())
@@ -165,12 +179,21 @@ pub(crate) fn read_varint(buf: &[u8]) -> Result<(u64, usize)> {
 pub(crate) fn skip_items(items: &[u8], n: usize) -> Result<usize> {
     let mut at = 0;
     for _ in 0..n {
-        let (len, used) = read_varint(&items[at..])?;
-        at = at
-            .checked_add(used)
-            .and_then(|a| a.checked_add(len as usize))
-            .filter(|a| *a <= items.len())
-            .ok_or_else(|| Error::Protocol("an item runs past its segment".into()))?;
+        // Most items are shorter than 128 bytes: a one-byte length.
+        match items.get(at) {
+            Some(&b) if b < 0x80 => at += 1 + b as usize,
+            Some(_) => {
+                let (len, used) = read_varint(&items[at..])?;
+                at = at
+                    .checked_add(used)
+                    .and_then(|a| a.checked_add(len as usize))
+                    .ok_or_else(|| Error::Protocol("an item runs past its segment".into()))?;
+            }
+            None => return Err(Error::Protocol("an item runs past its segment".into())),
+        }
+    }
+    if at > items.len() {
+        return Err(Error::Protocol("an item runs past its segment".into()));
     }
     Ok(at)
 }

@@ -155,14 +155,14 @@ struct Store<R> {
     ready: BTreeMap<u64, Block<R>>,
     /// Unordered: blocks as they arrived.
     arrived: VecDeque<Block<R>>,
-    cursor: Option<Cursor<R>>,
-    /// Ordered: the next index to yield.
+    /// Ordered: the next index to hand out.
     next: u64,
     /// Items handed to the pool so far (indices `0..pulled`).
     pulled: u64,
     input_done: bool,
     delivered: u64,
-    yielded: u64,
+    /// Items handed to the consumer (in blocks).
+    taken: u64,
     /// Delivered index ranges, merged (`start → end`), to find what termination must fail.
     done: BTreeMap<u64, u64>,
     terminated: bool,
@@ -178,12 +178,11 @@ impl<R: Send + 'static> Outcomes<R> {
                 order,
                 ready: BTreeMap::new(),
                 arrived: VecDeque::new(),
-                cursor: None,
                 next: 0,
                 pulled: 0,
                 input_done: false,
                 delivered: 0,
-                yielded: 0,
+                taken: 0,
                 done: BTreeMap::new(),
                 terminated: false,
                 cancelled: false,
@@ -212,12 +211,6 @@ impl<R: Send + 'static> Outcomes<R> {
         let mut s = lock(&self.store);
         s.input_done = true;
         self.settle(s);
-    }
-
-    /// Items registered and not yet handed to the consumer.
-    pub(crate) fn outstanding(&self) -> u64 {
-        let s = lock(&self.store);
-        s.pulled - s.yielded
     }
 
     /// Items registered so far.
@@ -264,19 +257,21 @@ impl<R: Send + 'static> Outcomes<R> {
         }
     }
 
-    /// The next outcome (ordered or unordered), waiting until `until`. `None` when every
-    /// registered item has been handed out (the caller registers more, or the input is done).
-    pub(crate) fn next(&self, until: Option<Instant>) -> Option<Result<R>> {
+    /// The next block of outcomes (in input order, or in arrival order), waiting until
+    /// `until`. `None` when every registered item has been handed out (the caller registers
+    /// more, or the input is done).
+    pub(crate) fn next_block(&self, until: Option<Instant>) -> Option<Result<Block<R>>> {
         let mut s = lock(&self.store);
         loop {
-            if let Some(item) = s.take_one() {
-                return Some(item);
+            if let Some(b) = s.take_block() {
+                s.taken += b.len;
+                return Some(Ok(b));
             }
-            if s.yielded >= s.pulled {
+            if s.taken >= s.pulled {
                 return None;
             }
             s.waiters += 1;
-            let (g, ok) = wait_until(&self.cv, s, until, |s| s.has_one());
+            let (g, ok) = wait_until(&self.cv, s, until, |s| s.has_block());
             s = g;
             s.waiters -= 1;
             if !ok {
@@ -289,7 +284,7 @@ impl<R: Send + 'static> Outcomes<R> {
     #[cfg(test)]
     pub(crate) fn exhausted(&self) -> bool {
         let s = lock(&self.store);
-        s.input_done && s.yielded >= s.pulled
+        s.input_done && s.taken >= s.pulled
     }
 }
 
@@ -367,32 +362,33 @@ impl<R> Store<R> {
         self.done.insert(start, end);
     }
 
-    fn has_one(&self) -> bool {
-        self.cursor.as_ref().is_some_and(|c| c.left() > 0)
-            || match self.order {
-                Order::Unordered => !self.arrived.is_empty(),
-                _ => self.ready.contains_key(&self.next),
-            }
+    fn has_block(&self) -> bool {
+        match self.order {
+            Order::Unordered => !self.arrived.is_empty(),
+            _ => self.ready.contains_key(&self.next),
+        }
     }
 
-    fn take_one(&mut self) -> Option<Result<R>> {
-        loop {
-            if let Some(c) = &mut self.cursor {
-                if let Some(item) = c.next() {
-                    self.yielded += 1;
-                    return Some(item);
-                }
-                self.cursor = None;
+    fn take_block(&mut self) -> Option<Block<R>> {
+        match self.order {
+            Order::Unordered => self.arrived.pop_front(),
+            _ => {
+                let b = self.ready.remove(&self.next)?;
+                self.next += b.len;
+                Some(b)
             }
-            let block = match self.order {
-                Order::Unordered => self.arrived.pop_front()?,
-                _ => {
-                    let b = self.ready.remove(&self.next)?;
-                    self.next += b.len;
-                    b
-                }
-            };
-            self.cursor = Some(Cursor::new(block));
+        }
+    }
+}
+
+fn keep<R>(item: Result<R>, values: &mut Vec<R>, first: &mut Option<Error>) {
+    match item {
+        Ok(v) if first.is_none() => values.push(v),
+        Ok(_) => {}
+        Err(e) => {
+            if first.is_none() {
+                *first = Some(e);
+            }
         }
     }
 }
@@ -417,10 +413,6 @@ impl<R> Cursor<R> {
             errors,
             next_error,
         }
-    }
-
-    fn left(&self) -> u64 {
-        self.end - self.at
     }
 
     fn next(&mut self) -> Option<Result<R>> {
@@ -662,6 +654,11 @@ pub(crate) struct Stream<R, P: Pull + ?Sized = dyn Pull + Send> {
     stopped: Option<Error>,
     /// Dropping cancels the call (false once moved into another stream).
     armed: bool,
+    /// The block being handed out.
+    cursor: Option<Cursor<R>>,
+    /// Items pulled from the input, and items handed to the caller.
+    pulled: u64,
+    yielded: u64,
 }
 
 impl<R: Send + 'static, P: Pull + ?Sized> Stream<R, P> {
@@ -671,6 +668,9 @@ impl<R: Send + 'static, P: Pull + ?Sized> Stream<R, P> {
             feed,
             stopped: None,
             armed: true,
+            cursor: None,
+            pulled: 0,
+            yielded: 0,
         };
         stream.top_up();
         stream
@@ -687,37 +687,84 @@ impl<R: Send + 'static, P: Pull + ?Sized> Stream<R, P> {
             feed: self.feed.take().map(|b| b as Box<dyn Pull + Send>),
             stopped: self.stopped.take(),
             armed: true,
+            cursor: self.cursor.take(),
+            pulled: self.pulled,
+            yielded: self.yielded,
         }
     }
 
     pub(crate) fn next_until(&mut self, until: Option<Instant>) -> Option<Result<R>> {
         loop {
+            if let Some(c) = &mut self.cursor {
+                if let Some(item) = c.next() {
+                    self.yielded += 1;
+                    return Some(item);
+                }
+                self.cursor = None;
+            }
             self.top_up();
-            match self.out.next(until) {
-                Some(item) => return Some(item),
+            match self.out.next_block(until) {
+                Some(Ok(b)) => self.cursor = Some(Cursor::new(b)),
+                Some(Err(e)) => return Some(Err(e)),
                 None if self.feed.is_some() => continue,
                 None => return self.stopped.take().map(Err),
             }
         }
     }
 
-    /// Pulls input until the window is full (on the consumer's thread: the input iterator is
-    /// the caller's and runs where the caller runs).
+    /// Every remaining value in order into `values`, a block at a time; the first error by
+    /// position is kept in `first` (later values are dropped once there is one).
+    pub(crate) fn drain_into(&mut self, values: &mut Vec<R>, first: &mut Option<Error>) {
+        while let Some(item) = self.cursor.as_mut().and_then(Cursor::next) {
+            self.yielded += 1;
+            keep(item, values, first);
+        }
+        self.cursor = None;
+        loop {
+            self.top_up();
+            match self.out.next_block(None) {
+                Some(Ok(b)) => {
+                    self.yielded += b.len;
+                    if first.is_none() && b.errors.is_empty() {
+                        // The common case: a whole block of values, moved at once.
+                        let mut vs = b.values;
+                        values.append(&mut vs);
+                        continue;
+                    }
+                    let mut c = Cursor::new(b);
+                    while let Some(item) = c.next() {
+                        keep(item, values, first);
+                    }
+                }
+                Some(Err(e)) => keep(Err(e), values, first),
+                None if self.feed.is_some() => {}
+                None => {
+                    if let Some(e) = self.stopped.take() {
+                        keep(Err(e), values, first);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Pulls input up to the window, between blocks (on the
+    /// consumer's thread: the input iterator is the caller's and runs where the caller runs).
     fn top_up(&mut self) {
         let Some(feed) = &mut self.feed else {
             return;
         };
-        let outstanding = self.out.outstanding() as usize;
+        let outstanding = (self.pulled - self.yielded) as usize;
         let window = feed.window().max(1);
         if outstanding >= window {
             return;
         }
-        match feed.pull(window - outstanding) {
+        match feed.pull(window - outstanding.min(window)) {
             Ok(0) => {
                 self.feed = None;
                 self.out.input_done();
             }
-            Ok(_) => {}
+            Ok(n) => self.pulled += n as u64,
             Err(e) => {
                 self.feed = None;
                 self.out.input_done();
@@ -815,6 +862,26 @@ stream_iterator!(IMapUnordered);
 mod tests {
     use super::*;
 
+    /// Every outcome handed out now, one by one.
+    fn items(out: &Outcomes<u32>, until: Option<Instant>) -> Vec<Result<u32>> {
+        let mut got = Vec::new();
+        while let Some(b) = out.next_block(until) {
+            match b {
+                Ok(b) => {
+                    let mut c = Cursor::new(b);
+                    while let Some(item) = c.next() {
+                        got.push(item);
+                    }
+                }
+                Err(e) => {
+                    got.push(Err(e));
+                    break;
+                }
+            }
+        }
+        got
+    }
+
     fn block(first: u64, vals: &[u32]) -> Block<u32> {
         let mut b = Block::new(first, vals.len());
         for v in vals {
@@ -833,7 +900,7 @@ mod tests {
         b.error(TaskError::cancelled());
         b.value(20);
         out.deliver(b);
-        let got: Vec<_> = std::iter::from_fn(|| out.next(None)).collect();
+        let got = items(&out, None);
         assert_eq!(got.len(), 5);
         assert_eq!(*got[0].as_ref().unwrap(), 0);
         let e = got[1].as_ref().unwrap_err().as_task().unwrap().clone();
@@ -852,7 +919,7 @@ mod tests {
             out.deliver(block(4, &[4]));
             out.terminate(&TaskError::cancelled());
             out.deliver(block(0, &[99]));
-            let got: Vec<_> = std::iter::from_fn(|| out.next(None)).collect();
+            let got = items(&out, None);
             assert_eq!(got.len(), 6, "{order:?}");
             let failed: Vec<u64> = got
                 .iter()
@@ -891,10 +958,12 @@ mod tests {
         let out = Outcomes::<u32>::new(Order::Unordered);
         out.register(1);
         let until = Some(Instant::now() + Duration::from_millis(5));
-        assert!(matches!(out.next(until), Some(Err(Error::Timeout))));
+        assert!(matches!(out.next_block(until), Some(Err(Error::Timeout))));
         out.deliver(block(0, &[7]));
-        assert_eq!(out.next(None).unwrap().unwrap(), 7);
-        assert!(out.next(None).is_none());
+        let got = items(&out, None);
+        assert_eq!(*got[0].as_ref().unwrap(), 7);
+        assert_eq!(got.len(), 1);
+        assert!(out.next_block(None).is_none());
     }
 
     #[test]

@@ -83,6 +83,7 @@ impl Worker {
 
 /// Starts worker number `id`.
 pub(crate) fn start_worker(settings: &Settings, id: u64) -> Result<Worker> {
+    let _ = worker::take_handle_error();
     let (ours, theirs) = UnixStream::pair()?;
     // Registered before the fork, so that this worker and every later one close our end.
     let private = sys::fork_private::register(ours.as_fd());
@@ -103,7 +104,10 @@ pub(crate) fn start_worker(settings: &Settings, id: u64) -> Result<Worker> {
         let args = WorkerArgs::new(OwnedFd::from(theirs), err_w, &settings.hooks)?;
         builder.target(worker::spawned_main, (args,))
     };
-    process.start()?;
+    if let Err(e) = process.start() {
+        // A channel that could not travel says why better than the codec does.
+        return Err(worker::take_handle_error().unwrap_or(e));
+    }
     ours.set_nonblocking(true)?;
     let pid = process.pid().unwrap_or(0);
     Ok(Worker {

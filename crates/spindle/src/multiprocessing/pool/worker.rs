@@ -281,10 +281,26 @@ fn codec_failure(e: &Error, out: &mut Vec<u8>) -> u8 {
 #[derive(Debug)]
 pub(crate) struct FdHandle(pub(crate) OwnedFd);
 
+thread_local! {
+    /// Why the last handle could not be encoded (the codec keeps only "serialization error").
+    static HANDLE_ERROR: RefCell<Option<Error>> = const { RefCell::new(None) };
+}
+
+/// The error of the last handle this thread failed to encode, if any.
+pub(crate) fn take_handle_error() -> Option<Error> {
+    HANDLE_ERROR.with(|e| e.borrow_mut().take())
+}
+
 impl Serialize for FdHandle {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let index = handles::stash_fd(self.0.as_fd()).map_err(serde::ser::Error::custom)?;
-        s.serialize_u32(index)
+        match handles::stash_fd(self.0.as_fd()) {
+            Ok(index) => s.serialize_u32(index),
+            Err(e) => {
+                let message = e.to_string();
+                HANDLE_ERROR.with(|slot| *slot.borrow_mut() = Some(e));
+                Err(serde::ser::Error::custom(message))
+            }
+        }
     }
 }
 
