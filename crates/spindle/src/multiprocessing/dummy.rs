@@ -32,7 +32,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::pool::{
-    collect, drain, single, worker_state as worker, AsyncResult, AsyncShared, Block, Chunking,
+    collect, drain, single, worker_state as worker, AsyncResult, Bar, AsyncShared, Block, Chunking,
     IMap, IMapUnordered, InitResult, Order, Outcomes, Pull, Sink, Sizer, Stream, MAX_WINDOW,
 };
 use crate::error::{Error, Result, TaskError};
@@ -432,6 +432,7 @@ pub struct Call<'a, S = ()> {
     pool: &'a Pool<S>,
     chunking: Chunking,
     buffersize: Option<usize>,
+    progress: bool,
 }
 
 impl<S: 'static> Pool<S> {
@@ -446,6 +447,7 @@ impl<S: 'static> Pool<S> {
             pool: self,
             chunking: self.chunking,
             buffersize: None,
+            progress: false,
         }
     }
 
@@ -618,6 +620,14 @@ impl<'a, S: 'static> Call<'a, S> {
         self
     }
 
+    /// A progress bar for `map`, `imap` and `imap_unordered` (feature `progress`), drawn on
+    /// stderr only when it is a terminal.
+    #[cfg(feature = "progress")]
+    pub fn progress(mut self, on: bool) -> Self {
+        self.progress = on;
+        self
+    }
+
     fn job<A, R>(
         &self,
         f: Arc<dyn Fn(A) -> R + Send + Sync>,
@@ -669,7 +679,8 @@ impl<'a, S: 'static> Call<'a, S> {
             core: Arc::clone(&self.pool.core),
             limit: self.buffersize,
         };
-        Ok(Stream::new(out, Some(Box::new(feed))))
+        let bar = self.progress.then(|| Bar::new(len.map(|l| l as u64)));
+        Ok(Stream::new(out, Some(Box::new(feed))).with_bar(bar))
     }
 
     fn collected<A, R, T>(

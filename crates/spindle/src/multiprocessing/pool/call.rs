@@ -40,6 +40,7 @@ pub struct Call<'a, S = ()> {
     chunking: Chunking,
     timeout: Option<Duration>,
     buffersize: Option<usize>,
+    progress: bool,
 }
 
 /// The bounds of a task function of [`Pool::map`]: a named function of one argument.
@@ -61,6 +62,7 @@ impl<'a, S: 'static> Call<'a, S> {
             chunking: pool.chunking,
             timeout: pool.task_timeout,
             buffersize: None,
+            progress: false,
         }
     }
 
@@ -144,7 +146,10 @@ impl<'a, S: 'static> Call<'a, S> {
             scratch: Vec::new(),
             _a: PhantomData,
         };
-        Ok(Stream::new(out, Some(Box::new(feed))))
+        let bar = self
+            .progress
+            .then(|| super::progress::Bar::new(len.map(|l| l as u64)));
+        Ok(Stream::new(out, Some(Box::new(feed))).with_bar(bar))
     }
 
     /// A call whose whole input is known now: every item is queued at once, the outcome

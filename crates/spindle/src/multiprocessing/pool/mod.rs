@@ -75,6 +75,7 @@
 mod call;
 mod chunking;
 mod job;
+mod progress;
 mod protocol;
 mod result;
 mod spawn;
@@ -108,6 +109,7 @@ pub(crate) mod worker_state {
 
 pub(crate) use self::call::{drain, single};
 pub(crate) use self::chunking::Sizer;
+pub(crate) use self::progress::Bar;
 pub(crate) use self::job::{arg_error, encode_item, Command, ProcJob, Shared, MAX_WINDOW};
 pub(crate) use self::result::{
     collect, decode_one, AsyncShared, Block, ByteSink, Order, Outcomes, Pull, Sink, Stream,

@@ -659,6 +659,8 @@ pub(crate) struct Stream<R, P: Pull + ?Sized = dyn Pull + Send> {
     /// Items pulled from the input, and items handed to the caller.
     pulled: u64,
     yielded: u64,
+    /// The call's progress bar, if it has one.
+    bar: Option<super::progress::Bar>,
 }
 
 impl<R: Send + 'static, P: Pull + ?Sized> Stream<R, P> {
@@ -671,9 +673,16 @@ impl<R: Send + 'static, P: Pull + ?Sized> Stream<R, P> {
             cursor: None,
             pulled: 0,
             yielded: 0,
+            bar: None,
         };
         stream.top_up();
         stream
+    }
+
+    /// The same stream with a progress bar.
+    pub(crate) fn with_bar(mut self, bar: Option<super::progress::Bar>) -> Self {
+        self.bar = bar;
+        self
     }
 
     /// The same stream with its input behind a trait object.
@@ -690,6 +699,7 @@ impl<R: Send + 'static, P: Pull + ?Sized> Stream<R, P> {
             cursor: self.cursor.take(),
             pulled: self.pulled,
             yielded: self.yielded,
+            bar: self.bar.take(),
         }
     }
 
@@ -698,6 +708,9 @@ impl<R: Send + 'static, P: Pull + ?Sized> Stream<R, P> {
             if let Some(c) = &mut self.cursor {
                 if let Some(item) = c.next() {
                     self.yielded += 1;
+                    if let Some(bar) = &self.bar {
+                        bar.add(1);
+                    }
                     return Some(item);
                 }
                 self.cursor = None;
@@ -707,7 +720,12 @@ impl<R: Send + 'static, P: Pull + ?Sized> Stream<R, P> {
                 Some(Ok(b)) => self.cursor = Some(Cursor::new(b)),
                 Some(Err(e)) => return Some(Err(e)),
                 None if self.feed.is_some() => continue,
-                None => return self.stopped.take().map(Err),
+                None => {
+                    if let Some(bar) = &self.bar {
+                        bar.finish();
+                    }
+                    return self.stopped.take().map(Err);
+                }
             }
         }
     }
@@ -725,6 +743,9 @@ impl<R: Send + 'static, P: Pull + ?Sized> Stream<R, P> {
             match self.out.next_block(None) {
                 Some(Ok(b)) => {
                     self.yielded += b.len;
+                    if let Some(bar) = &self.bar {
+                        bar.add(b.len);
+                    }
                     if first.is_none() && b.errors.is_empty() {
                         // The common case: a whole block of values, moved at once.
                         let mut vs = b.values;
@@ -739,6 +760,9 @@ impl<R: Send + 'static, P: Pull + ?Sized> Stream<R, P> {
                 Some(Err(e)) => keep(Err(e), values, first),
                 None if self.feed.is_some() => {}
                 None => {
+                    if let Some(bar) = &self.bar {
+                        bar.finish();
+                    }
                     if let Some(e) = self.stopped.take() {
                         keep(Err(e), values, first);
                     }
