@@ -32,7 +32,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::pool::{
-    collect, drain, single, worker_state as worker, AsyncResult, Bar, AsyncShared, Block, Chunking,
+    collect, drain, single, worker_state as worker, AsyncResult, AsyncShared, Bar, Block, Chunking,
     IMap, IMapUnordered, InitResult, Order, Outcomes, Pull, Sink, Sizer, Stream, MAX_WINDOW,
 };
 use crate::error::{Error, Result, TaskError};

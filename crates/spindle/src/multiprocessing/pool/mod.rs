@@ -109,8 +109,8 @@ pub(crate) mod worker_state {
 
 pub(crate) use self::call::{drain, single};
 pub(crate) use self::chunking::Sizer;
-pub(crate) use self::progress::Bar;
 pub(crate) use self::job::{arg_error, encode_item, Command, ProcJob, Shared, MAX_WINDOW};
+pub(crate) use self::progress::Bar;
 pub(crate) use self::result::{
     collect, decode_one, AsyncShared, Block, ByteSink, Order, Outcomes, Pull, Sink, Stream,
 };
@@ -441,13 +441,11 @@ impl<S: 'static> PoolBuilder<S> {
         });
         let shared = Shared::new(processes)?;
         let mut sup = Supervisor::new(Arc::clone(&shared), Arc::clone(&settings))?;
-        // The workers first, the pool's threads after: a program that builds its pool from
-        // a single-threaded main thread forks no process that has other threads.
+        // The workers first, the pool's thread after: a program that builds its pool from a
+        // single-threaded main thread forks no process that has other threads. (The stderr
+        // relay thread starts when a worker first writes a line.)
         for _ in 0..processes {
             sup.add_worker()?;
-        }
-        if settings.relay_stderr {
-            sup.set_relay(stderr::Relay::start()?);
         }
         let thread = std::thread::Builder::new()
             .name("spindle-pool".into())

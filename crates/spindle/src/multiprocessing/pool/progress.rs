@@ -13,8 +13,8 @@ impl Bar {
     /// A bar for `total` items (a spinner with a count when the total is unknown).
     #[cfg(feature = "progress")]
     pub(crate) fn new(total: Option<u64>) -> Bar {
-        use std::io::IsTerminal;
         use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+        use std::io::IsTerminal;
         let bar = match total {
             Some(n) => ProgressBar::new(n).with_style(
                 ProgressStyle::with_template(
@@ -74,12 +74,21 @@ pub(crate) mod tests {
         let pool = crate::multiprocessing::dummy::Pool::new(2).unwrap();
         let _one_at_a_time = crate::latch::lock(&LAST);
         drop(_one_at_a_time);
-        let v = pool.call().progress(true).map(|x: u64| x * 2, 0..1000).unwrap();
+        let v = pool
+            .call()
+            .progress(true)
+            .map(|x: u64| x * 2, 0..1000)
+            .unwrap();
         assert_eq!(v.len(), 1000);
         let bar = crate::latch::lock(&LAST).clone().unwrap();
         assert_eq!((bar.position(), bar.length()), (1000, Some(1000)));
         assert!(bar.is_finished());
-        let n = pool.call().progress(true).imap(|x: u64| x, 0..10).unwrap().count();
+        let n = pool
+            .call()
+            .progress(true)
+            .imap(|x: u64| x, 0..10)
+            .unwrap()
+            .count();
         assert_eq!(n, 10);
         let bar = crate::latch::lock(&LAST).clone().unwrap();
         assert_eq!(bar.position(), 10);

@@ -103,7 +103,7 @@ impl Tap {
     }
 
     /// Reads what the pipe holds, relays whole lines; returns `false` at end of stream.
-    pub(crate) fn pump(&mut self, relay: &Relay) -> bool {
+    pub(crate) fn pump(&mut self, relay: Option<&Relay>) -> bool {
         let mut buf = [0u8; 16 * 1024];
         loop {
             match self.pipe.read(&mut buf) {
@@ -115,7 +115,7 @@ impl Tap {
         }
     }
 
-    fn take(&mut self, mut bytes: &[u8], relay: &Relay) {
+    fn take(&mut self, mut bytes: &[u8], relay: Option<&Relay>) {
         while !bytes.is_empty() {
             match bytes.iter().position(|b| *b == b'\n') {
                 Some(i) => {
@@ -135,19 +135,21 @@ impl Tap {
         }
     }
 
-    fn line(&mut self, relay: &Relay) {
+    fn line(&mut self, relay: Option<&Relay>) {
         let line = std::mem::take(&mut self.partial);
         let text = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line));
         if self.last.len() == KEEP {
             self.last.pop_front();
         }
         self.last.push_back(text.into_owned());
-        relay.send(line);
+        if let Some(relay) = relay {
+            relay.send(line);
+        }
     }
 
     /// Reads the rest (the worker has exited), relays a last unfinished line, and returns the
     /// last lines.
-    pub(crate) fn finish(&mut self, relay: &Relay) -> Vec<String> {
+    pub(crate) fn finish(&mut self, relay: Option<&Relay>) -> Vec<String> {
         self.pump(relay);
         if !self.partial.is_empty() {
             self.partial.push(b'\n');

@@ -217,16 +217,21 @@ impl Supervisor {
             next_seq: 0,
             retry: VecDeque::new(),
             relay: None,
-            oom_seen: sys::memory::oom_kill_count(),
+            oom_seen: None,
             restart_at: None,
             stopping_all: false,
             recent_short: None,
         })
     }
 
-    /// The thread that relays workers' stderr lines.
-    pub(crate) fn set_relay(&mut self, relay: Relay) {
-        self.relay = Some(relay);
+    /// The thread that relays workers' stderr lines, started when the first line comes
+    /// (a pool whose workers print nothing never has one). `None` if it cannot start: the
+    /// lines are then kept for the death reports but not relayed.
+    fn relay(&mut self) -> Option<&Relay> {
+        if self.relay.is_none() {
+            self.relay = Relay::start().ok();
+        }
+        self.relay.as_ref()
     }
 
     /// Starts one worker now (on the calling thread) and watches it.
@@ -252,6 +257,8 @@ impl Supervisor {
 
     /// The loop; returns when the pool is terminated, or closed and done.
     pub(crate) fn run(mut self) {
+        // Read here, off the caller's path (`build`).
+        self.oom_seen = sys::memory::oom_kill_count();
         loop {
             let timeout = self.arm_timer();
             let mut events = self.spin();
@@ -277,10 +284,13 @@ impl Supervisor {
                             CHAN => self.read(i),
                             EXIT => self.workers[i].exited = true,
                             _ => {
-                                if let (Some(tap), Some(relay)) =
-                                    (&mut self.workers[i].tap, &self.relay)
-                                {
-                                    tap.pump(relay);
+                                if self.workers[i].tap.is_some() {
+                                    let _ = self.relay();
+                                    if let (Some(tap), relay) =
+                                        (&mut self.workers[i].tap, self.relay.as_ref())
+                                    {
+                                        tap.pump(relay);
+                                    }
                                 }
                             }
                         }
@@ -328,7 +338,9 @@ impl Supervisor {
             if self.shared.fresh.load(Ordering::Acquire) || Instant::now() >= until {
                 return Vec::new();
             }
-            std::hint::spin_loop();
+            // Yield rather than spin: on a machine with fewer cores than busy threads (the
+            // caller may be spinning on its future too), the worker must get the core.
+            std::thread::yield_now();
         }
     }
 
@@ -616,12 +628,15 @@ impl Supervisor {
             if let Some(fd) = w.process.sentinel() {
                 let _ = self.epoll.delete(fd);
             }
-            let stderr = match (&mut w.tap, &self.relay) {
-                (Some(tap), Some(relay)) => {
+            if w.tap.is_some() {
+                let _ = self.relay();
+            }
+            let stderr = match &mut w.tap {
+                Some(tap) => {
                     let _ = self.epoll.delete(tap.fd());
-                    tap.finish(relay)
+                    tap.finish(self.relay.as_ref())
                 }
-                _ => Vec::new(),
+                None => Vec::new(),
             };
             let _ = w.process.join();
             let exitcode = w.process.exitcode();
