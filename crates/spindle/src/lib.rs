@@ -31,10 +31,13 @@
 //! | `concurrent.futures.Future`              | [`futures::Future`]                          |
 //! | `concurrent.futures.Executor`            | [`futures::Executor`]                        |
 //! | `concurrent.futures.ThreadPoolExecutor`  | [`futures::ThreadPoolExecutor`]              |
+//! | `concurrent.futures.ProcessPoolExecutor` | [`futures::ProcessPoolExecutor`]             |
 //! | `concurrent.futures.wait` / `as_completed` | [`futures::wait`] / [`futures::as_completed`] |
 //! | `multiprocessing.Process`                | [`multiprocessing::Process`]                 |
 //! | `multiprocessing.get_context` / `set_start_method` | [`multiprocessing::get_context`] / [`multiprocessing::set_start_method`] |
 //! | `multiprocessing.current_process` / `active_children` | [`multiprocessing::current_process`] / [`multiprocessing::active_children`] |
+//! | `multiprocessing.Pool` (`map`, `imap`, `apply_async`, ...) | [`multiprocessing::Pool`] |
+//! | `multiprocessing.dummy.Pool` / `multiprocessing.pool.ThreadPool` | [`multiprocessing::dummy::Pool`] |
 //!
 //! Rust conventions win where they clash with Python spelling: builders instead of keyword
 //! arguments, [`Result`] instead of exceptions, [`std::time::Duration`] for timeouts, `Drop`

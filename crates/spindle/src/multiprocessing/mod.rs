@@ -23,6 +23,8 @@
 //! | `set_start_method`, `get_start_method`, `get_context` | [`set_start_method`], [`get_start_method`], [`get_context`] |
 //! | `"spawn"`, `"fork"`, `"forkserver"` | [`StartMethod::Spawn`], [`StartMethod::Fork`], [`StartMethod::Forkserver`] (the default) |
 //! | `active_children()`, `current_process()`, `parent_process()`, `cpu_count()` | [`active_children`], [`current_process`], [`parent_process`], [`cpu_count`] |
+//! | `Pool(processes, initializer, initargs, maxtasksperchild)` | [`Pool::builder`] ([`pool`] has the whole map) |
+//! | `multiprocessing.dummy.Pool` | [`dummy::Pool`] |
 //!
 //! What differs from Python, on purpose:
 //! - no `if __name__ == "__main__":` guard: a spawned child is entered before `main`;
