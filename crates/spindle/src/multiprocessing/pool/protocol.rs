@@ -306,6 +306,11 @@ impl<'a> Reader<'a> {
         ))
     }
 
+    /// What is left, without consuming it.
+    pub(crate) fn rest_peek(&self) -> &'a [u8] {
+        &self.buf[self.at..]
+    }
+
     /// What is left.
     pub(crate) fn rest(&mut self) -> &'a [u8] {
         let s = &self.buf[self.at..];

@@ -823,7 +823,12 @@ impl Supervisor {
         }
         match w.inflight.len() {
             0 => true,
-            1 => w.inflight[0].estimate.is_some_and(|e| e < PREFETCH_BELOW),
+            // Not when a memory bound may retire the worker after its chunk: the next one
+            // must go to a fresh worker.
+            1 => {
+                self.settings.max_memory.is_none()
+                    && w.inflight[0].estimate.is_some_and(|e| e < PREFETCH_BELOW)
+            }
             _ => false,
         }
     }

@@ -516,6 +516,18 @@ impl Worker {
         let mut batch = self.begin(seq, 0);
         let mut since_clock = 0u32;
         let mut last_clock = batch.began;
+        // Items left in the chunk after the current one (the last one is reported by the
+        // chunk's final report, not by a partial one).
+        let mut left: u64 = 0;
+        {
+            let mut peek = Reader::new(r.rest_peek());
+            for _ in 0..segments {
+                let _ = peek.i64();
+                left += u64::from(peek.u32().unwrap_or(0));
+                let len = peek.u32().unwrap_or(0) as usize;
+                let _ = peek.bytes(len);
+            }
+        }
         for _ in 0..segments {
             let offset = r.i64()?;
             let count = r.u32()?;
@@ -541,6 +553,10 @@ impl Worker {
                 self.out[tag_at] = tag;
                 batch.count += 1;
                 self.ran += 1;
+                left = left.saturating_sub(1);
+                if left == 0 {
+                    continue;
+                }
                 if flush_each {
                     batch = self.flush(batch, false)?;
                     continue;
