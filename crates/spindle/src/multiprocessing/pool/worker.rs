@@ -29,6 +29,9 @@ use crate::sys::{self, image::EntryFn};
 /// first items of a long chunk early and a dead worker loses little finished work.
 const FLUSH_AFTER: Duration = Duration::from_millis(1);
 
+/// How long a worker watches for the next chunk after a tiny one before it sleeps.
+const SPIN_FOR: Duration = Duration::from_micros(30);
+
 /// A trampoline's outcome for a hook (initializer, state, exit): success, or a message.
 const HOOK_OK: u8 = 0;
 const HOOK_FAILED: u8 = 1;
@@ -410,6 +413,7 @@ pub(crate) fn run(chan: UnixStream, hooks: &Hooks) -> u64 {
         cached: None,
         stride: 1,
         ran: 0,
+        last_chunk_short: false,
     };
     let init = hooks
         .init
@@ -449,6 +453,8 @@ struct Worker {
     /// Items between two clock reads (grows while items are tiny).
     stride: u32,
     ran: u64,
+    /// The last chunk took less than `SPIN_FOR`.
+    last_chunk_short: bool,
 }
 
 /// One `RESULTS` frame being filled.
@@ -482,6 +488,19 @@ impl Worker {
                 self.inbuf.consume(range.end);
             }
             let want = self.inbuf.wanted(64 * 1024).min(1 << 22);
+            if self.last_chunk_short && self.inbuf.data().is_empty() {
+                // After a tiny chunk the next one often follows at once (an `apply` loop):
+                // watch for it a few microseconds instead of sleeping and paying a wake-up.
+                let until = Instant::now() + SPIN_FOR;
+                while Instant::now() < until {
+                    if sys::fd::poll_readable(&[self.chan.as_fd()], Some(Duration::ZERO))
+                        .is_ok_and(|r| r[0])
+                    {
+                        break;
+                    }
+                    std::thread::yield_now();
+                }
+            }
             let n = loop {
                 match self.inbuf.fill(&mut self.chan, want) {
                     Ok(n) => break n,
@@ -508,6 +527,13 @@ impl Worker {
     }
 
     fn run_chunk(&mut self, payload: &[u8]) -> Result<()> {
+        let began = Instant::now();
+        let r = self.run_chunk_inner(payload);
+        self.last_chunk_short = began.elapsed() < SPIN_FOR;
+        r
+    }
+
+    fn run_chunk_inner(&mut self, payload: &[u8]) -> Result<()> {
         let mut r = Reader::new(payload);
         let seq = r.u64()?;
         let flags = r.u8()?;
