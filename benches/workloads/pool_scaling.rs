@@ -21,6 +21,13 @@ fn count_primes(limit: u64) -> u64 {
         .count() as u64
 }
 
+/// The limit for which `count_primes` takes about 100 ms here, found once per run and shared
+/// by every row of the group (rows calibrated apart would not run the same work).
+fn shared_limit() -> u64 {
+    static LIMIT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| calibrate(Duration::from_millis(100)))
+}
+
 /// The limit for which `count_primes` takes about `target` here.
 fn calibrate(target: Duration) -> u64 {
     let mut limit = 10_000u64;
@@ -42,20 +49,18 @@ pub(crate) fn cpu_group(opts: &Options) -> Group {
     let w = opts.workers;
     let reps = opts.size(2, 5) as usize;
     let plan = Plan::fixed(1, reps);
-    // The limit is set once, when the group runs (a closure per contender re-calibrates).
-    let target = Duration::from_millis(100);
     Group::new(
         "pool-cpu",
         &format!("pools on {tasks} CPU-bound tasks of about 100 ms, {w} workers"),
     )
     .note(format!(
         "Each task counts the primes below a limit calibrated to take about 100 ms here; \
-         {tasks} tasks per repetition, figures per task. \"One after another\" runs them on the \
-         caller's thread. The aim is a speed-up of at least 1.9× on {w} workers, for threads \
+         {tasks} tasks per repetition, figures per task (the limit is found once per run and \
+         shared by every row). \"One after another\" runs them on the caller's thread. The aim is a speed-up of at least 1.9× on {w} workers, for threads \
          (no GIL in Rust) and for processes alike."
     ))
     .contender(Contender::subject(PROCESSES, move |p| {
-        let limit = calibrate(target);
+        let limit = shared_limit();
         let pool = Pool::builder()
             .processes(w)
             .start_method(StartMethod::Fork)
@@ -66,7 +71,7 @@ pub(crate) fn cpu_group(opts: &Options) -> Group {
         })
     }))
     .contender(Contender::subject(THREADS, move |p| {
-        let limit = calibrate(target);
+        let limit = shared_limit();
         let pool = dummy::Pool::new(w).map_err(failed)?;
         run(plan, tasks, limit, p, |l| {
             pool.call().chunksize(1).map(count_primes, l)
@@ -74,7 +79,7 @@ pub(crate) fn cpu_group(opts: &Options) -> Group {
     }))
     .contender(
         Contender::peer("one after another (vs processes)", move |p| {
-            let limit = calibrate(target);
+            let limit = shared_limit();
             run(plan, tasks, limit, p, |l| {
                 Ok(l.into_iter().map(count_primes).collect())
             })
@@ -84,7 +89,7 @@ pub(crate) fn cpu_group(opts: &Options) -> Group {
     )
     .contender(
         Contender::peer("one after another (vs threads)", move |p| {
-            let limit = calibrate(target);
+            let limit = shared_limit();
             run(plan, tasks, limit, p, |l| {
                 Ok(l.into_iter().map(count_primes).collect())
             })
