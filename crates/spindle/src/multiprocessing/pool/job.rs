@@ -84,8 +84,8 @@ pub(crate) struct JobQueue {
     /// Encoded items, each `varint length + bytes`, from `head` on.
     bytes: Vec<u8>,
     head: usize,
-    /// Runs of consecutive items in `bytes`: `(index of the first, count)`.
-    runs: VecDeque<(u64, u64)>,
+    /// Runs of consecutive items in `bytes`, as pushed: `(index of the first, count, bytes)`.
+    runs: VecDeque<(u64, u64, usize)>,
     /// No more items will come.
     pub(crate) input_done: bool,
     /// The pool took the call back (terminated, broken): no more items are accepted.
@@ -146,15 +146,12 @@ impl JobQueue {
             return;
         }
         self.bytes.extend_from_slice(encoded);
-        match self.runs.back_mut() {
-            Some((f, n)) if *f + *n == first => *n += count,
-            _ => self.runs.push_back((first, count)),
-        }
+        self.runs.push_back((first, count, encoded.len()));
     }
 
     /// The indices of the items not cut yet.
     pub(crate) fn indices(&self) -> impl Iterator<Item = u64> + '_ {
-        self.runs.iter().flat_map(|&(f, n)| f..f + n)
+        self.runs.iter().flat_map(|&(f, n, _)| f..f + n)
     }
 
     /// Drops every item not cut yet.
@@ -172,18 +169,37 @@ impl JobQueue {
     /// Cuts up to `max` items with consecutive indices off the front: `(first index,
     /// count, encoded items)`.
     pub(crate) fn cut(&mut self, max: usize) -> Option<(u64, u32, Vec<u8>)> {
-        let (first, count) = *self.runs.front()?;
-        let n = count.min(max.clamp(1, u32::MAX as usize) as u64);
-        let rest = &self.bytes[self.head..];
-        // Our own encoding: the lengths are well formed (an error cannot happen here).
-        let len = wire::skip_items(rest, n as usize).unwrap_or(rest.len());
-        let chunk = rest[..len].to_vec();
-        self.head += len;
-        if n == count {
+        let max = max.clamp(1, u32::MAX as usize) as u64;
+        let (first, _, _) = *self.runs.front()?;
+        let (mut n, mut len) = (0u64, 0usize);
+        // Whole runs while they fit and follow on: their byte lengths are known.
+        while let Some(&(f, count, bytes)) = self.runs.front() {
+            if f != first + n || n + count > max {
+                break;
+            }
+            n += count;
+            len += bytes;
             self.runs.pop_front();
-        } else if let Some(front) = self.runs.front_mut() {
-            *front = (first + n, count - n);
         }
+        // Part of the next run: its items' lengths are read.
+        if n < max {
+            if let Some(front) = self.runs.front_mut() {
+                if front.0 == first + n {
+                    let take = (max - n).min(front.1);
+                    let rest = &self.bytes[self.head + len..];
+                    // Our own encoding: the lengths are well formed.
+                    let part = wire::skip_items(rest, take as usize).unwrap_or(front.2);
+                    *front = (front.0 + take, front.1 - take, front.2 - part);
+                    if front.1 == 0 {
+                        self.runs.pop_front();
+                    }
+                    n += take;
+                    len += part;
+                }
+            }
+        }
+        let chunk = self.bytes[self.head..self.head + len].to_vec();
+        self.head += len;
         if self.runs.is_empty() {
             self.bytes.clear();
             self.head = 0;

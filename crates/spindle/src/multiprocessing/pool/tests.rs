@@ -47,10 +47,28 @@ fn runs_are_cut_at_their_gaps_and_keep_their_indices() {
     assert_eq!((first, count), (3, 2), "a cut never crosses a gap");
     assert_eq!(decode_all(&bytes, 2), [3, 4]);
     let (first, count, bytes) = q.cut(10).unwrap();
-    assert_eq!((first, count), (6, 3), "adjacent runs were merged");
+    assert_eq!((first, count), (6, 3), "adjacent runs are cut together");
     assert_eq!(decode_all(&bytes, 3), [6, 7, 8]);
     assert!(q.cut(1).is_none() && q.is_empty());
     assert_eq!(q.cut, 8);
+}
+
+#[test]
+fn cuts_take_whole_runs_and_parts_of_runs() {
+    let mut q = queue();
+    q.push_run(0, 4, &encoded(0, 4));
+    q.push_run(4, 4, &encoded(4, 4));
+    q.push_run(8, 300, &encoded(8, 300));
+    let (first, count, bytes) = q.cut(6).unwrap();
+    assert_eq!((first, count), (0, 6));
+    assert_eq!(decode_all(&bytes, 6), [0, 1, 2, 3, 4, 5]);
+    let (first, count, bytes) = q.cut(200).unwrap();
+    assert_eq!((first, count), (6, 200));
+    assert_eq!(decode_all(&bytes, 200), (6..206).collect::<Vec<u64>>());
+    let (first, count, bytes) = q.cut(1000).unwrap();
+    assert_eq!((first, count), (206, 102));
+    assert_eq!(decode_all(&bytes, 102), (206..308).collect::<Vec<u64>>());
+    assert!(q.is_empty());
 }
 
 #[test]

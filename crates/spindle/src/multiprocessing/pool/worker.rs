@@ -246,26 +246,19 @@ where
     }
 }
 
-/// Runs one item and appends its outcome (the tag is the return value).
+/// Runs one item and appends its outcome (the tag is the return value). A panic unwinds to
+/// the worker loop, which catches it for a run of items at a time.
 fn run_item<R: Serialize>(f: impl FnOnce() -> R, out: &mut Vec<u8>) -> u8 {
-    match crate::panic::catch(f) {
-        Ok(value) => match wire::append(&value, out) {
-            Ok(()) => wire::TAG_VALUE,
-            Err(e) => codec_failure(
-                &Error::Codec(format!(
-                    "the value (a {}) cannot be encoded: {e}",
-                    std::any::type_name::<R>()
-                )),
-                out,
-            ),
-        },
-        Err(report) => {
-            let report = report.with_pid(sys::proc::getpid());
-            match wire::append(&report, out) {
-                Ok(()) => wire::TAG_PANIC,
-                Err(e) => codec_failure(&e, out),
-            }
-        }
+    let value = f();
+    match wire::append(&value, out) {
+        Ok(()) => wire::TAG_VALUE,
+        Err(e) => codec_failure(
+            &Error::Codec(format!(
+                "the value (a {}) cannot be encoded: {e}",
+                std::any::type_name::<R>()
+            )),
+            out,
+        ),
     }
 }
 
@@ -466,6 +459,28 @@ struct Batch {
     began: Instant,
 }
 
+impl Batch {
+    /// A placeholder while the real one is being sent.
+    fn empty() -> Batch {
+        Batch {
+            seq: 0,
+            offset: 0,
+            count: 0,
+            frame_at: 0,
+            began: Instant::now(),
+        }
+    }
+}
+
+/// Where a chunk's run stands: the report being filled, the clock, the items left.
+struct Step {
+    batch: Batch,
+    since_clock: u32,
+    last_clock: Instant,
+    left: u64,
+    flush_each: bool,
+}
+
 impl Worker {
     fn serve(&mut self) -> Result<()> {
         loop {
@@ -539,9 +554,7 @@ impl Worker {
         let flags = r.u8()?;
         let segments = r.u32()?;
         let flush_each = flags & wire::FLUSH_EACH != 0;
-        let mut batch = self.begin(seq, 0);
-        let mut since_clock = 0u32;
-        let mut last_clock = batch.began;
+        let batch = self.begin(seq, 0);
         // Items left in the chunk after the current one (the last one is reported by the
         // chunk's final report, not by a partial one).
         let mut left: u64 = 0;
@@ -554,57 +567,124 @@ impl Worker {
                 let _ = peek.bytes(len);
             }
         }
+        let mut st = Step {
+            last_clock: batch.began,
+            batch,
+            since_clock: 0,
+            left,
+            flush_each,
+        };
         for _ in 0..segments {
             let offset = r.i64()?;
             let count = r.u32()?;
             let len = r.u32()? as usize;
             let items = r.bytes(len)?;
             let entry = self.entry(offset);
-            let mut at = 0;
-            for _ in 0..count {
-                let (len, used) = wire::read_varint(&items[at..])?;
-                let item = items
-                    .get(at + used..at + used + len as usize)
-                    .ok_or_else(|| Error::Protocol("an item runs past its segment".into()))?;
-                at += used + len as usize;
-                let tag_at = self.out.len();
-                self.out.push(0);
-                let tag = match &entry {
-                    Ok(f) => f(item, &mut self.out),
-                    Err(why) => {
-                        let _ = wire::append(why, &mut self.out);
-                        wire::TAG_CODEC
-                    }
-                };
-                self.out[tag_at] = tag;
-                batch.count += 1;
-                self.ran += 1;
-                left = left.saturating_sub(1);
-                if left == 0 {
-                    continue;
-                }
-                if flush_each {
-                    batch = self.flush(batch, false)?;
-                    continue;
-                }
-                since_clock += 1;
-                if since_clock >= self.stride {
-                    let now = Instant::now();
-                    let took = now - last_clock;
-                    if took < Duration::from_micros(20) {
-                        self.stride = (self.stride * 2).min(1024);
-                    } else if took > Duration::from_micros(200) {
-                        self.stride = (self.stride / 2).max(1);
-                    }
-                    since_clock = 0;
-                    last_clock = now;
-                    if now - batch.began >= FLUSH_AFTER {
-                        batch = self.flush(batch, false)?;
+            let (mut at, mut done) = (0usize, 0u32);
+            while done < count {
+                // One catch for a run of items: a panic ends the run at its item, which is
+                // reported as panicked, and the next run starts after it.
+                let mut tag_at = self.out.len();
+                let run = crate::panic::catch(|| {
+                    self.run_items(
+                        &entry,
+                        items,
+                        count,
+                        &mut at,
+                        &mut done,
+                        &mut tag_at,
+                        &mut st,
+                    )
+                });
+                match run {
+                    Ok(r) => r?,
+                    Err(report) => {
+                        self.out.truncate(tag_at);
+                        let report = report.with_pid(sys::proc::getpid());
+                        if wire::append(&report, &mut self.out).is_ok() {
+                            self.out.insert(tag_at, wire::TAG_PANIC);
+                        } else {
+                            self.out.push(0);
+                            let tag = codec_failure(
+                                &Error::Codec("the panic report cannot be encoded".into()),
+                                &mut self.out,
+                            );
+                            self.out[tag_at] = tag;
+                        }
+                        done += 1;
+                        self.after_item(&mut st)?;
                     }
                 }
             }
         }
-        self.flush(batch, true)?;
+        self.flush(st.batch, true)?;
+        Ok(())
+    }
+
+    /// Runs items `done..count` of a segment; a panic unwinds out of it with `done` and `at`
+    /// still naming the item that panicked (and the one after it).
+    #[allow(clippy::too_many_arguments)]
+    fn run_items(
+        &mut self,
+        entry: &std::result::Result<EntryFn, String>,
+        items: &[u8],
+        count: u32,
+        at: &mut usize,
+        done: &mut u32,
+        tag_at: &mut usize,
+        st: &mut Step,
+    ) -> Result<()> {
+        while *done < count {
+            let (len, used) = wire::read_varint(&items[*at..])?;
+            let item = items
+                .get(*at + used..*at + used + len as usize)
+                .ok_or_else(|| Error::Protocol("an item runs past its segment".into()))?;
+            *at += used + len as usize;
+            *tag_at = self.out.len();
+            self.out.push(0);
+            let tag = match entry {
+                Ok(f) => f(item, &mut self.out),
+                Err(why) => {
+                    let _ = wire::append(why, &mut self.out);
+                    wire::TAG_CODEC
+                }
+            };
+            self.out[*tag_at] = tag;
+            *done += 1;
+            self.after_item(st)?;
+        }
+        Ok(())
+    }
+
+    /// After an item: count it, and report when due.
+    fn after_item(&mut self, st: &mut Step) -> Result<()> {
+        st.batch.count += 1;
+        self.ran += 1;
+        st.left = st.left.saturating_sub(1);
+        if st.left == 0 {
+            return Ok(());
+        }
+        if st.flush_each {
+            let b = std::mem::replace(&mut st.batch, Batch::empty());
+            st.batch = self.flush(b, false)?;
+            return Ok(());
+        }
+        st.since_clock += 1;
+        if st.since_clock >= self.stride {
+            let now = Instant::now();
+            let took = now - st.last_clock;
+            if took < Duration::from_micros(20) {
+                self.stride = (self.stride * 2).min(1024);
+            } else if took > Duration::from_micros(200) {
+                self.stride = (self.stride / 2).max(1);
+            }
+            st.since_clock = 0;
+            st.last_clock = now;
+            if now - st.batch.began >= FLUSH_AFTER {
+                let b = std::mem::replace(&mut st.batch, Batch::empty());
+                st.batch = self.flush(b, false)?;
+            }
+        }
         Ok(())
     }
 
