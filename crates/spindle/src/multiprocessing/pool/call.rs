@@ -8,11 +8,11 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::async_result::{AsyncResult, AsyncShared};
 use super::chunking::{Chunking, Sizer};
+use super::imap::{IMap, IMapUnordered, Stream};
 use super::job::{arg_error, encode_item, Feed, JobQueue, ProcJob};
-use super::result::{
-    collect, AsyncResult, AsyncShared, IMap, IMapUnordered, Order, Outcomes, Stream,
-};
+use super::result::{collect, Order, Outcomes};
 use super::worker;
 use super::Pool;
 use crate::error::{Error, Result};

@@ -72,8 +72,11 @@
 //! code (the worker touches no lock another thread may hold) and what it means for yours.
 //! Under spawn and forkserver the channel travels as a descriptor in the worker's arguments.
 
+mod async_result;
 mod call;
+mod chunk;
 mod chunking;
+mod imap;
 mod job;
 mod progress;
 mod protocol;
@@ -95,9 +98,10 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use async_result::AsyncResult;
 pub use call::Call;
 pub use chunking::Chunking;
-pub use result::{AsyncResult, IMap, IMapUnordered};
+pub use imap::{IMap, IMapUnordered};
 pub use worker::InitResult;
 
 pub(crate) use worker::map_item;
@@ -107,13 +111,13 @@ pub(crate) mod worker_state {
     pub(crate) use super::worker::{set_state, take_state, with_state};
 }
 
+pub(crate) use self::async_result::AsyncShared;
 pub(crate) use self::call::{drain, single};
 pub(crate) use self::chunking::Sizer;
+pub(crate) use self::imap::Stream;
 pub(crate) use self::job::{arg_error, encode_item, Command, ProcJob, Shared, MAX_WINDOW};
 pub(crate) use self::progress::Bar;
-pub(crate) use self::result::{
-    collect, decode_one, AsyncShared, Block, ByteSink, Order, Outcomes, Pull, Sink, Stream,
-};
+pub(crate) use self::result::{collect, decode_one, Block, ByteSink, Order, Outcomes, Pull, Sink};
 use self::spawn::Settings;
 use self::supervisor::Supervisor;
 use self::worker::{Hook, Hooks};

@@ -1,21 +1,20 @@
-//! The consumer side of a pool call, shared by the process [`Pool`](super::Pool) and the
-//! thread [`dummy::Pool`](crate::multiprocessing::dummy::Pool): where outcomes arrive
-//! ([`Outcomes`]), and what the caller holds ([`AsyncResult`], [`IMap`], [`IMapUnordered`]).
+//! Where the outcomes of a pool call arrive ([`Outcomes`]), shared by the process
+//! [`Pool`](super::Pool) and the thread [`dummy::Pool`](crate::multiprocessing::dummy::Pool);
+//! what the caller holds is in `async_result.rs` and `imap.rs`.
 //!
 //! Outcomes arrive in blocks (a chunk's items, or part of them) from whichever thread runs
 //! or supervises the work. Every item ends exactly once: with its value, with its own error,
 //! or — when the pool is terminated or dropped — with the termination's error, at once.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::de::DeserializeOwned;
 
 use super::protocol as wire;
 use crate::error::{Error, Result, TaskError};
-use crate::latch::{deadline, lock, wait_until};
+use crate::latch::{lock, wait_until};
 use crate::panic::PanicReport;
 
 /// The outcomes of consecutive items `first..first + len`: the values of those that
@@ -288,6 +287,17 @@ impl<R: Send + 'static> Outcomes<R> {
     }
 }
 
+impl<R> Outcomes<R> {
+    /// The consumer is gone: deliveries from now on are dropped, and the chunks not handed
+    /// to a worker yet are not started.
+    pub(crate) fn cancel(&self) {
+        let mut s = lock(&self.store);
+        s.cancelled = true;
+        s.ready.clear();
+        s.arrived.clear();
+    }
+}
+
 impl<R: Send + 'static> Sink for Outcomes<R> {
     fn start(&self) -> bool {
         !lock(&self.store).cancelled
@@ -381,7 +391,7 @@ impl<R> Store<R> {
     }
 }
 
-fn keep<R>(item: Result<R>, values: &mut Vec<R>, first: &mut Option<Error>) {
+pub(crate) fn keep<R>(item: Result<R>, values: &mut Vec<R>, first: &mut Option<Error>) {
     match item {
         Ok(v) if first.is_none() => values.push(v),
         Ok(_) => {}
@@ -394,7 +404,7 @@ fn keep<R>(item: Result<R>, values: &mut Vec<R>, first: &mut Option<Error>) {
 }
 
 /// The items of one block, in order.
-struct Cursor<R> {
+pub(crate) struct Cursor<R> {
     at: u64,
     end: u64,
     values: std::vec::IntoIter<R>,
@@ -403,7 +413,7 @@ struct Cursor<R> {
 }
 
 impl<R> Cursor<R> {
-    fn new(b: Block<R>) -> Self {
+    pub(crate) fn new(b: Block<R>) -> Self {
         let mut errors = b.errors.into_iter();
         let next_error = errors.next();
         Cursor {
@@ -415,7 +425,7 @@ impl<R> Cursor<R> {
         }
     }
 
-    fn next(&mut self) -> Option<Result<R>> {
+    pub(crate) fn next(&mut self) -> Option<Result<R>> {
         if self.at >= self.end {
             return None;
         }
@@ -457,434 +467,10 @@ pub(crate) trait Pull {
     fn cancel(&mut self);
 }
 
-/// A callback of an [`AsyncResult`] on success.
-pub(crate) type OnSuccess<T> = Box<dyn FnOnce(&T) + Send>;
-/// A callback of an [`AsyncResult`] on failure.
-pub(crate) type OnError = Box<dyn FnOnce(&Error) + Send>;
-
-/// The result of an `apply_async`, `map_async` or `starmap_async` call, filled when every
-/// item has ended (Python's `AsyncResult`).
-///
-/// [`get`](AsyncResult::get) hands the value out once (as `Future::result` does:
-/// docs/decisions.md, D4); [`get_timeout`](AsyncResult::get_timeout) leaves it in place when
-/// the time runs out.
-///
-/// ```
-/// use spindle::multiprocessing::{Pool, StartMethod};
-/// fn square(x: u64) -> u64 { x * x }
-/// let pool = Pool::builder().processes(2).start_method(StartMethod::Fork).build()?;
-/// let r = pool.map_async(square, 1..=4)?;
-/// r.wait();
-/// assert!(r.ready() && r.successful()?);
-/// assert_eq!(r.get()?, [1, 4, 9, 16]);
-/// # Ok::<(), spindle::Error>(())
-/// ```
-pub struct AsyncResult<T> {
-    shared: Arc<AsyncShared<T>>,
-}
-
-pub(crate) struct AsyncShared<T> {
-    slot: Mutex<Slot<T>>,
-    cv: Condvar,
-}
-
-struct Slot<T> {
-    outcome: Option<Result<T>>,
-    done: bool,
-    on_success: Vec<OnSuccess<T>>,
-    on_error: Vec<OnError>,
-}
-
-impl<T: Send + 'static> AsyncShared<T> {
-    pub(crate) fn new() -> Arc<Self> {
-        Arc::new(AsyncShared {
-            slot: Mutex::new(Slot {
-                outcome: None,
-                done: false,
-                on_success: Vec::new(),
-                on_error: Vec::new(),
-            }),
-            cv: Condvar::new(),
-        })
-    }
-
-    /// Stores the outcome: the callbacks run first, on this thread (a panicking callback is
-    /// reported on standard error), then the waiters are released.
-    pub(crate) fn complete(&self, outcome: Result<T>) {
-        loop {
-            let (ok, err) = {
-                let mut s = lock(&self.slot);
-                if s.on_success.is_empty() && s.on_error.is_empty() {
-                    s.outcome = Some(outcome);
-                    s.done = true;
-                    break;
-                }
-                (
-                    std::mem::take(&mut s.on_success),
-                    std::mem::take(&mut s.on_error),
-                )
-            };
-            match &outcome {
-                Ok(v) => ok
-                    .into_iter()
-                    .for_each(|cb| report_panic(crate::panic::catch(|| cb(v)))),
-                Err(e) => err
-                    .into_iter()
-                    .for_each(|cb| report_panic(crate::panic::catch(|| cb(e)))),
-            }
-        }
-        self.cv.notify_all();
-    }
-}
-
-fn report_panic(r: std::result::Result<(), PanicReport>) {
-    if let Err(p) = r {
-        eprintln!("spindle: a pool callback panicked: {p}");
-    }
-}
-
-impl<T: Send + 'static> AsyncResult<T> {
-    pub(crate) fn from_shared(shared: Arc<AsyncShared<T>>) -> Self {
-        AsyncResult { shared }
-    }
-
-    /// Calls `f` with the value once the call has ended well (Python's `callback=`): on the
-    /// thread that ends the call (the pool's supervisor or worker thread), or at once on
-    /// this thread if it has ended already. Keep it short: it delays that thread's other work.
-    /// A panicking callback is reported on standard error.
-    pub fn on_success(&self, f: impl FnOnce(&T) + Send + 'static) {
-        let mut s = lock(&self.shared.slot);
-        if !s.done {
-            s.on_success.push(Box::new(f));
-            return;
-        }
-        if let Some(Ok(v)) = &s.outcome {
-            report_panic(crate::panic::catch(|| f(v)));
-        }
-    }
-
-    /// Calls `f` with the error once the call has failed (Python's `error_callback=`); as
-    /// [`on_success`](AsyncResult::on_success) otherwise.
-    pub fn on_error(&self, f: impl FnOnce(&Error) + Send + 'static) {
-        let mut s = lock(&self.shared.slot);
-        if !s.done {
-            s.on_error.push(Box::new(f));
-            return;
-        }
-        if let Some(Err(e)) = &s.outcome {
-            report_panic(crate::panic::catch(|| f(e)));
-        }
-    }
-
-    /// Whether the call has ended (Python's `ready()`).
-    pub fn ready(&self) -> bool {
-        lock(&self.shared.slot).done
-    }
-
-    /// Whether the call ended without an error (Python's `successful()`).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidState`] before it has ended (Python raises `ValueError`).
-    pub fn successful(&self) -> Result<bool> {
-        let s = lock(&self.shared.slot);
-        if !s.done {
-            return Err(Error::InvalidState("the result is not ready"));
-        }
-        Ok(matches!(s.outcome, Some(Ok(_))))
-    }
-
-    /// Blocks until the call has ended (Python's `wait()`).
-    pub fn wait(&self) {
-        let s = lock(&self.shared.slot);
-        let _ = wait_until(&self.shared.cv, s, None, |s| s.done);
-    }
-
-    /// Blocks until the call has ended or `timeout` passes; returns whether it has ended
-    /// (Python's `wait(timeout)` plus the answer).
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let s = lock(&self.shared.slot);
-        wait_until(&self.shared.cv, s, deadline(timeout), |s| s.done).1
-    }
-
-    /// Waits for the call to end and returns its value (Python's `get()`).
-    ///
-    /// # Errors
-    ///
-    /// The call's error: for `map_async` the first failed item by position
-    /// ([`TaskError::task`] names it), for `apply_async` the task's. A pool terminated or
-    /// dropped first ends the call with a cancelled [`TaskError`].
-    pub fn get(self) -> Result<T> {
-        self.wait();
-        self.take()
-    }
-
-    /// Like [`get`](AsyncResult::get), for at most `timeout`: [`Error::Timeout`] leaves the
-    /// result in place; once handed out, later calls return [`Error::InvalidState`].
-    pub fn get_timeout(&mut self, timeout: Duration) -> Result<T> {
-        if !self.wait_timeout(timeout) {
-            return Err(Error::Timeout);
-        }
-        self.take()
-    }
-
-    fn take(&self) -> Result<T> {
-        lock(&self.shared.slot)
-            .outcome
-            .take()
-            .unwrap_or(Err(Error::InvalidState("the result was already taken")))
-    }
-}
-
-impl<T> fmt::Debug for AsyncResult<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = lock(&self.shared.slot);
-        f.debug_struct("AsyncResult")
-            .field("ready", &s.done)
-            .finish()
-    }
-}
-
-/// The consumer's side of a streamed call: the outcomes and the input still to pull (the
-/// shared part of [`IMap`] and [`IMapUnordered`], and what a blocking `map` drives).
-pub(crate) struct Stream<R, P: Pull + ?Sized = dyn Pull + Send> {
-    out: Arc<Outcomes<R>>,
-    feed: Option<Box<P>>,
-    /// The error that stopped the input (the pool shut down), yielded once.
-    stopped: Option<Error>,
-    /// Dropping cancels the call (false once moved into another stream).
-    armed: bool,
-    /// The block being handed out.
-    cursor: Option<Cursor<R>>,
-    /// Items pulled from the input, and items handed to the caller.
-    pulled: u64,
-    yielded: u64,
-    /// The call's progress bar, if it has one.
-    bar: Option<super::progress::Bar>,
-}
-
-impl<R: Send + 'static, P: Pull + ?Sized> Stream<R, P> {
-    pub(crate) fn new(out: Arc<Outcomes<R>>, feed: Option<Box<P>>) -> Self {
-        let mut stream = Stream {
-            out,
-            feed,
-            stopped: None,
-            armed: true,
-            cursor: None,
-            pulled: 0,
-            yielded: 0,
-            bar: None,
-        };
-        stream.top_up();
-        stream
-    }
-
-    /// The same stream with a progress bar.
-    pub(crate) fn with_bar(mut self, bar: Option<super::progress::Bar>) -> Self {
-        self.bar = bar;
-        self
-    }
-
-    /// The same stream with its input behind a trait object.
-    pub(crate) fn boxed(mut self) -> Stream<R, dyn Pull + Send>
-    where
-        P: Send + Sized + 'static,
-    {
-        self.armed = false;
-        Stream {
-            out: Arc::clone(&self.out),
-            feed: self.feed.take().map(|b| b as Box<dyn Pull + Send>),
-            stopped: self.stopped.take(),
-            armed: true,
-            cursor: self.cursor.take(),
-            pulled: self.pulled,
-            yielded: self.yielded,
-            bar: self.bar.take(),
-        }
-    }
-
-    pub(crate) fn next_until(&mut self, until: Option<Instant>) -> Option<Result<R>> {
-        loop {
-            if let Some(c) = &mut self.cursor {
-                if let Some(item) = c.next() {
-                    self.yielded += 1;
-                    if let Some(bar) = &self.bar {
-                        bar.add(1);
-                    }
-                    return Some(item);
-                }
-                self.cursor = None;
-            }
-            self.top_up();
-            match self.out.next_block(until) {
-                Some(Ok(b)) => self.cursor = Some(Cursor::new(b)),
-                Some(Err(e)) => return Some(Err(e)),
-                None if self.feed.is_some() => continue,
-                None => {
-                    if let Some(bar) = &self.bar {
-                        bar.finish();
-                    }
-                    return self.stopped.take().map(Err);
-                }
-            }
-        }
-    }
-
-    /// Every remaining value in order into `values`, a block at a time; the first error by
-    /// position is kept in `first` (later values are dropped once there is one).
-    pub(crate) fn drain_into(&mut self, values: &mut Vec<R>, first: &mut Option<Error>) {
-        while let Some(item) = self.cursor.as_mut().and_then(Cursor::next) {
-            self.yielded += 1;
-            keep(item, values, first);
-        }
-        self.cursor = None;
-        loop {
-            self.top_up();
-            match self.out.next_block(None) {
-                Some(Ok(b)) => {
-                    self.yielded += b.len;
-                    if let Some(bar) = &self.bar {
-                        bar.add(b.len);
-                    }
-                    if first.is_none() && b.errors.is_empty() {
-                        // The common case: a whole block of values, moved at once.
-                        let mut vs = b.values;
-                        values.append(&mut vs);
-                        continue;
-                    }
-                    let mut c = Cursor::new(b);
-                    while let Some(item) = c.next() {
-                        keep(item, values, first);
-                    }
-                }
-                Some(Err(e)) => keep(Err(e), values, first),
-                None if self.feed.is_some() => {}
-                None => {
-                    if let Some(bar) = &self.bar {
-                        bar.finish();
-                    }
-                    if let Some(e) = self.stopped.take() {
-                        keep(Err(e), values, first);
-                    }
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Pulls input up to the window, between blocks (on the
-    /// consumer's thread: the input iterator is the caller's and runs where the caller runs).
-    fn top_up(&mut self) {
-        let Some(feed) = &mut self.feed else {
-            return;
-        };
-        let outstanding = (self.pulled - self.yielded) as usize;
-        let window = feed.window().max(1);
-        if outstanding >= window {
-            return;
-        }
-        match feed.pull(window - outstanding.min(window)) {
-            Ok(0) => {
-                self.feed = None;
-                self.out.input_done();
-            }
-            Ok(n) => self.pulled += n as u64,
-            Err(e) => {
-                self.feed = None;
-                self.out.input_done();
-                self.stopped = Some(e);
-            }
-        }
-    }
-}
-
-impl<R, P: Pull + ?Sized> Drop for Stream<R, P> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        if let Some(feed) = &mut self.feed {
-            feed.cancel();
-        }
-        // Deliveries of chunks still running are dropped from now on.
-        let mut s = lock(&self.out.store);
-        s.cancelled = true;
-        s.ready.clear();
-        s.arrived.clear();
-    }
-}
-
-/// The results of `imap`, in input order (Python's `IMapIterator`): one `Result` per item.
-///
-/// The input is pulled lazily, on the thread that iterates, a bounded number of items ahead
-/// of what has been consumed, so an endless input runs in bounded memory. Dropping the
-/// iterator cancels the items not started yet (the running ones finish, unobserved). If the
-/// pool is closed to new input, terminated or dropped before the input ends, one
-/// `Err(Error::Shutdown)` follows the items already handed to it, and the iterator ends.
-///
-/// ```
-/// use spindle::multiprocessing::{Pool, StartMethod};
-/// fn square(x: u64) -> u64 { x * x }
-/// let pool = Pool::builder().processes(2).start_method(StartMethod::Fork).build()?;
-/// let first: Vec<u64> = pool.imap(square, 1..)?.take(3).collect::<Result<_, _>>()?;
-/// assert_eq!(first, [1, 4, 9]);
-/// # Ok::<(), spindle::Error>(())
-/// ```
-pub struct IMap<R> {
-    stream: Stream<R>,
-}
-
-/// The results of `imap_unordered`, in the order they finish (Python's
-/// `IMapUnorderedIterator`); otherwise as [`IMap`]. An item's error names its position
-/// ([`TaskError::task`]).
-pub struct IMapUnordered<R> {
-    stream: Stream<R>,
-}
-
-macro_rules! stream_iterator {
-    ($t:ident) => {
-        impl<R: Send + 'static> $t<R> {
-            pub(crate) fn from_stream<P: Pull + Send + 'static>(s: Stream<R, P>) -> Self {
-                $t { stream: s.boxed() }
-            }
-
-            /// The next result, waiting at most `timeout` (Python's `next(timeout)`):
-            /// `Some(Err(Error::Timeout))` when none arrived in time (the iterator stays
-            /// usable), `None` at the end.
-            pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
-                self.stream.next_until(deadline(timeout))
-            }
-
-            /// How many items have been pulled from the input so far.
-            pub fn pulled(&self) -> u64 {
-                self.stream.out.pulled()
-            }
-        }
-
-        impl<R: Send + 'static> Iterator for $t<R> {
-            type Item = Result<R>;
-
-            fn next(&mut self) -> Option<Result<R>> {
-                self.stream.next_until(None)
-            }
-        }
-
-        impl<R> fmt::Debug for $t<R> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_struct(stringify!($t))
-                    .field("input_done", &self.stream.feed.is_none())
-                    .finish()
-            }
-        }
-    };
-}
-
-stream_iterator!(IMap);
-stream_iterator!(IMapUnordered);
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// Every outcome handed out now, one by one.
     fn items(out: &Outcomes<u32>, until: Option<Instant>) -> Vec<Result<u32>> {
