@@ -335,3 +335,15 @@ fn bad_settings_are_typed_errors() {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+#[test]
+fn the_public_pool_types_are_send_and_sync_where_they_should_be() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Pool>();
+    send_sync::<spindle::multiprocessing::dummy::Pool>();
+    send_sync::<spindle::futures::ProcessPoolExecutor>();
+    send_sync::<spindle::multiprocessing::pool::AsyncResult<Vec<u64>>>();
+    send::<IMap<u64>>();
+    send::<spindle::multiprocessing::pool::IMapUnordered<String>>();
+}

@@ -463,6 +463,17 @@ impl<S: 'static> Pool<S> {
     /// # Ok::<(), spindle::Error>(())
     /// ```
     ///
+    /// A task is named by its type in the worker, so a closure that captures a value does not
+    /// compile here (worker state or [`dummy::Pool`](crate::multiprocessing::dummy::Pool)
+    /// carry data):
+    ///
+    /// ```compile_fail
+    /// use spindle::multiprocessing::Pool;
+    /// let pool = Pool::new(2).unwrap();
+    /// let offset = 10u64;
+    /// let _ = pool.map(move |x: u64| x + offset, 1..=5);
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`Call::map`].
