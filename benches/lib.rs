@@ -33,6 +33,8 @@
 //! board.write_markdown("BENCHMARKS.md".as_ref()).unwrap();
 //! ```
 
+mod empty_child;
+mod fork_floor;
 mod harness;
 mod machine;
 mod peers;

@@ -186,7 +186,8 @@ mod tests {
                 "raw posix_spawn+waitpid",
                 "CPython spawn",
                 "spindle forkserver",
-                "CPython forkserver"
+                "CPython forkserver",
+                "spindle forkserver, spare ready"
             ]
         );
         let memory = groups.iter().find(|g| g.id == "process-memory").unwrap();

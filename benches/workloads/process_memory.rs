@@ -36,7 +36,8 @@ pub(crate) fn group(opts: &Options) -> Group {
              the child's private memory (`bench::private_rss`: Private_Clean + Private_Dirty \
              of /proc/PID/smaps_rollup, pages shared with the parent or the fork server not \
              counted), then kills and joins it. The fork server rows are the server process \
-             itself, read once while it is idle. CPython's children set a \
+             itself, read once while it is idle; the spare row is the child the server keeps \
+             forked ahead for the next start (issue #15), read once while it waits. CPython's children set a \
              `multiprocessing.Event` instead of writing a file and are read as long after.",
             SETTLE.as_millis()
         ))
@@ -85,6 +86,10 @@ pub(crate) fn group(opts: &Options) -> Group {
             })
             .versus("spindle fork server process"),
         )
+        .contender(Contender::subject(
+            "spindle fork server's spare child",
+            spare_rss,
+        ))
         .contender(Contender::subject("spindle spawn child", move |p| {
             idle_children(StartMethod::Spawn, count, p)
         }))
@@ -178,6 +183,17 @@ fn forkserver_rss(_: Progress) -> Result<Measurement, NotMeasured> {
     Ok(Measurement::bytes(1, vec![size]))
 }
 
+/// The private memory of the fork server's spare, the child it keeps forked ahead (the fork
+/// server is started here if no earlier row started it).
+fn spare_rss(_: Progress) -> Result<Measurement, NotMeasured> {
+    let pid = bench::forkserver_spare_pid()
+        .map_err(failed)?
+        .ok_or_else(|| failed("the fork server announced no spare"))?;
+    std::thread::sleep(SETTLE);
+    let size = bench::private_rss(pid).map_err(failed)?;
+    Ok(Measurement::bytes(1, vec![size]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +212,8 @@ mod tests {
             }
             let server = forkserver_rss(Progress::quiet()).unwrap();
             assert!(matches!(&server.samples, Samples::Bytes(b) if b.len() == 1 && b[0] > 0));
+            let spare = spare_rss(Progress::quiet()).unwrap();
+            assert!(matches!(&spare.samples, Samples::Bytes(b) if b.len() == 1 && b[0] > 0));
         });
     }
 

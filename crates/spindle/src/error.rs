@@ -8,7 +8,8 @@
 //!   dead worker). It is matched through predicates ([`TaskError::is_panic`],
 //!   [`TaskError::is_cancelled`], ...) so that new kinds can be added without breaking users.
 //!
-//! Python's exceptions map as follows: `TimeoutError` → [`Error::Timeout`],
+//! Python's exceptions map as follows: `TimeoutError` → [`Error::Timeout`] (and
+//! [`Error::Unfinished`] for `as_completed`'s, which counts the futures left),
 //! `concurrent.futures.CancelledError` → a [`TaskError`] with [`TaskError::is_cancelled`],
 //! `RuntimeError("cannot schedule new futures after shutdown")` → [`Error::Shutdown`],
 //! `threading.BrokenBarrierError` → [`Error::BrokenBarrier`],
@@ -46,6 +47,22 @@ pub enum Error {
     /// A `*_timeout` call ran out of time before the thing it waited for happened.
     #[error("operation timed out")]
     Timeout,
+    /// [`as_completed`](crate::futures::as_completed)'s timeout passed with `unfinished` of
+    /// its `total` futures not done (Python's `TimeoutError("2 (of 4) futures unfinished")`).
+    /// [`Error::is_timeout`] holds for it.
+    ///
+    /// ```
+    /// let e = spindle::Error::Unfinished { unfinished: 2, total: 4 };
+    /// assert!(e.is_timeout());
+    /// assert_eq!(e.to_string(), "2 (of 4) futures unfinished");
+    /// ```
+    #[error("{unfinished} (of {total}) futures unfinished")]
+    Unfinished {
+        /// How many futures were not done when the time ran out.
+        unfinished: usize,
+        /// How many futures were given.
+        total: usize,
+    },
     /// A task failed: it panicked, was cancelled, timed out or lost its worker.
     #[error(transparent)]
     Task(#[from] TaskError),
@@ -76,13 +93,18 @@ pub enum Error {
     /// A peer broke the protocol: wrong magic, wrong build, truncated or unexpected message.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The operation cannot run in this process: for instance a start method that would run
+    /// another program (spindle inside a shared object) or whose children would be refused (a
+    /// setuid program). The message names what to use instead.
+    #[error("not supported here: {0}")]
+    Unsupported(String),
 }
 
 impl Error {
-    /// Whether this is [`Error::Timeout`], or a task that timed out.
+    /// Whether this is [`Error::Timeout`], [`Error::Unfinished`], or a task that timed out.
     pub fn is_timeout(&self) -> bool {
         match self {
-            Error::Timeout => true,
+            Error::Timeout | Error::Unfinished { .. } => true,
             Error::Task(t) => t.is_timeout(),
             _ => false,
         }

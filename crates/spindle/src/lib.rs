@@ -50,6 +50,7 @@
 mod error;
 mod latch;
 pub mod panic;
+mod sync;
 #[allow(unsafe_code)]
 mod sys;
 

@@ -1,6 +1,9 @@
 //! A spindle `Future` is a `std::future::Future`: a real async runtime (tokio, multi-threaded
 //! and current-thread) awaits it, wakes on completion, and can race it against its own timers.
 
+// tokio is not built under `--cfg loom` (it reads that cfg itself); see crates/spindle/Cargo.toml.
+#![cfg(not(loom))]
+
 mod common;
 
 use std::time::Duration;

@@ -255,13 +255,69 @@ fn as_completed_timeout_yields_one_error_then_ends() {
         p0.set_result(0).unwrap();
         let mut it = as_completed([f0, f1], Some(Duration::from_millis(20)));
         assert_eq!(it.next().unwrap().unwrap().result().unwrap(), 0);
-        assert!(matches!(it.next(), Some(Err(Error::Timeout))));
+        let e = it.next().unwrap().unwrap_err();
+        assert!(e.is_timeout());
+        assert!(matches!(
+            e,
+            Error::Unfinished {
+                unfinished: 1,
+                total: 2
+            }
+        ));
         assert!(it.next().is_none());
         // The futures not yielded are not lost.
         let rest = it.remaining();
         assert_eq!(rest.len(), 1);
         p1.set_result(1).unwrap();
         assert_eq!(rest.into_iter().next().unwrap().result().unwrap(), 1);
+    });
+}
+
+/// Python's `as_completed` timeout says how many were left: "2 (of 4) futures unfinished".
+#[test]
+fn as_completed_timeout_counts_the_unfinished_futures() {
+    watchdog(|| {
+        let pool = ThreadPoolExecutor::builder()
+            .max_workers(4)
+            .build()
+            .unwrap();
+        let gate = Gate::new();
+        let mut fs = Vec::new();
+        for i in 0..4u32 {
+            let g = gate.clone();
+            // Two finish at once, two wait for the gate.
+            fs.push(
+                pool.submit(
+                    move |i: u32| {
+                        if i >= 2 {
+                            g.wait();
+                        }
+                        i
+                    },
+                    i,
+                )
+                .unwrap(),
+            );
+        }
+        let mut it = as_completed(fs, Some(Duration::from_millis(200)));
+        let mut first: Vec<u32> = (0..2)
+            .map(|_| it.next().unwrap().unwrap().result().unwrap())
+            .collect();
+        first.sort_unstable();
+        assert_eq!(first, [0, 1]);
+        let e = it.next().unwrap().unwrap_err();
+        assert_eq!(e.to_string(), "2 (of 4) futures unfinished");
+        assert!(e.is_timeout());
+        let Error::Unfinished { unfinished, total } = e else {
+            panic!("not Unfinished: {e:?}");
+        };
+        assert_eq!((unfinished, total), (2, 4));
+        assert!(it.next().is_none());
+        assert_eq!(it.remaining().len(), 2);
+        gate.open();
+        // An empty set never times out: nothing is unfinished.
+        let mut none = as_completed(Vec::<Future<u8>>::new(), Some(Duration::ZERO));
+        assert!(none.next().is_none());
     });
 }
 

@@ -1,5 +1,5 @@
-//! kill -9 of a parent leaves no child behind, whatever the start method; Ctrl-C (SIGINT to
-//! the process group) ends the whole tree.
+//! kill -9 of a parent leaves no child behind, whatever the start method, nor the fork server's
+//! spare; Ctrl-C (SIGINT to the process group) ends the whole tree.
 
 use std::time::{Duration, Instant};
 
@@ -13,10 +13,9 @@ fn sigkill_of_the_parent_leaves_no_child() {
     watchdog(|| {
         let (mut parent, mut lines) = helper(&[&["children"][..], ALL].concat(), false);
         let pids = read_pids(&mut lines);
-        assert_eq!(
-            pids.len(),
-            ALL.len() + 1,
-            "four children and the fork server: {pids:?}"
+        assert!(
+            pids.len() >= ALL.len() + 2,
+            "four children, the fork server and its spares: {pids:?}"
         );
         assert!(
             pids.iter().all(|p| running(*p)),

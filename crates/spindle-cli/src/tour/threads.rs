@@ -59,7 +59,16 @@ pub(super) fn sections() -> Vec<Section> {
                 ("executor.map(fn, items)", "executor.map(fn, items)? (ordered, lazy)"),
             ],
             run: |pace| {
-                let ((), measured) = timed(|| thread_pool_executor::run(pace.sleep(2.0)))?;
+                let (seen, measured) = timed(|| thread_pool_executor::run(pace.sleep(2.0)))?;
+                println!(
+                    "at most {} downloads ran at once; {} had started when the first finished (max_workers = 3)",
+                    seen.most_at_once, seen.started_before_first_finished
+                );
+                if seen.most_at_once > 3 || seen.started_before_first_finished > 3 {
+                    return Err(spindle::Error::InvalidState(
+                        "more downloads ran at once than the pool's 3 workers",
+                    ));
+                }
                 Ok(vec![Timing {
                     label: "measured (3 workers)".into(),
                     measured,

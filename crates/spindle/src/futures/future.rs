@@ -19,13 +19,15 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::wait::{Ending, Watch};
-use crate::latch::{deadline, lock, wait_until};
+use crate::latch::{deadline, wait_until};
+use crate::sync::atomic::{AtomicU8, Ordering};
+use crate::sync::lock;
+use crate::sync::{Condvar, Mutex};
 use crate::{Error, Result, TaskError};
 
 const PENDING: u8 = 0;
@@ -203,8 +205,21 @@ impl<T> Shared<T> {
         if deadline.is_some_and(|d| d <= Instant::now()) {
             return false;
         }
-        // A short spin first: a task that is about to finish is cheaper to watch than to
-        // sleep for (the same back-off crossbeam's channels use before parking).
+        if self.spin_until_final() {
+            return true;
+        }
+        let mut slot = lock(&self.slot);
+        slot.sleepers += 1;
+        let (mut slot, done) = wait_until(&self.cv, slot, deadline, |_| self.is_final());
+        slot.sleepers -= 1;
+        done
+    }
+
+    /// A short spin before a wait sleeps: a task that is about to finish is cheaper to watch
+    /// than to sleep for (the same back-off crossbeam's channels use before parking).
+    /// Returns whether the final state came meanwhile.
+    #[cfg(not(loom))]
+    fn spin_until_final(&self) -> bool {
         for step in 0..10u32 {
             if step < 6 {
                 for _ in 0..(1u32 << step) {
@@ -217,11 +232,14 @@ impl<T> Shared<T> {
                 return true;
             }
         }
-        let mut slot = lock(&self.slot);
-        slot.sleepers += 1;
-        let (mut slot, done) = wait_until(&self.cv, slot, deadline, |_| self.is_final());
-        slot.sleepers -= 1;
-        done
+        false
+    }
+
+    /// Under loom the spin is left out: it changes no outcome, only multiplies the
+    /// interleavings to explore.
+    #[cfg(loom)]
+    fn spin_until_final(&self) -> bool {
+        false
     }
 
     /// Moves the outcome out. The caller has seen the final state.
@@ -535,3 +553,6 @@ impl<T> fmt::Debug for Future<T> {
             .finish()
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests;

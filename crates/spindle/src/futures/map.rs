@@ -51,10 +51,29 @@ pub(crate) struct Here {
     pub(crate) seq: u64,
 }
 
+/// What [`Feed::run_slice`] did.
+pub(crate) enum Slice<R> {
+    /// Ran the next items here: their results, in order.
+    Ran(Chunk<R>),
+    /// The items are not tiny, or no seat is free: submit a part instead.
+    NotHere,
+    /// The input is exhausted.
+    Exhausted,
+    /// The executor was shut down: yield this error, then end.
+    Failed(Error),
+}
+
 /// A source of parts: it owns the input iterator and submits to its executor.
 pub(crate) trait Feed<R>: Send {
     /// Submits the next part, or returns `None` when the input is exhausted.
     fn next_part(&mut self) -> Option<Part<R>>;
+    /// Whether the items are so quick that the caller computes them itself, a slice at a
+    /// time, straight from the input ([`run_slice`](Feed::run_slice)).
+    fn local(&self) -> bool;
+    /// Computes the next slice of items on the calling thread, reading them from the input
+    /// as they are computed (no input buffer, no task, no future), if the items are tiny and
+    /// the caller can sit in one of the executor's seats.
+    fn run_slice(&mut self) -> Slice<R>;
     /// A chunk of `len` items took `elapsed`, on a worker or (`here`) on the caller's thread.
     fn observe(&mut self, len: usize, elapsed: Duration, here: bool);
     /// The emptied buffer of a chunk's values, to reuse.
@@ -93,6 +112,10 @@ pub struct Map<R> {
     parts: VecDeque<Part<R>>,
     /// How many items the parts in `parts` will yield.
     queued: usize,
+    /// The values of the current chunk when none of its items failed: the hot path of
+    /// `next` is this one `vec::IntoIter` (one pointer compared and moved on).
+    fast: std::vec::IntoIter<R>,
+    /// The current chunk when some of its items failed (or all: a failed part).
     current: Option<ChunkIter<R>>,
     feed: Option<Box<dyn Feed<R>>>,
     until: Option<Instant>,
@@ -126,6 +149,7 @@ impl<R> Map<R> {
         Map {
             parts,
             queued,
+            fast: Vec::new().into_iter(),
             current: None,
             feed: None,
             until,
@@ -138,10 +162,11 @@ impl<R> Map<R> {
         self.parts.push_back(part);
     }
 
-    /// Tops the parts in flight up to the feed's window.
+    /// Tops the parts in flight up to the feed's window (none while the caller computes the
+    /// items itself).
     fn refill(&mut self) {
         while let Some(feed) = &mut self.feed {
-            if self.parts.len() >= feed.window().max(1) {
+            if feed.local() || self.parts.len() >= feed.window().max(1) {
                 return;
             }
             match feed.next_part() {
@@ -162,6 +187,7 @@ impl<R> Map<R> {
         self.feed = None;
         self.current = None;
         self.queued = 0;
+        self.fast = Vec::new().into_iter();
         for part in self.parts.drain(..) {
             part.cancel();
         }
@@ -213,16 +239,14 @@ impl<R> Iterator for Map<R> {
 
     #[inline]
     fn next(&mut self) -> Option<Result<R>> {
-        if let Some(cur) = &mut self.current {
-            if let Some(item) = cur.next() {
-                return Some(item);
-            }
+        match self.fast.next() {
+            Some(value) => Some(Ok(value)),
+            None => self.next_slow(),
         }
-        self.next_part()
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let current = self.current.as_ref().map_or(0, ChunkIter::remaining);
+        let current = self.fast.len() + self.current.as_ref().map_or(0, ChunkIter::remaining);
         let sure = current + self.queued;
         // A timeout may end the map at any point.
         let lower = if self.until.is_some() {
@@ -238,16 +262,50 @@ impl<R> Iterator for Map<R> {
 }
 
 impl<R> Map<R> {
-    /// The slow path of `next`: the current chunk is used up, move on to the next part.
+    /// The slow path of `next`: the fast values are used up; a chunk with failed items, or
+    /// the next part.
+    #[inline(never)]
+    fn next_slow(&mut self) -> Option<Result<R>> {
+        if let Some(cur) = &mut self.current {
+            if let Some(item) = cur.next() {
+                return Some(item);
+            }
+        }
+        self.next_part()
+    }
+
+    /// Makes `chunk` the current one and yields its first item.
+    fn install(&mut self, chunk: Chunk<R>) -> Option<Result<R>> {
+        if chunk.errors.is_empty() {
+            self.fast = chunk.values.into_iter();
+            self.fast.next().map(Ok)
+        } else {
+            self.current.insert(ChunkIter::new(chunk)).next()
+        }
+    }
+
+    /// Gives the emptied buffers of the chunk just used up back to the feed.
+    fn recycle(&mut self) {
+        let fast = std::mem::replace(&mut self.fast, Vec::new().into_iter());
+        let done = self.current.take().and_then(ChunkIter::into_buffer);
+        if let Some(feed) = &mut self.feed {
+            for buffer in [into_buffer(fast), done].into_iter().flatten() {
+                feed.recycle(buffer);
+            }
+        }
+    }
+
+    /// The next part's first item (the current chunk is used up).
     fn next_part(&mut self) -> Option<Result<R>> {
         loop {
-            if let Some(done) = self.current.take() {
-                if let (Some(feed), Some(buffer)) = (&mut self.feed, done.into_buffer()) {
-                    feed.recycle(buffer);
-                }
-            }
+            self.recycle();
             if self.finished {
                 return None;
+            }
+            if self.parts.is_empty() {
+                if let Some(item) = self.slice() {
+                    return item;
+                }
             }
             self.refill();
             let Some(part) = self.parts.pop_front() else {
@@ -262,18 +320,17 @@ impl<R> Map<R> {
             match part {
                 Part::One(mut f) => return Some(f.result_timeout(Duration::ZERO)),
                 Part::Chunk(mut f, len, _) => {
-                    let cur = match f.result_timeout(Duration::ZERO) {
+                    let first = match f.result_timeout(Duration::ZERO) {
                         Ok(chunk) => {
                             if let Some(feed) = &mut self.feed {
                                 feed.observe(len, chunk.elapsed, here);
                             }
-                            ChunkIter::new(chunk)
+                            self.install(chunk)
                         }
-                        Err(e) => ChunkIter::failed(e, len),
+                        Err(e) => self.current.insert(ChunkIter::failed(e, len)).next(),
                     };
-                    let cur = self.current.insert(cur);
-                    if let Some(item) = cur.next() {
-                        return Some(item);
+                    if first.is_some() {
+                        return first;
                     }
                 }
                 Part::Failed(e) => {
@@ -286,6 +343,40 @@ impl<R> Map<R> {
 }
 
 impl<R> Map<R> {
+    /// With no part in flight and tiny items: the next slice, computed here. `None` when the
+    /// feed did not compute one (then a part is to be submitted, or the map is over);
+    /// `Some(item)` is what `next` returns.
+    fn slice(&mut self) -> Option<Option<Result<R>>> {
+        let feed = self.feed.as_mut()?;
+        if !feed.local() {
+            return None;
+        }
+        match feed.run_slice() {
+            Slice::Ran(chunk) => {
+                feed.observe(chunk.values.len() + chunk.errors.len(), chunk.elapsed, true);
+                Some(self.install(chunk))
+            }
+            Slice::NotHere => {
+                // No seat free now: this slice goes to the workers as a part.
+                if let Some(part) = feed.next_part() {
+                    if matches!(part, Part::Failed(_)) {
+                        self.feed = None;
+                    }
+                    self.push(part);
+                }
+                None
+            }
+            Slice::Exhausted => {
+                self.feed = None;
+                None
+            }
+            Slice::Failed(e) => {
+                self.stop();
+                Some(Some(Err(e)))
+            }
+        }
+    }
+
     /// Before waiting for `front`, the part needed next: runs it here if no worker has
     /// started it. (Only the part needed next: running a later one could make the caller
     /// wait on an item that waits for the caller.)
@@ -368,16 +459,9 @@ impl<R> ChunkIter<R> {
         }
     }
 
-    /// The emptied buffer of the values, once they have all been yielded. (Collecting an
-    /// exhausted `vec::IntoIter` through an adapter reuses its allocation in place: a
-    /// standard-library optimisation, not a promise; without it this is a new empty `Vec`,
-    /// which is not kept.)
+    /// The emptied buffer of the values, once they have all been yielded.
     fn into_buffer(self) -> Option<Vec<R>> {
-        if self.values.len() > 0 {
-            return None;
-        }
-        let buffer: Vec<R> = self.values.filter(|_| false).collect();
-        (buffer.capacity() > 0).then_some(buffer)
+        into_buffer(self.values)
     }
 
     #[inline]
@@ -406,6 +490,17 @@ impl<R> ChunkIter<R> {
         };
         Some(Err(Error::Task(error)))
     }
+}
+
+/// The emptied buffer of `values`, once they have all been yielded. (Collecting an exhausted
+/// `vec::IntoIter` through an adapter reuses its allocation in place: a standard-library
+/// optimisation, not a promise; without it this is a new empty `Vec`, which is not kept.)
+fn into_buffer<R>(values: std::vec::IntoIter<R>) -> Option<Vec<R>> {
+    if values.len() > 0 {
+        return None;
+    }
+    let buffer: Vec<R> = values.filter(|_| false).collect();
+    (buffer.capacity() > 0).then_some(buffer)
 }
 
 /// A copy of the error that a whole failed chunk repeats for each of its items.

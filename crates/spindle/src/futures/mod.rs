@@ -14,7 +14,7 @@
 //! | `FIRST_COMPLETED` / `FIRST_EXCEPTION` / `ALL_COMPLETED` | [`ReturnWhen::FirstCompleted`] / [`FirstException`](ReturnWhen::FirstException) / [`AllCompleted`](ReturnWhen::AllCompleted) |
 //! | `as_completed(fs, timeout)`                | [`as_completed`] → [`AsCompleted`]          |
 //! | `CancelledError`                           | [`TaskError::is_cancelled`](crate::TaskError::is_cancelled) |
-//! | `TimeoutError`                             | [`Error::Timeout`](crate::Error::Timeout)   |
+//! | `TimeoutError`                             | [`Error::Timeout`](crate::Error::Timeout); from `as_completed`, [`Error::Unfinished`](crate::Error::Unfinished) ("2 (of 4) futures unfinished") |
 //! | `BrokenThreadPool`                         | a failed [`TaskError`](crate::TaskError) from `submit` and the queued futures |
 //! | `RuntimeError` (submit after shutdown)     | [`Error::Shutdown`](crate::Error::Shutdown) |
 //!
@@ -25,6 +25,8 @@
 //! * [`Future`] implements [`std::future::Future`]: any async runtime can `.await` it.
 //! * `map` is lazy and batched: the inputs are consumed on the iterating thread, a few chunks
 //!   per worker ahead; a panic in one item is that item's error, the others go on.
+//! * `max_workers` bounds what runs at once, whoever runs it: the iterating thread may help
+//!   with a `map`, but only in the seat of an idle worker.
 //! * The [`Executor`] trait takes nameable functions with serde arguments and results (what a
 //!   process pool can run too); [`ThreadPoolExecutor`]'s inherent methods take any closure.
 //!

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::map::{Feed, Part};
+use super::map::{Feed, Part, Slice};
 use super::{promise, Executor, Future, Map, Promise};
 use crate::error::{Result, TaskError};
 use crate::latch::{deadline, lock};
@@ -617,6 +617,15 @@ where
             Err(e) => self.sink.fail(index, 1, &arg_error::<A>(&e)),
         }
         Some(Part::One(future))
+    }
+
+    fn local(&self) -> bool {
+        // Items run in worker processes, never on the caller's thread.
+        false
+    }
+
+    fn run_slice(&mut self) -> Slice<R> {
+        Slice::NotHere
     }
 
     fn observe(&mut self, _len: usize, _elapsed: Duration, _here: bool) {}

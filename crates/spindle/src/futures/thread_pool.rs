@@ -4,16 +4,19 @@
 //! are started lazily, as Python does: a submit that finds no idle worker starts a new one
 //! until the limit is reached. A task costs two allocations (the future's shared state and
 //! the boxed task) and one channel send. `map` batches inputs into chunks
-//! ([`batch`](self::batch)).
+//! ([`batch`](self::batch)). Whoever runs a task — a worker, or the thread iterating a `map`
+//! — sits in one of the pool's `max_workers` [`seats`](self::seats) meanwhile, so that never
+//! more than `max_workers` tasks run at once.
 
 mod batch;
 mod pending;
+mod seats;
 
 use std::cell::Cell;
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+
+use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -21,9 +24,12 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use self::seats::{Seat, Seats};
 use super::{promise, Executor, Future, Map, Promise};
-use crate::latch::{deadline, lock, wait_until};
+use crate::latch::{deadline, wait_until};
 use crate::panic::catch;
+use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::sync::{lock, Condvar, Mutex};
 use crate::{Error, Result, TaskError};
 
 /// A unit of work in the queue: it runs, or is cancelled or failed without running.
@@ -72,7 +78,8 @@ where
     }
 }
 
-static POOLS: AtomicUsize = AtomicUsize::new(1);
+/// Numbers the pools (a `std` atomic: loom's cannot be built in a static).
+static POOLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 
 thread_local! {
     /// The id of the pool whose worker this thread is (0: none).
@@ -91,6 +98,9 @@ pub(crate) struct Pool {
     receiver: Receiver<Job>,
     /// Workers waiting for work that no submit has claimed yet (Python's idle semaphore).
     idle: AtomicUsize,
+    /// Who may run a task now: `max_workers` seats, shared by the workers and the threads
+    /// that iterate a `map`.
+    pub(crate) seats: Seats,
     spawned: AtomicUsize,
     handles: Mutex<Vec<JoinHandle<()>>>,
     live: Mutex<usize>,
@@ -130,6 +140,12 @@ impl Pool {
             }
         }
         Ok(())
+    }
+
+    /// Whether the pool accepts work, without a lock (a hint: [`check_open`](Self::check_open)
+    /// says for sure, with the error).
+    pub(crate) fn is_open(&self) -> bool {
+        !self.shutdown.load(Ordering::Acquire) && self.broken.get().is_none()
     }
 
     /// `Ok` while the pool accepts work, else the error a submit would get.
@@ -187,13 +203,17 @@ impl Pool {
         self.live_cv.notify_all();
     }
 
-    /// Runs tasks until the queue is closed and empty.
+    /// Runs tasks until the queue is closed and empty. The worker sits in a seat while it has
+    /// work and gives it up before it blocks for more, so that an idle worker's seat is free
+    /// for a caller to run a chunk in.
     fn serve(&self) {
+        let mut seat = None;
         loop {
             let job = match self.receiver.try_recv() {
                 Ok(job) => job,
                 Err(TryRecvError::Disconnected) => return,
                 Err(TryRecvError::Empty) => {
+                    seat = None;
                     self.idle.fetch_add(1, Ordering::AcqRel);
                     match self.receiver.recv() {
                         Ok(job) => job,
@@ -201,6 +221,9 @@ impl Pool {
                     }
                 }
             };
+            if seat.is_none() {
+                seat = Some(self.seats.seat());
+            }
             job.run();
         }
     }
@@ -228,7 +251,7 @@ impl Pool {
             }
         }
         if wait {
-            self.join();
+            self.join_all();
         }
     }
 
@@ -245,6 +268,17 @@ impl Pool {
         let inside = usize::from(WORKER_OF.with(Cell::get) == self.id);
         let live = lock(&self.live);
         let _ = wait_until(&self.live_cv, live, None, |n| *n <= inside);
+    }
+
+    /// Joins every worker (see [`join`](Self::join)). A thread that sits in one of this pool's
+    /// seats without being its worker — the caller of a `map` running a chunk whose item shuts
+    /// the pool down — gives the seat up meanwhile: a worker holding queued work may need it.
+    fn join_all(&self) {
+        if WORKER_OF.with(Cell::get) == self.id {
+            self.join();
+        } else {
+            Seat::give_up_while(&self.seats, || self.join());
+        }
     }
 }
 
@@ -267,7 +301,9 @@ fn default_workers() -> usize {
 /// | `with ThreadPoolExecutor() as ex:`              | drop (shuts down and joins every thread)   |
 ///
 /// Threads are started lazily: a submit that finds no idle worker starts one, up to
-/// [`max_workers`](Self::max_workers); idle workers are reused. A task that panics ends its
+/// [`max_workers`](Self::max_workers); idle workers are reused. `max_workers` also bounds
+/// what runs at once, whoever runs it (see [`map`](Self::map)): a pool of 3 never runs a
+/// fourth task. A task that panics ends its
 /// future with a [`TaskError`] carrying the panic message; the worker survives. Dropping the
 /// executor waits for the queued and running tasks and joins every thread.
 ///
@@ -360,6 +396,7 @@ impl ThreadPoolBuilder {
             sender: Mutex::new(Some(tx)),
             receiver: rx,
             idle: AtomicUsize::new(0),
+            seats: Seats::new(id, max_workers),
             spawned: AtomicUsize::new(0),
             handles: Mutex::new(Vec::new()),
             live: Mutex::new(0),
@@ -454,11 +491,15 @@ impl ThreadPoolExecutor {
     /// in flight. The input iterator is consumed lazily, on the thread that iterates the
     /// [`Map`]. A panic in one call makes that item `Err(Error::Task(..))`; the others go on.
     ///
-    /// When the pool has no initializer, the thread that iterates may run chunks itself, as
-    /// rayon's caller does: the chunk it needs next if no worker has started it yet (rather
-    /// than sleep until one does), and every chunk while the items are so quick (a couple of
-    /// nanoseconds) that sending them to another core would cost more than running them.
-    /// `map_timeout` never does (a chunk run by the caller could overrun the deadline).
+    /// Never more than [`max_workers`](Self::max_workers) items run at once. When the pool
+    /// has no initializer, the thread that iterates may run chunks itself, as rayon's caller
+    /// does, but only in the seat of a worker that is idle (or not started) at that moment,
+    /// never as an extra runner: the chunk it needs next if no worker has started it yet
+    /// (rather than sleep until one does), and, while the items are so quick (a couple of
+    /// nanoseconds) that sending them to another core would cost more than running them,
+    /// every item, a slice at a time, read straight from the input. `map_timeout` never does
+    /// (a chunk run by the caller could overrun the deadline). Workers start chunks in input
+    /// order.
     /// If the executor is shut down before the inputs are all submitted, the [`Map`] yields
     /// `Err(Error::Shutdown)` where the first unsubmitted item would be, then ends.
     ///

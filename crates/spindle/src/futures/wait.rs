@@ -5,11 +5,13 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Future;
-use crate::latch::{deadline, lock, wait_until};
+use crate::latch::{deadline, wait_until};
+use crate::sync::lock;
+use crate::sync::{Condvar, Mutex};
 use crate::{Error, Result};
 
 /// How a future ended, as far as `wait` cares.
@@ -48,6 +50,13 @@ impl Watch {
         }
         drop(s);
         self.cv.notify_all();
+    }
+
+    /// What the watch heard: the indices not handed out, how many ended, how many failed.
+    #[cfg(test)]
+    pub(crate) fn heard(&self) -> (Vec<usize>, usize, usize) {
+        let s = lock(&self.state);
+        (s.ready.iter().copied().collect(), s.ended, s.errors)
     }
 }
 
@@ -128,8 +137,26 @@ pub fn wait<T>(
 /// as it takes.
 ///
 /// Futures already done come first. Each item is `Ok(future)` (done: its result is ready);
-/// when `timeout` passes first, the iterator yields `Err(Error::Timeout)` once and then
+/// when `timeout` passes first, the iterator yields
+/// [`Err(Error::Unfinished { unfinished, total })`](Error::Unfinished) once — Python's
+/// `TimeoutError("2 (of 4) futures unfinished")`, with [`Error::is_timeout`] true — and then
 /// ends; [`AsCompleted::remaining`] gives back the futures not yielded.
+///
+/// ```
+/// use std::time::Duration;
+/// use spindle::futures::{as_completed, promise};
+///
+/// let (done, f1) = promise::<u8>();
+/// let (_never, f2) = promise::<u8>();
+/// done.set_result(1)?;
+/// let mut it = as_completed([f1, f2], Some(Duration::from_millis(10)));
+/// assert_eq!(it.next().unwrap()?.result()?, 1);
+/// let e = it.next().unwrap().unwrap_err();
+/// assert!(e.is_timeout());
+/// assert_eq!(e.to_string(), "1 (of 2) futures unfinished");
+/// assert_eq!(it.remaining().len(), 1);
+/// # Ok::<(), spindle::Error>(())
+/// ```
 ///
 /// ```
 /// use spindle::futures::{as_completed, ThreadPoolExecutor};
@@ -164,8 +191,8 @@ pub fn as_completed<T>(
     }
 }
 
-/// The iterator of [`as_completed`]: `Ok(future)` in completion order, or `Err(Timeout)`
-/// once.
+/// The iterator of [`as_completed`]: `Ok(future)` in completion order, or
+/// [`Err(Error::Unfinished)`](Error::Unfinished) once.
 pub struct AsCompleted<T> {
     fs: Vec<Option<Future<T>>>,
     watch: Arc<Watch>,
@@ -198,7 +225,10 @@ impl<T> Iterator for AsCompleted<T> {
             if !ready {
                 drop(state);
                 self.timed_out = true;
-                return Some(Err(Error::Timeout));
+                return Some(Err(Error::Unfinished {
+                    unfinished: self.left,
+                    total: self.fs.len(),
+                }));
             }
             let index = state.ready.pop_front();
             drop(state);
@@ -257,7 +287,13 @@ mod tests {
             assert_eq!(fs[0].shared().watchers(), 0);
         }
         let mut it = as_completed(fs, Some(Duration::ZERO));
-        assert!(matches!(it.next(), Some(Err(Error::Timeout))));
+        assert!(matches!(
+            it.next(),
+            Some(Err(Error::Unfinished {
+                unfinished: 1,
+                total: 1
+            }))
+        ));
         let fs = it.remaining();
         assert_eq!(fs[0].shared().watchers(), 0);
         let it = as_completed(fs, None);
@@ -275,8 +311,6 @@ mod tests {
         // Registering on a finished future reports at once and keeps nothing.
         f.shared().watch(&watch, 4);
         assert_eq!(f.shared().watchers(), 0);
-        let s = lock(&watch.state);
-        assert_eq!(s.ready, [3, 4]);
-        assert_eq!((s.ended, s.errors), (2, 2));
+        assert_eq!(watch.heard(), (vec![3, 4], 2, 2));
     }
 }

@@ -86,7 +86,8 @@ impl FromStr for StartMethod {
 static DEFAULT: AtomicU8 = AtomicU8::new(0);
 
 /// The start method used by processes that do not choose one: the one set with
-/// [`set_start_method`], or [`StartMethod::Forkserver`].
+/// [`set_start_method`], or [`StartMethod::Forkserver`]. In a child, as in Python, it is the
+/// method that started that child.
 ///
 /// ```
 /// use spindle::multiprocessing::{get_start_method, StartMethod};
@@ -160,6 +161,39 @@ impl Context {
     /// A process builder that uses this context's start method.
     pub fn process(&self) -> Builder {
         Builder::new().start_method(self.method)
+    }
+}
+
+/// Names the program that spawn and the fork server run instead of this one (Python's
+/// `multiprocessing.set_executable`).
+///
+/// Needed only where spindle lives in a shared object loaded by another program (a Python
+/// extension, a plugin): there, re-running `/proc/self/exe` would run the host, so spawn and
+/// forkserver refuse with [`Error::Unsupported`] until a program is named. The program must
+/// load the very same shared object (for instance a small executable linked against it); the
+/// child checks that it runs spindle from the same file and the same build as its parent and
+/// refuses otherwise.
+///
+/// # Errors
+///
+/// [`Error::InvalidArgument`] when `path` is not an existing regular file.
+///
+/// ```
+/// use spindle::multiprocessing::set_executable;
+/// assert!(set_executable("/no/such/helper").is_err());
+/// ```
+pub fn set_executable(path: impl AsRef<std::path::Path>) -> Result<()> {
+    let path = path.as_ref();
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => {
+            let path = std::fs::canonicalize(path)?;
+            super::start::set_executable(path);
+            Ok(())
+        }
+        _ => Err(Error::InvalidArgument(format!(
+            "{} is not an existing program file",
+            path.display()
+        ))),
     }
 }
 

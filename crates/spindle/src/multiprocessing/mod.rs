@@ -25,6 +25,7 @@
 //! | `active_children()`, `current_process()`, `parent_process()`, `cpu_count()` | [`active_children`], [`current_process`], [`parent_process`], [`cpu_count`] |
 //! | `Pool(processes, initializer, initargs, maxtasksperchild)` | [`Pool::builder`] ([`pool`] has the whole map) |
 //! | `multiprocessing.dummy.Pool` | [`dummy::Pool`] |
+//! | `set_executable(path)` | [`set_executable`] (for spindle inside a shared object) |
 //!
 //! What differs from Python, on purpose:
 //! - no `if __name__ == "__main__":` guard: a spawned child is entered before `main`;
@@ -33,8 +34,13 @@
 //! - a panic in the child comes back from `join` as a [`TaskError`](crate::TaskError) with
 //!   its message and pid (exit code 1); bad bytes on the control channel are typed errors;
 //! - every child dies with its parent, also when the parent is killed with `SIGKILL`;
-//! - dropping a running non-daemon [`Process`] waits for it (Python joins non-daemon children
-//!   at exit); a daemon is killed.
+//! - dropping a running non-daemon [`Process`] waits for it; a daemon is killed. At exit
+//!   (`main` returning, `std::process::exit`) children still running — a leaked `Process` —
+//!   are treated as Python does: daemonic ones killed, the others waited for;
+//! - a target that captures something is refused by `cargo build`, not by `cargo check`
+//!   (see [`Builder::target`]);
+//! - a program only acts as a spindle child for a spindle parent running the same file, of the
+//!   same user, and never under setuid/setgid/file capabilities (see `README.md`).
 //!
 //! How a spawned child knows what to run, and how the fork server works, is told in
 //! `README.md` beside this file.
@@ -42,7 +48,7 @@
 pub(crate) mod bootstrap;
 mod context;
 mod forkserver;
-mod handles;
+pub(crate) mod handles;
 mod identity;
 mod process;
 mod reduction;
@@ -54,8 +60,8 @@ pub mod dummy;
 pub mod pool;
 
 pub use context::{
-    cpu_count, get_all_start_methods, get_context, get_start_method, set_start_method,
-    set_start_method_force, Context, StartMethod,
+    cpu_count, get_all_start_methods, get_context, get_start_method, set_executable,
+    set_start_method, set_start_method_force, Context, StartMethod,
 };
 pub use identity::{active_children, current_process, parent_process, ProcessInfo};
 pub use pool::{Pool, PoolBuilder};

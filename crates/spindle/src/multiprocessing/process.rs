@@ -12,14 +12,16 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::context::{get_start_method, StartMethod};
-use super::identity;
 use super::reduction::{self, ChildFailure, FrameBuffer, Kind};
-use super::start::{self, ChildRef, Job, Launch, Started, Status};
+use super::start::{self, ChildRef, Job, Launch, Started};
 use super::target::{self, Target};
+use super::{handles, identity};
 use crate::error::{Error, Result, TaskError};
 use crate::latch::lock;
 use crate::panic::PanicReport;
-use crate::sys;
+use crate::sys::{self, fd::Tracked};
+
+type Sock = Arc<Tracked<std::os::unix::net::UnixStream>>;
 
 /// How long `join` watches only for the child's exit before it also reads the child's value
 /// while the child runs (see `join_until`).
@@ -80,7 +82,10 @@ impl Builder {
     /// value travel through serde. It runs under every start method.
     ///
     /// A capturing closure does not compile here (a spawned child could not rebuild what it
-    /// captured); use [`Builder::fork_target`]:
+    /// captured); use [`Builder::fork_target`]. The check is a constant evaluated when the
+    /// program is built: `cargo check` does not evaluate it and accepts such a closure, and
+    /// `cargo build` (or `test`, `run`) refuses it. No stable trait bound can say
+    /// "zero-sized" for `check` to see.
     ///
     /// ```compile_fail
     /// use spindle::multiprocessing::Builder;
@@ -100,13 +105,13 @@ impl Builder {
             )
         };
         let _ = f;
-        let job = match reduction::encode(&args) {
-            Ok(args) => Ok(Job::Entry {
-                entry: target::trampoline::<F, Args>,
-                args,
-            }),
-            Err(e) => Err(e),
-        };
+        // Descriptors of IPC handles in `args` are collected into the job (see `handles`).
+        let (encoded, fds) = handles::encode_scope(|| reduction::encode(&args));
+        let job = encoded.map(|args| Job::Entry {
+            entry: target::trampoline::<F, Args>,
+            args,
+            fds,
+        });
         Process::from_job(self, job, false)
     }
 
@@ -165,6 +170,7 @@ impl Builder {
 /// process dies, every child dies with it (`PR_SET_PDEATHSIG`).
 pub struct Process<R> {
     name: String,
+    ident: Vec<u32>,
     daemon: bool,
     method: Option<StartMethod>,
     fork_only: bool,
@@ -177,16 +183,12 @@ pub struct Process<R> {
 
 #[derive(Debug, Default)]
 struct Waiter {
-    started: Option<(std::os::unix::net::UnixStream, Status)>,
-    /// A fork server's child that `join` saw exit (its pidfd) before the server reported its
-    /// status: the status arrives on this pipe shortly, and is read when asked for.
-    pending: Option<Status>,
+    started: Option<Sock>,
     registry: Option<u64>,
     frames: FrameBuffer,
     /// The frame that arrived, or why none will.
     outcome: Option<Result<(Kind, Vec<u8>)>>,
     sock_done: bool,
-    status_lost: bool,
     taken: bool,
     closed: bool,
 }
@@ -222,8 +224,10 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
     }
 
     fn from_job(b: Builder, job: Result<Job>, fork_only: bool) -> Process<R> {
+        let (ident, default_name) = identity::next_identity();
         Process {
-            name: b.name.unwrap_or_else(identity::next_name),
+            name: b.name.unwrap_or(default_name),
+            ident,
             daemon: b.daemon,
             method: b.method,
             fork_only,
@@ -241,7 +245,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
         let p = Process::from_job(Builder::new(), Err(Error::InvalidState("adopted")), false);
         started.sock.set_nonblocking(true).expect("nonblocking");
         let mut w = lock(&p.waiter);
-        w.started = Some((started.sock, started.status));
+        w.started = Some(Arc::new(started.sock));
         drop(w);
         let _ = p.child.set(Arc::new(started.child));
         p
@@ -271,8 +275,13 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
     /// # Errors
     ///
     /// [`Error::InvalidState`] if it was started before or closed; [`Error::InvalidArgument`]
-    /// for a [`fork_target`](Builder::fork_target) with another start method;
-    /// [`Error::Codec`] if the arguments do not encode; [`Error::Io`] if the system refuses.
+    /// for a [`fork_target`](Builder::fork_target) with another start method, or arguments
+    /// carrying more than 64 descriptors; [`Error::Codec`] if the arguments do not encode
+    /// (with the message of the type's own `Serialize` error) or exceed the 1 GiB frame
+    /// limit; [`Error::Unsupported`] for spawn and forkserver in a setuid program, or inside a
+    /// shared object loaded by another program without
+    /// [`set_executable`](super::set_executable); [`Error::Io`] if the system refuses. A
+    /// failed start leaves no process behind.
     pub fn start(&self) -> Result<()> {
         let job = lock(&self.job)
             .take()
@@ -283,25 +292,34 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
                 "a capturing closure can only run under StartMethod::Fork, not {method}"
             )));
         }
+        if let Job::Entry { fds, .. } = &job {
+            // The same arguments must start under every method: the bound of spawn and
+            // forkserver (`SCM_RIGHTS`) holds for fork too.
+            if fds.len() > handles::MAX_FDS {
+                return Err(Error::InvalidArgument(format!(
+                    "the arguments carry {} descriptors; at most {} can travel with a call",
+                    fds.len(),
+                    handles::MAX_FDS
+                )));
+            }
+        }
         let launch = Launch {
             name: self.name.clone(),
+            ident: self.ident.clone(),
             daemon: self.daemon,
             job,
         };
-        let Started {
-            child,
-            sock,
-            status,
-        } = start::start(method, launch)?;
-        sock.set_nonblocking(true)?;
+        let Started { child, sock } = start::start(method, launch)?;
         let child = Arc::new(child);
+        let sock = Arc::new(sock);
         let mut w = lock(&self.waiter);
         w.registry = Some(identity::register(
             &self.name,
             self.daemon,
             Arc::clone(&child),
+            Arc::clone(&sock),
         ));
-        w.started = Some((sock, status));
+        w.started = Some(sock);
         let _ = self.child.set(child);
         Ok(())
     }
@@ -393,7 +411,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
         let mut w = lock(&self.waiter);
         if self.child.get().is_some() && self.exit.get().is_none() {
             let _ = self.poll_exit(&mut w);
-            if self.exit.get().is_none() && !w.status_lost {
+            if self.exit.get().is_none() {
                 return Err(Error::InvalidState(
                     "cannot close a process while it is still running",
                 ));
@@ -413,42 +431,20 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
         }
     }
 
-    /// Reaps the child if it has exited (non-blocking, except for a status that a fork server
-    /// is about to report for a child known to have exited).
-    fn poll_exit(&self, w: &mut Waiter) -> Result<bool> {
-        if self.exit.get().is_some() || w.status_lost {
+    /// Reaps the child if it has exited (non-blocking).
+    fn poll_exit(&self, _w: &mut Waiter) -> Result<bool> {
+        if self.exit.get().is_some() {
             return Ok(true);
         }
-        if let (Some(child), Some(mut status)) = (self.child.get(), w.pending.take()) {
-            match status.wait(child) {
-                Ok(raw) => {
-                    let _ = self.exit.set(sys::proc::exitcode(raw));
-                }
-                Err(e) => {
-                    w.status_lost = true;
-                    if w.outcome.is_none() {
-                        w.outcome = Some(Err(e));
-                    }
-                }
-            }
-            return Ok(true);
-        }
-        let (Some(child), Some((_, status))) = (self.child.get(), w.started.as_mut()) else {
+        let Some(child) = self.child.get() else {
             return Ok(false);
         };
-        match status.try_wait(child) {
-            Ok(Some(raw)) => {
+        match child.try_wait()? {
+            Some(raw) => {
                 let _ = self.exit.set(sys::proc::exitcode(raw));
                 Ok(true)
             }
-            Ok(None) => Ok(false),
-            Err(e) => {
-                w.status_lost = true;
-                if w.outcome.is_none() {
-                    w.outcome = Some(Err(e));
-                }
-                Ok(true)
-            }
+            None => Ok(false),
         }
     }
 
@@ -457,11 +453,11 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
         if w.outcome.is_some() || w.sock_done {
             return;
         }
-        let Some((sock, _)) = w.started.as_mut() else {
+        let Some(sock) = w.started.clone() else {
             return;
         };
         loop {
-            match w.frames.fill(sock) {
+            match w.frames.fill(&mut &**sock.as_ref()) {
                 Ok(true) => {}
                 Ok(false) => {
                     w.sock_done = true;
@@ -519,36 +515,22 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
         loop {
             Self::read_outcome(&mut w);
             let exited = self.poll_exit(&mut w)?;
-            // A fork server's child: its exit (the pidfd) is enough to end the join; the
-            // status the server reports after reaping it is read later, when asked for, so
-            // the server's wake-up is not on the way of every join.
-            let reported_later =
-                !exited && matches!(w.started, Some((_, Status::Server(_)))) && !child.is_running();
-            if exited || reported_later {
+            if exited {
                 // Everything the child wrote before it ended is in the socket now.
                 Self::read_outcome(&mut w);
-                let mut outcome = w.outcome.take();
+                let outcome = w.outcome.take();
                 w.taken = true;
-                if reported_later {
-                    w.pending = w.started.take().map(|(_, status)| status);
-                    if !matches!(outcome, Some(Ok(_))) {
-                        // No value: the exit code (or the server's death) is the answer.
-                        self.poll_exit(&mut w)?;
-                        outcome = outcome.or_else(|| w.outcome.take());
-                    }
-                }
                 self.release(&mut w);
                 return self.finish(&child, outcome);
             }
-            let (sock, _) = w
+            let sock = w
                 .started
-                .as_ref()
+                .clone()
                 .ok_or(Error::InvalidState("the process has been closed"))?;
             let now = Instant::now();
             quiet = quiet && now < quiet_until && w.frames.is_empty();
             let watch_sock = !quiet && w.outcome.is_none() && !w.sock_done;
-            // The exit, seen on the pidfd (also for a fork server's child, whose status comes
-            // later through the server).
+            // The exit, seen on the pidfd.
             let fds = [child.exit_fd(), sock.as_fd()];
             let fds = if watch_sock { &fds[..] } else { &fds[..1] };
             let mut timeout = match deadline {
@@ -579,7 +561,14 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
                 Err(Error::Task(TaskError::panicked(report.with_pid(pid))))
             }
             Some(Ok((Kind::Failure, payload))) => {
-                Err(reduction::decode::<ChildFailure>(&payload)?.into())
+                match reduction::decode::<ChildFailure>(&payload)? {
+                    // A fatal signal after a report (a stack overflow): the task's failure.
+                    ChildFailure::Fatal(what) => Err(Error::Task(TaskError::failed(format!(
+                        "{what} in child process {pid} (exit code {})",
+                        self.exit.get().map_or("unknown".into(), |c| c.to_string())
+                    )))),
+                    other => Err(other.into()),
+                }
             }
             Some(Ok((kind, _))) => Err(Error::Protocol(format!(
                 "the child sent an unexpected {kind:?} message"
@@ -609,14 +598,14 @@ impl<R> Drop for Process<R> {
             let _ = child.signal(sys::proc::Signal::Kill);
         }
         // Wait for the exit (reaping our own child), discarding any value.
-        if let Some((sock, status)) = w.started.as_mut() {
+        if let Some(sock) = w.started.as_ref() {
             loop {
-                match status.try_wait(child) {
+                match child.try_wait() {
                     Ok(Some(_)) | Err(_) => break,
                     Ok(None) => {
                         // Drain the socket so that a child blocked writing a large value ends.
                         discard_available(sock);
-                        let fds = [status.fd(child), sock.as_fd()];
+                        let fds = [child.exit_fd(), sock.as_fd()];
                         let _ = sys::fd::poll_readable(&fds, Some(Duration::from_millis(100)));
                     }
                 }
@@ -635,7 +624,7 @@ impl<R> Drop for Process<R> {
 /// copy-on-write faults per `Process`, whether or not anything is drained.
 #[cold]
 #[inline(never)]
-fn discard_available(sock: &mut std::os::unix::net::UnixStream) {
+fn discard_available(sock: &Tracked<std::os::unix::net::UnixStream>) {
     let mut sink = vec![0u8; 64 * 1024];
-    while matches!(std::io::Read::read(sock, &mut sink), Ok(n) if n > 0) {}
+    while matches!(std::io::Read::read(&mut &**sock, &mut sink), Ok(n) if n > 0) {}
 }

@@ -62,6 +62,8 @@ pub(crate) enum ChildFailure {
     Codec(String),
     /// The call broke the protocol (wrong build, bad frame, bad entry).
     Protocol(String),
+    /// The child reported a fatal fault before the signal ended it ("stack overflow").
+    Fatal(String),
 }
 
 impl From<ChildFailure> for Error {
@@ -69,6 +71,7 @@ impl From<ChildFailure> for Error {
         match f {
             ChildFailure::Codec(m) => Error::Codec(format!("in the child: {m}")),
             ChildFailure::Protocol(m) => Error::Protocol(format!("in the child: {m}")),
+            ChildFailure::Fatal(m) => Error::Task(crate::TaskError::failed(m)),
         }
     }
 }
@@ -82,15 +85,76 @@ impl From<Error> for ChildFailure {
     }
 }
 
-/// Encodes `value` at the end of `out`.
+/// Encodes `value` at the end of `out`, at most [`MAX_FRAME`] bytes of it: a larger value
+/// stops the encoding there (nothing more is copied) and is a codec error. A type whose
+/// `Serialize` fails with its own message keeps that message (postcard drops it: it is read
+/// again by walking the value once more, see `reduction_message.rs`).
 pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
-    let taken = std::mem::take(out);
-    match postcard::to_extend(value, taken) {
-        Ok(v) => {
-            *out = v;
-            Ok(())
+    let start = out.len();
+    let over = std::cell::Cell::new(false);
+    let flavor = Limited {
+        out: &mut *out,
+        start,
+        over: &over,
+    };
+    match postcard::serialize_with_flavor(value, flavor) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            out.truncate(start);
+            if over.get() {
+                return Err(Error::Codec(format!(
+                    "{} of more than {MAX_FRAME} bytes exceeds the message limit",
+                    std::any::type_name::<T>()
+                )));
+            }
+            let why = match e {
+                postcard::Error::SerdeSerCustom => {
+                    message::custom_error(value).unwrap_or_else(|| e.to_string())
+                }
+                other => other.to_string(),
+            };
+            Err(Error::Codec(format!(
+                "cannot encode {}: {why}",
+                std::any::type_name::<T>()
+            )))
         }
-        Err(e) => Err(Error::Codec(format!("cannot encode: {e}"))),
+    }
+}
+
+/// A postcard output that appends to a `Vec` and refuses to grow past [`MAX_FRAME`].
+struct Limited<'a> {
+    out: &'a mut Vec<u8>,
+    start: usize,
+    over: &'a std::cell::Cell<bool>,
+}
+
+impl Limited<'_> {
+    fn room(&mut self, n: usize) -> postcard::Result<()> {
+        if self.out.len() - self.start + n > MAX_FRAME {
+            self.over.set(true);
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        Ok(())
+    }
+}
+
+impl postcard::ser_flavors::Flavor for Limited<'_> {
+    type Output = ();
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.room(data.len())?;
+        self.out.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.room(1)?;
+        self.out.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
     }
 }
 
@@ -251,6 +315,9 @@ impl FrameBuffer {
         Ok(Some((kind, buf)))
     }
 }
+
+#[path = "reduction_message.rs"]
+mod message;
 
 #[cfg(test)]
 #[path = "reduction_tests.rs"]

@@ -66,7 +66,8 @@ where
     run_and_encode(move || f.call(args), out)
 }
 
-/// Runs `f`, encodes its value (or its panic) into `out`, and returns the frame kind.
+/// Runs `f` in a child, encodes its value (or its panic, also printed on the child's stderr)
+/// into `out`, and returns the frame kind.
 pub(crate) fn run_and_encode<R: Serialize>(f: impl FnOnce() -> R, out: &mut Vec<u8>) -> u8 {
     out.clear();
     match crate::panic::catch(f) {
@@ -76,6 +77,22 @@ pub(crate) fn run_and_encode<R: Serialize>(f: impl FnOnce() -> R, out: &mut Vec<
         },
         Err(report) => {
             let report = report.with_pid(sys::proc::getpid());
+            // The child's own stderr keeps a trace too, as Rust's default hook (and Python's
+            // traceback) would, for a parent that never joins or a service that logs it.
+            let me = super::identity::current_process();
+            let at = report
+                .location()
+                .map(|l| format!(" at {l}"))
+                .unwrap_or_default();
+            eprintln!(
+                "process '{}' (pid {}) panicked{at}:\n{}",
+                me.name(),
+                me.pid(),
+                report.message()
+            );
+            if let Some(bt) = report.backtrace() {
+                eprintln!("{bt}");
+            }
             out.clear();
             match reduction::encode_into(&report, out) {
                 Ok(()) => Kind::Panic as u8,

@@ -1,23 +1,306 @@
-//! File descriptors: pipes, socket pairs, `poll`, and fds carried in messages (`SCM_RIGHTS`).
+//! File descriptors: pipes, socket pairs, `poll`, fds carried in messages (`SCM_RIGHTS`), and
+//! the registry of spindle's own descriptors that a forked child closes.
 
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::ops::{Deref, DerefMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{cvt, cvt_retry};
 
 /// The most descriptors one message may carry.
-pub(crate) const MAX_FDS: usize = 4;
+pub(crate) const MAX_FDS: usize = 72;
 
-/// A pipe `(read end, write end)`, both close-on-exec.
+/// The descriptor number a child's channel has in the child (spawn and forkserver).
+pub(crate) const CHANNEL_FD: RawFd = 3;
+
+/// spindle's own process-management descriptors (control sockets, pidfds, the fork server's
+/// connection, a spare child's channel): a forked child closes them, so that it never holds
+/// another child's channel open. A user's descriptors, IPC handles included, are never in it.
+///
+/// Each entry is the descriptor's number and the registration's own serial: a forked child
+/// closes every number and empties the list, and a value it inherited finds its serial gone
+/// when dropped there, so it forgets its number instead of closing it again (by then the number
+/// may name another descriptor of the child).
+static TRACKED: Mutex<Vec<(RawFd, u64)>> = Mutex::new(Vec::new());
+
+/// The serial of the next registration.
+static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn tracked_list() -> MutexGuard<'static, Vec<(RawFd, u64)>> {
+    TRACKED.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn register(list: &mut Vec<(RawFd, u64)>, fd: RawFd) -> u64 {
+    let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    list.push((fd, serial));
+    serial
+}
+
+/// A descriptor-owning value registered as one of spindle's own (see [`TRACKED`]).
+#[derive(Debug)]
+pub(crate) struct Tracked<T: AsRawFd> {
+    value: Option<T>,
+    serial: u64,
+}
+
+impl<T: AsRawFd> Tracked<T> {
+    /// Makes a value and registers it, with the registry held so that no fork happens between.
+    pub(crate) fn make(make: impl FnOnce() -> io::Result<T>) -> io::Result<Self> {
+        let mut list = tracked_list();
+        let v = make()?;
+        let serial = register(&mut list, v.as_raw_fd());
+        Ok(Tracked {
+            value: Some(v),
+            serial,
+        })
+    }
+
+    /// Registers a pair made in one call (a socket pair).
+    pub(crate) fn make_pair<U: AsRawFd>(
+        make: impl FnOnce() -> io::Result<(T, U)>,
+    ) -> io::Result<(Self, Tracked<U>)> {
+        let mut list = tracked_list();
+        let (a, b) = make()?;
+        let sa = register(&mut list, a.as_raw_fd());
+        let sb = register(&mut list, b.as_raw_fd());
+        Ok((
+            Tracked {
+                value: Some(a),
+                serial: sa,
+            },
+            Tracked {
+                value: Some(b),
+                serial: sb,
+            },
+        ))
+    }
+}
+
+impl Tracked<OwnedFd> {
+    /// Runs `make`, which brings descriptors into this process (a receive), and registers
+    /// them, with the registry held so that no fork happens between.
+    pub(crate) fn make_many<R>(
+        make: impl FnOnce() -> io::Result<(R, Vec<OwnedFd>)>,
+    ) -> io::Result<(R, Vec<Self>)> {
+        let mut list = tracked_list();
+        let (r, fds) = make()?;
+        let tracked = fds
+            .into_iter()
+            .map(|fd| {
+                let serial = register(&mut list, fd.as_raw_fd());
+                Tracked {
+                    value: Some(fd),
+                    serial,
+                }
+            })
+            .collect();
+        Ok((r, tracked))
+    }
+}
+
+impl<T: AsRawFd> Deref for Tracked<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.value.as_ref().expect("present until dropped")
+    }
+}
+
+impl<T: AsRawFd> DerefMut for Tracked<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.value.as_mut().expect("present until dropped")
+    }
+}
+
+impl<T: AsRawFd> Drop for Tracked<T> {
+    fn drop(&mut self) {
+        if let Some(v) = self.value.take() {
+            // Unregistered and closed under the registry's lock: a fork in between would
+            // otherwise inherit a descriptor nobody tracks.
+            let mut list = tracked_list();
+            let entry = (v.as_raw_fd(), self.serial);
+            match list.iter().position(|e| *e == entry) {
+                Some(i) => {
+                    list.swap_remove(i);
+                    drop(v);
+                }
+                // Inherited through a fork that closed it already.
+                None => std::mem::forget(v),
+            }
+        }
+    }
+}
+
+/// The registry's lock, held by a forking thread across `fork()`.
+#[derive(Debug)]
+pub(crate) struct TrackedForkGuard(MutexGuard<'static, Vec<(RawFd, u64)>>);
+
+/// Takes the registry's lock for a fork.
+pub(crate) fn lock_tracked_for_fork() -> TrackedForkGuard {
+    TrackedForkGuard(tracked_list())
+}
+
+impl TrackedForkGuard {
+    /// In the new child: closes every registered descriptor but `keep`, and forgets them all
+    /// (an owning value in the copied memory that is dropped later finds its registration gone
+    /// and does not close its number again).
+    pub(crate) fn close_in_child(mut self, keep: RawFd) {
+        for (fd, _) in self.0.drain(..) {
+            if fd != keep {
+                // Closing this process's copy of a descriptor the parent keeps.
+                // SAFETY: sound for the reason above.
+                unsafe { libc::close(fd) };
+            }
+        }
+    }
+}
+
+/// A duplicate of `fd`, close-on-exec.
+pub(crate) fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    fd.try_clone_to_owned()
+}
+
+/// An `O_PATH` descriptor of the current directory, close-on-exec.
+pub(crate) fn open_cwd() -> io::Result<OwnedFd> {
+    // SAFETY: a NUL-terminated path and flags; returns a fresh descriptor or -1.
+    let fd = cvt(unsafe {
+        libc::open(
+            c".".as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: a successful open returns a descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Makes the directory `dir` the current directory.
+pub(crate) fn fchdir(dir: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: fchdir takes a descriptor and touches no memory.
+    cvt(unsafe { libc::fchdir(dir.as_raw_fd()) }).map(drop)
+}
+
+/// In a fork server's new child: puts `channel` at [`CHANNEL_FD`] and `link` right after it,
+/// and closes every other descriptor but stdio (the server's connection and whatever else it
+/// held). Returns both at their new numbers.
+pub(crate) fn keep_only_stdio_and(
+    channel: OwnedFd,
+    link: BorrowedFd<'_>,
+) -> io::Result<(OwnedFd, OwnedFd)> {
+    let link_fd = CHANNEL_FD + 1;
+    // Both go above the two targets first, so that neither dup2 below overwrites the other.
+    let dup_high = |fd: RawFd| {
+        // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor at or above the given number.
+        cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, link_fd + 1) })
+    };
+    let (c, l) = (dup_high(channel.as_raw_fd())?, dup_high(link.as_raw_fd())?);
+    drop(channel);
+    // SAFETY: dup2 onto the two fixed numbers, which this child owns from now on (whatever they
+    // held belongs to the server's loop, never resumed here).
+    unsafe {
+        cvt(libc::dup2(c, CHANNEL_FD))?;
+        cvt(libc::dup2(l, link_fd))?;
+    }
+    close_from(link_fd + 1)?;
+    // SAFETY: both numbers are open (the dup2s above) and owned by nothing else now.
+    Ok(unsafe {
+        (
+            OwnedFd::from_raw_fd(CHANNEL_FD),
+            OwnedFd::from_raw_fd(link_fd),
+        )
+    })
+}
+
+/// Closes every descriptor from `first` on: in a new child, whose owners of them belong to
+/// code it never resumes.
+fn close_from(first: RawFd) -> io::Result<()> {
+    // SAFETY: closes descriptors this child owns no live value of (see above).
+    let r = unsafe { libc::close_range(first as u32, u32::MAX, 0) };
+    if r != 0 {
+        // Before Linux 5.9: close what /proc lists.
+        let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|fd| *fd >= first)
+            .collect();
+        for fd in open {
+            // SAFETY: as above.
+            unsafe { libc::close(fd) };
+        }
+    }
+    Ok(())
+}
+
+/// A spare's wait: `true` when a hand-over arrived on `channel` (or its end, which the caller
+/// reads as such), `false` when the server is gone (`life` ended) and nothing arrived. Before
+/// answering `false` the channel's reading side is shut, so that a client's hand-over sent from
+/// then on fails with `EPIPE` rather than go unread; one that arrived first is taken.
+pub(crate) fn wait_for_handover(channel: BorrowedFd<'_>, life: BorrowedFd<'_>) -> bool {
+    loop {
+        match poll_readable(&[channel, life], None).as_deref() {
+            Ok([true, _]) => return true,
+            Ok([false, true]) => break,
+            Ok(_) => continue,
+            Err(_) => break,
+        }
+    }
+    // SAFETY: shutdown takes a descriptor and a flag and touches no memory.
+    unsafe { libc::shutdown(channel.as_raw_fd(), libc::SHUT_RD) };
+    matches!(
+        poll_readable(&[channel], Some(Duration::ZERO)).as_deref(),
+        Ok([true])
+    ) && has_data(channel)
+}
+
+/// Whether a stream socket holds at least one byte now.
+fn has_data(sock: BorrowedFd<'_>) -> bool {
+    let mut b = [0u8; 1];
+    // SAFETY: a one-byte peek into a valid buffer.
+    let n = unsafe {
+        libc::recv(
+            sock.as_raw_fd(),
+            b.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n > 0
+}
+
+/// Reads exactly `buf.len()` bytes from a blocking descriptor.
+pub(crate) fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        // SAFETY: reads into the valid, writable rest of `buf`.
+        let n = cvt_retry(|| unsafe {
+            libc::read(fd.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len())
+        })?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
+/// A pipe, both ends close-on-exec: `(read, write)`.
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` is a valid out-array of two ints, as pipe2 requires.
     cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
-    // SAFETY: pipe2 succeeded, so both numbers are fresh descriptors that nothing else owns.
+    // SAFETY: pipe2 succeeded, so both numbers are fresh descriptors that nothing owns.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// A connected pair of `SOCK_STREAM` Unix sockets, close-on-exec, registered as spindle's own.
+pub(crate) fn stream_pair() -> io::Result<(
+    Tracked<std::os::unix::net::UnixStream>,
+    Tracked<std::os::unix::net::UnixStream>,
+)> {
+    Tracked::make_pair(std::os::unix::net::UnixStream::pair)
 }
 
 /// A connected pair of `SOCK_SEQPACKET` Unix sockets (message boundaries kept), close-on-exec.
@@ -36,31 +319,35 @@ pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Takes ownership of a descriptor number inherited across `exec` (named in the environment),
-/// after checking that it is open, and marks it close-on-exec so that it goes no further.
-pub(crate) fn adopt_inherited(raw: RawFd) -> io::Result<OwnedFd> {
-    if raw < 3 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not an inherited descriptor",
-        ));
-    }
-    // SAFETY: F_GETFD only reads the descriptor flags; an unopened number gives EBADF.
-    cvt(unsafe { libc::fcntl(raw, libc::F_GETFD) })?;
-    // SAFETY: F_SETFD on an open descriptor (checked above) only changes its flags.
-    cvt(unsafe { libc::fcntl(raw, libc::F_SETFD, libc::FD_CLOEXEC) })?;
-    // SAFETY: the number is open (checked above) and was handed to this process by its parent
-    // for this purpose only; this is the one place that takes ownership of it.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
-}
-
 /// Sends `data` as one message on a `SOCK_SEQPACKET` socket with `fds` attached.
 pub(crate) fn send_with_fds(
     sock: BorrowedFd<'_>,
     data: &[u8],
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<()> {
-    assert!(fds.len() <= MAX_FDS && !data.is_empty());
+    let n = send_some_with_fds(sock, data, fds)?;
+    if n != data.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "short send of a packet",
+        ));
+    }
+    Ok(())
+}
+
+/// Sends the first part of `data` on a socket with `fds` attached to its first byte; returns
+/// how many bytes went (a stream socket may take fewer than all).
+pub(crate) fn send_some_with_fds(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
+    if fds.len() > MAX_FDS || data.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many descriptors, or nothing to carry them",
+        ));
+    }
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),
@@ -91,13 +378,7 @@ pub(crate) fn send_with_fds(
     }
     // SAFETY: msg points at live iovec and control buffers for the duration of the call.
     let n = cvt_retry(|| unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })?;
-    if n as usize != data.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::WriteZero,
-            "short send of a packet",
-        ));
-    }
-    Ok(())
+    Ok(n as usize)
 }
 
 /// Receives one message from a `SOCK_SEQPACKET` socket into `buf`, with the descriptors it
@@ -105,6 +386,22 @@ pub(crate) fn send_with_fds(
 pub(crate) fn recv_with_fds(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
+) -> io::Result<(usize, Vec<OwnedFd>)> {
+    recv_with_fds_flags(sock, buf, 0)
+}
+
+/// [`recv_with_fds`] that does not wait: `WouldBlock` when no message is there.
+pub(crate) fn try_recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<(usize, Vec<OwnedFd>)> {
+    recv_with_fds_flags(sock, buf, libc::MSG_DONTWAIT)
+}
+
+fn recv_with_fds_flags(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    flags: libc::c_int,
 ) -> io::Result<(usize, Vec<OwnedFd>)> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
@@ -118,8 +415,9 @@ pub(crate) fn recv_with_fds(
     msg.msg_control = cmsg_buf.0.as_mut_ptr().cast();
     msg.msg_controllen = cmsg_buf.0.len();
     // SAFETY: msg points at live, writable iovec and control buffers of the sizes it states.
-    let n =
-        cvt_retry(|| unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) })?;
+    let n = cvt_retry(|| unsafe {
+        libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC | flags)
+    })?;
     let mut fds = Vec::new();
     // after a successful recvmsg the kernel has filled msg_control/msg_controllen with
     // well-formed headers; CMSG_FIRSTHDR/CMSG_NXTHDR walk them within msg_controllen, and each
@@ -151,11 +449,17 @@ pub(crate) fn recv_with_fds(
 
 /// A control-message buffer with room for `MAX_FDS` descriptors, aligned for `cmsghdr`.
 #[repr(C, align(8))]
-struct CmsgBuf([u8; 64]);
+struct CmsgBuf([u8; 24 + 4 * MAX_FDS]);
 
 impl CmsgBuf {
     fn new() -> Self {
-        CmsgBuf([0; 64])
+        CmsgBuf([0; 24 + 4 * MAX_FDS])
+    }
+}
+
+impl<T: AsRawFd + AsFd> AsFd for Tracked<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        (**self).as_fd()
     }
 }
 

@@ -2,9 +2,8 @@
 //!
 //! Everything above this module speaks in `OwnedFd`, `u32` pids, `io::Result` and plain Rust
 //! types; nothing above it names a libc call, a raw errno or a raw fd number. Nothing in here
-//! knows about pools, futures or Python names, with one exception documented in
-//! [`image`]: the pre-main constructor hands a child over to
-//! `multiprocessing::bootstrap::child_main`.
+//! knows about pools, futures, Python names or the layers above: the pre-main hook lives in
+//! `multiprocessing::bootstrap` and calls down into [`trust`] and [`image`].
 //!
 //! Conventions (after nix's `CONVENTIONS.md`): one errno-to-`Result` helper ([`cvt`]),
 //! `MaybeUninit` out-parameters, `unsafe fn` with a `# Safety` section only where the hazard is
@@ -13,6 +12,7 @@
 //! Linux is the only implementation today (pidfd, signalfd, `PR_SET_PDEATHSIG`); a macOS
 //! implementation would add a sibling folder behind the same names.
 
+pub(crate) mod clone;
 pub(crate) mod event;
 pub(crate) mod fd;
 pub(crate) mod fork_private;
@@ -21,6 +21,7 @@ pub(crate) mod memory;
 pub(crate) mod proc;
 pub(crate) mod signal;
 pub(crate) mod stdio;
+pub(crate) mod trust;
 
 use std::io;
 

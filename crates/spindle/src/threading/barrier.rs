@@ -1,12 +1,13 @@
 //! `threading.Barrier`, with CPython's state machine: filling, draining, resetting, broken.
 
+use crate::sync::{Condvar, Mutex, MutexGuard};
 use std::fmt;
-use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result, TaskError};
-use crate::latch::{deadline, lock, wait_until};
+use crate::latch::{deadline, wait_until};
 use crate::panic;
+use crate::sync::lock;
 
 type Action = Box<dyn FnMut() + Send>;
 

@@ -3,12 +3,15 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use crate::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::lock::{Lock, RLock};
 use crate::error::{Error, Result};
-use crate::latch::{deadline, lock, Latch};
+use crate::latch::{deadline, Latch};
+use crate::sync::lock;
 
 /// A condition variable: Python's `threading.Condition`.
 ///

@@ -6,7 +6,10 @@ use crate::latch::Latch;
 
 /// A flag that threads can wait for: Python's `threading.Event`.
 ///
-/// [`Event::set`] wakes every waiter, present and future, until [`Event::clear`].
+/// [`Event::set`] wakes every waiter, present and future, until [`Event::clear`]. Every
+/// thread waiting when `set` is called returns `true`, even when the flag is cleared again
+/// before it runs: a `set(); clear()` pulse is a tick that all current waiters see, as in
+/// Python.
 ///
 /// ```
 /// use spindle::threading::{Event, Thread};
@@ -60,3 +63,6 @@ impl Event {
         self.latch.wait_timeout(timeout)
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests;

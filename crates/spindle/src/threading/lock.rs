@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::thread::get_ident;
 use crate::error::{Error, Result};
-use crate::latch::{deadline, lock, wait_until};
+use crate::latch::{deadline, lock, wait_until_std as wait_until};
 
 /// A primitive lock: Python's `threading.Lock`.
 ///

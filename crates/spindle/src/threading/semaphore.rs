@@ -5,7 +5,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::latch::{deadline, lock, wait_until};
+use crate::latch::{deadline, lock, wait_until_std as wait_until};
 
 /// A counting semaphore: Python's `threading.Semaphore(value)`.
 ///

@@ -118,13 +118,14 @@ fn next_name(prefix: &str) -> String {
     format!("{prefix}-{}", NEXT_NAME.fetch_add(1, Ordering::Relaxed))
 }
 
-/// `(process id, thread id)` of the calling thread, as `/proc/thread-self` names them.
-// TODO(sys): move behind the `sys` seam (gettid) once it exists.
+/// `(process id, thread id)` of the calling thread (two system calls; a fork child asks this
+/// first thing, so no `/proc` lookup).
 #[cfg(target_os = "linux")]
 fn lookup_os_ids() -> Option<(u64, u64)> {
-    let link = std::fs::read_link("/proc/thread-self").ok()?;
-    let (pid, tid) = link.to_str()?.split_once("/task/")?;
-    Some((pid.parse().ok()?, tid.parse().ok()?))
+    Some((
+        u64::from(crate::sys::proc::getpid()),
+        u64::from(crate::sys::proc::gettid()),
+    ))
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -1,12 +1,15 @@
 //! `threading.Timer`: a thread that runs a function after an interval, unless cancelled.
 
 use std::fmt;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
+
+use crate::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use super::thread::{Thread, ThreadInfo};
 use crate::error::Result;
-use crate::latch::{deadline, lock, wait_until, Latch};
+use crate::latch::{deadline, wait_until, Latch};
+use crate::sync::lock;
 
 /// Runs a function once, `interval` after [`Timer::start`], unless [`Timer::cancel`]led first:
 /// Python's `threading.Timer(interval, function)`.

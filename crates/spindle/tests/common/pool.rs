@@ -4,26 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// THE SWITCH for spawn and forkserver pools.
-///
-/// A pool worker's channel reaches a spawned or forkserver worker as a descriptor in its
-/// `Process` arguments (`multiprocessing/handles.rs`), which the `boot` branch provides; this
-/// branch carries the contract's stand-in, so only fork pools run here. Every pool suite is
-/// instantiated through this macro; once `boot` is merged, delete the two `ignore`
-/// attributes below and nothing else changes.
+/// Every pool suite, written once, instantiated for each start method. (Until the `boot`
+/// branch's `handles.rs` was merged, the spawn and forkserver instances carried an `ignore`
+/// here: their workers receive their channel as a descriptor in their arguments.)
 macro_rules! per_start_method {
     ($suite:ident) => {
         $suite!(fork, Fork, []);
-        $suite!(
-            spawn,
-            Spawn,
-            [ignore = "spawn pool workers need boot's handles.rs: see tests/common/pool.rs"]
-        );
-        $suite!(
-            forkserver,
-            Forkserver,
-            [ignore = "forkserver pool workers need boot's handles.rs: see tests/common/pool.rs"]
-        );
+        $suite!(spawn, Spawn, []);
+        $suite!(forkserver, Forkserver, []);
     };
 }
 

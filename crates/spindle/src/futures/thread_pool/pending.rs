@@ -1,29 +1,38 @@
 //! [`Pending`]: the chunks of one map that no thread has started yet, shared by the map's
 //! caller and the pool's workers.
 //!
-//! Each chunk is queued here and a [`Pick`] is sent to the pool in its place. The caller of
-//! the map, when the chunk it needs next is still here, takes it and runs it itself instead
-//! of sleeping (as rayon's caller takes part in the work); a worker that pops a `Pick` runs the
-//! *newest* chunk still here, so that the oldest, the one the caller needs next, stays
-//! available to it the longest. There is one `Pick` per chunk, so every chunk is run (or
-//! cancelled, or failed) by someone, and a chunk is taken out under the lock, so it runs at
-//! most once.
+//! Each chunk is queued here, and for a chunk *offered* to the workers a [`Pick`] is sent to
+//! the pool in its place. A worker that pops a `Pick` runs the *oldest* offered chunk still
+//! here, so that work starts in input order, as Python's queue does (the notes' five downloads
+//! on three workers start as 1, 2, 3, then 4 and 5). The caller of the map, when the chunk it
+//! needs next is still here, takes it and runs it itself instead of sleeping — in a free seat
+//! only (see `seats`). A chunk *kept* for the caller (one it times, or every chunk while the
+//! items are tiny) has no `Pick` until the caller, about to sleep, offers it
+//! ([`release`](Inline::release)). There is one `Pick` per offered chunk, so every chunk is
+//! run (or cancelled, or failed) by someone, and a chunk is taken out under the lock, so it
+//! runs at most once.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::{Job, Pool, Task};
 use crate::futures::map::Inline;
-use crate::latch::lock;
+use crate::sync::atomic::Ordering;
+use crate::sync::{lock, Mutex};
 use crate::TaskError;
 
-/// The chunks of one map not started yet, oldest first, with their numbers.
+/// One chunk not started yet.
+struct Waiting {
+    seq: u64,
+    job: Job,
+    /// Whether a [`Pick`] for it is in the pool's queue (else it is kept for the caller).
+    offered: bool,
+}
+
+/// The chunks of one map not started yet, oldest first.
 pub(super) struct Pending {
-    jobs: Mutex<VecDeque<(u64, Job)>>,
+    jobs: Mutex<VecDeque<Waiting>>,
     pool: Arc<Pool>,
-    /// How many chunks were kept for the caller, with no [`Pick`] in the pool's queue.
-    kept: AtomicUsize,
 }
 
 impl Pending {
@@ -31,51 +40,80 @@ impl Pending {
         Pending {
             jobs: Mutex::new(VecDeque::new()),
             pool,
-            kept: AtomicUsize::new(0),
         }
     }
 
     /// Queues chunk `seq` for the caller only: no worker is told about it (until
     /// [`release`](Inline::release)).
     pub(super) fn keep(&self, seq: u64, job: Job) {
-        self.push(seq, job);
-        self.kept.fetch_add(1, Ordering::AcqRel);
+        lock(&self.jobs).push_back(Waiting {
+            seq,
+            job,
+            offered: false,
+        });
     }
 
-    /// Queues chunk `seq` (numbers increase).
+    /// Queues chunk `seq` (numbers increase), offered to the workers: the caller sends one
+    /// [`Pick`] for it.
     pub(super) fn push(&self, seq: u64, job: Job) {
-        lock(&self.jobs).push_back((seq, job));
+        lock(&self.jobs).push_back(Waiting {
+            seq,
+            job,
+            offered: true,
+        });
     }
 
     /// Takes chunk `seq` back out, if it is still here.
     pub(super) fn remove(&self, seq: u64) -> Option<Job> {
         let mut jobs = lock(&self.jobs);
-        let at = jobs.iter().position(|(s, _)| *s == seq)?;
-        jobs.remove(at).map(|(_, job)| job)
+        let at = jobs.iter().position(|w| w.seq == seq)?;
+        jobs.remove(at).map(|w| w.job)
     }
 
-    fn newest(&self) -> Option<Job> {
-        lock(&self.jobs).pop_back().map(|(_, job)| job)
+    /// Whether chunk `seq` is the oldest one here.
+    fn holds(&self, seq: u64) -> bool {
+        lock(&self.jobs).front().is_some_and(|w| w.seq == seq)
+    }
+
+    /// The oldest chunk offered to the workers, taken out.
+    fn oldest_offered(&self) -> Option<Job> {
+        let mut jobs = lock(&self.jobs);
+        let at = jobs.iter().position(|w| w.offered)?;
+        jobs.remove(at).map(|w| w.job)
     }
 }
 
 impl Inline for Pending {
     fn release(self: Arc<Self>) {
-        if self.kept.load(Ordering::Acquire) == 0 {
-            return;
-        }
-        let n = self.kept.swap(0, Ordering::AcqRel);
-        for _ in 0..n {
+        let offered = {
+            let mut jobs = lock(&self.jobs);
+            let mut n = 0;
+            for w in jobs.iter_mut().filter(|w| !w.offered) {
+                w.offered = true;
+                n += 1;
+            }
+            n
+        };
+        for _ in 0..offered {
             // On a closed pool this fails: the caller runs (or cancels) them itself.
             let _ = self.pool.execute(Box::new(Pick(Arc::clone(&self))));
         }
     }
 
     fn run_here(&self, seq: u64) -> bool {
+        // Only in a seat that is free now (an idle or unstarted worker's): the caller never
+        // adds a task to the `max_workers` that may run at once. Once the pool is shut down,
+        // a chunk still here may have no `Pick` left for it (an offer fails on a closed
+        // pool): then the caller waits for a seat and runs it itself.
+        let _seat = match self.pool.seats.try_seat() {
+            Some(seat) => seat,
+            None if !self.pool.is_open() && self.holds(seq) => self.pool.seats.seat(),
+            None => return false,
+        };
         let job = {
             let mut jobs = lock(&self.jobs);
             match jobs.front() {
-                Some((s, _)) if *s == seq => jobs.pop_front().map(|(_, job)| job),
+                Some(w) if w.seq == seq => jobs.pop_front().map(|w| w.job),
                 _ => None,
             }
         };
@@ -95,25 +133,25 @@ impl Inline for Pending {
     }
 }
 
-/// What the pool's queue holds for each chunk of a [`Pending`]: "run the newest chunk still
-/// there" (nothing if the caller has taken them all).
+/// What the pool's queue holds for each offered chunk of a [`Pending`]: "run the oldest
+/// offered chunk still there" (nothing if the caller has taken them all).
 pub(super) struct Pick(pub(super) Arc<Pending>);
 
 impl Task for Pick {
     fn run(self: Box<Self>) {
-        if let Some(job) = self.0.newest() {
+        if let Some(job) = self.0.oldest_offered() {
             job.run();
         }
     }
 
     fn cancel(self: Box<Self>) {
-        if let Some(job) = self.0.newest() {
+        if let Some(job) = self.0.oldest_offered() {
             job.cancel();
         }
     }
 
     fn fail(self: Box<Self>, error: TaskError) {
-        if let Some(job) = self.0.newest() {
+        if let Some(job) = self.0.oldest_offered() {
             job.fail(error);
         }
     }
@@ -166,23 +204,25 @@ mod tests {
     }
 
     #[test]
-    fn the_caller_takes_the_oldest_and_picks_the_newest_each_chunk_once() {
+    fn the_caller_takes_its_next_and_picks_take_the_oldest_offered_each_chunk_once() {
         let (_exec, pending, runs, cancels) = setup();
-        for seq in 0..3 {
-            pending.push(seq, job(&runs, &cancels));
-        }
+        pending.push(0, job(&runs, &cancels));
+        pending.keep(1, job(&runs, &cancels));
+        pending.push(2, job(&runs, &cancels));
+        pending.push(3, job(&runs, &cancels));
         // The caller may only take the oldest.
         assert!(!pending.run_here(1));
         assert!(pending.run_here(0));
         assert!(!pending.run_here(0), "a chunk runs once");
-        // A pick takes the newest: 2, so 1 is still there for the caller.
+        // A pick skips the chunk kept for the caller and takes the oldest offered: 2.
         Box::new(Pick(Arc::clone(&pending))).run();
         assert!(pending.run_here(1));
-        assert!(!pending.run_here(2));
+        assert!(!pending.run_here(2), "2 ran on the pick");
+        assert!(pending.run_here(3));
         // Picks left over once the caller took everything do nothing.
         Box::new(Pick(Arc::clone(&pending))).run();
         Box::new(Pick(Arc::clone(&pending))).run();
-        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        assert_eq!(runs.load(Ordering::SeqCst), 4);
         assert_eq!(cancels.load(Ordering::SeqCst), 0);
     }
 
@@ -198,7 +238,7 @@ mod tests {
         assert!(!pending.run_here(0));
         // Nothing kept any more: a second release queues nothing.
         Arc::clone(&pending).release();
-        assert_eq!(pending.kept.load(Ordering::SeqCst), 0);
+        assert!(lock(&pending.jobs).iter().all(|w| w.offered));
     }
 
     #[test]

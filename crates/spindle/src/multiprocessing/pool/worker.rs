@@ -359,7 +359,7 @@ pub(crate) fn spawned_main(args: WorkerArgs) -> u64 {
     let hook = |h: Option<HookBytes>| -> std::result::Result<Option<Hook>, String> {
         match h {
             None => Ok(None),
-            Some(h) => sys::image::entry_at(h.entry, sys::image::fingerprint())
+            Some(h) => sys::image::entry_at(h.entry, sys::image::build_identity())
                 .map(|e| Some(Hook::Entry(e, Arc::new(h.args)))),
         }
     };
@@ -398,7 +398,7 @@ pub(crate) fn forked_main(chan: UnixStream, stderr: Option<OwnedFd>, hooks: &Hoo
 /// The worker loop; returns the number of items it ran.
 pub(crate) fn run(chan: UnixStream, hooks: &Hooks) -> u64 {
     sys::signal::ignore_interrupt();
-    sys::proc::ignore_sigpipe();
+    sys::signal::ignore_sigpipe();
     let mut w = Worker {
         chan,
         inbuf: wire::InBuf::default(),
@@ -536,7 +536,7 @@ impl Worker {
                 return Ok(f);
             }
         }
-        let f = sys::image::entry_at(offset, sys::image::fingerprint())?;
+        let f = sys::image::entry_at(offset, sys::image::build_identity())?;
         self.cached = Some((offset, f));
         Ok(f)
     }

@@ -19,14 +19,13 @@
 //! child from a thread other than the main thread. The fork then runs on the launcher thread,
 //! which must take that lock and would wait for the caller, which waits for it.
 
-use std::io::{StderrLock, StdoutLock, Write};
-use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
+use std::io::{Read, StderrLock, StdoutLock, Write};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::Once;
 
-use super::{lock_launcher_for_fork, on_launcher, ChildRef, Job, Launch, Started, Status};
+use super::{lock_launcher_for_fork, on_launcher, own_child, Job, Launch, Started};
 use crate::error::Result;
-use crate::multiprocessing::{bootstrap, identity, reduction::Kind};
+use crate::multiprocessing::{bootstrap, handles, identity, reduction::Kind, StartMethod};
 use crate::sys;
 
 static WARNED: Once = Once::new();
@@ -55,6 +54,7 @@ struct HeldAcrossFork {
     identity: identity::ForkGuard,
     launcher: super::LauncherForkGuard,
     threads: crate::threading::RegistryForkGuard,
+    tracked: sys::fd::TrackedForkGuard,
 }
 
 impl HeldAcrossFork {
@@ -71,66 +71,198 @@ impl HeldAcrossFork {
             identity: identity::lock_for_fork(),
             launcher: lock_launcher_for_fork(),
             threads: crate::threading::lock_registry_for_fork(),
+            tracked: sys::fd::lock_tracked_for_fork(),
         }
     }
 
-    /// In the child: fixes up what only the parent's threads owned, then releases every lock.
-    fn release_in_child(self, name: String, daemon: bool, parent_pid: u32, parent_name: String) {
+    /// In the child: closes spindle's descriptors but `keep` (when `close`), fixes up what only
+    /// the parent's threads owned, records the child's identity (when given), then releases
+    /// every lock.
+    fn release_in_child(self, close: bool, keep: RawFd, who: Option<identity::ChildIdentity>) {
         let HeldAcrossFork {
             stdout,
             stderr,
             identity,
             launcher,
             threads,
+            tracked,
         } = self;
+        if close {
+            tracked.close_in_child(keep);
+        } else {
+            drop(tracked);
+        }
         threads.in_child();
         launcher.in_child();
-        identity.become_child(name, daemon, parent_pid, parent_name);
+        match who {
+            Some(who) => identity.become_child(who),
+            None => drop(identity),
+        }
         drop(stderr);
         drop(stdout);
     }
 }
 
-pub(crate) fn start(launch: Launch) -> Result<Started> {
-    let (sock, theirs) = UnixStream::pair()?;
-    warn_if_threaded();
+/// What is prepared before every fork, on the forking thread: the child must find it done.
+fn prepare(on_this_thread: bool) {
     // The child catches its job's panic; the hook must already be in place, so that the child
     // never takes the hook lock another thread of this process may hold during the fork.
     crate::panic::install_hook();
+    if on_this_thread {
+        // Where this thread's stack ends (for the overflow report), computed once per thread.
+        sys::signal::prepare_overflow_report();
+        // The first use of a thread-local with a destructor registers it (a lazily bound
+        // lookup of the loader's, and a few pages written): once here, not in every child.
+        handles::begin_decode(Vec::new());
+        handles::end_decode();
+    }
+}
+
+pub(crate) fn start(launch: Launch) -> Result<Started> {
+    let (sock, theirs) = sys::fd::stream_pair()?;
+    warn_if_threaded();
+    prepare(false);
     // Everything the child needs is made here, before the fork: after it, every page the
     // child writes (an allocation, a string) is a copy-on-write fault, and so is every page
     // the parent writes while the child shares it.
     let me = identity::current_process();
-    let (parent_pid, parent_name) = (me.pid(), me.name().to_owned());
-    let Launch { name, daemon, job } = launch;
-    let (pid, sock) = on_launcher(move || {
-        // The launcher is a thread of this process: the child's parent is `parent_pid` either way.
-        let ppid = parent_pid;
+    let Launch {
+        name,
+        ident,
+        daemon,
+        job,
+    } = launch;
+    let who = identity::ChildIdentity {
+        name,
+        ident,
+        daemon,
+        method: StartMethod::Fork,
+        parent_pid: me.pid(),
+        parent_name: me.name().to_owned(),
+    };
+    let frame = bootstrap::overflow_frame();
+    let pid = on_launcher(move || {
+        // The launcher is a thread of this process: the child's parent is this process.
+        let ppid = who.parent_pid;
+        prepare(true);
         let held = HeldAcrossFork::acquire();
-        // In the parent, `fork_run` drops the closure, and with it `held`, once forked.
-        let pid = sys::proc::fork_run(&[sock.as_fd()], move || {
-            held.release_in_child(name, daemon, parent_pid, parent_name);
+        let keep = theirs.as_raw_fd();
+        // In the parent, `fork_run` drops the closure, and with it `held` and `theirs`, once
+        // forked.
+        sys::proc::fork_run(&[], move || {
+            held.release_in_child(true, keep, Some(who));
+            sys::signal::apply_exec_rule();
             // `theirs` is a blocking socket (`UnixStream::pair`); only the parent's end is
             // made non-blocking, after the fork.
             let mut theirs = theirs;
             if !sys::proc::die_with_parent(ppid).unwrap_or(false) {
                 return bootstrap::EXIT_REFUSED;
             }
+            sys::signal::install_overflow_report(theirs.as_fd(), frame);
             let mut out = Vec::new();
             let kind = match job {
-                Job::Entry { entry, args } => entry(&args, &mut out),
+                Job::Entry { entry, args, fds } => {
+                    handles::begin_decode(fds);
+                    let kind = entry(&args, &mut out);
+                    handles::end_decode();
+                    kind
+                }
                 Job::Closure(f) => f(&mut out),
             };
             let kind = Kind::from_u8(kind).unwrap_or(Kind::Failure);
-            bootstrap::finish(&mut theirs, Ok((kind, out)))
-        });
-        (pid, sock)
+            let code = bootstrap::finish(&mut theirs, Ok((kind, out)));
+            identity::at_exit();
+            // The exit closes it; dropping it would take the registry's lock (and write its
+            // page) for nothing.
+            std::mem::forget(theirs);
+            code
+        })
     })?;
-    let pid = pid?;
-    let pidfd = sys::proc::pidfd_open(pid)?;
+    let child = own_child(pid?)?;
+    sock.set_nonblocking(true)?;
     Ok(Started {
-        child: ChildRef::new(pid, pidfd),
+        child: child.started(),
         sock,
-        status: Status::Own,
     })
+}
+
+/// The guarantees of a fork start, in the order [`ladder`] adds them to a bare
+/// `fork` + `waitpid`: each rung is the previous one and one more guarantee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Rung {
+    /// `fork`; the child `_exit(0)`s; `waitpid`.
+    Bare,
+    /// A socket pair made before the fork; the child writes one byte, the parent reads it
+    /// after the exit: the channel a value comes back on.
+    Channel,
+    /// The parent opens a pidfd of the child and waits on it before reaping: signals never
+    /// reach a recycled pid, and `join` sleeps on it.
+    Pidfd,
+    /// The child asks for `SIGKILL` when its parent thread ends (`PR_SET_PDEATHSIG`).
+    DeathSignal,
+    /// The child checks that its parent is still the one that forked it (the parent may have
+    /// died before the death signal was set).
+    Liveness,
+    /// spindle's locks (stdout, stderr, identity, launcher, threads, descriptor registry) are
+    /// taken before the fork and released after it on both sides.
+    Locks,
+    /// The child closes spindle's own descriptors (other children's channels and pidfds, the
+    /// fork server's connection).
+    CloseDescriptors,
+    /// The child applies exec's signal rule (handled signals back to their default).
+    SignalRule,
+    /// The child installs the stack-overflow report (alternate stack, `SIGSEGV`/`SIGBUS`).
+    OverflowReport,
+}
+
+/// One fork and wait with every guarantee up to `upto` (see [`Rung`]): the scoreboard's ladder
+/// from a bare fork to spindle's fork start, built from the same calls as [`start`]. Run on
+/// the calling thread.
+pub(crate) fn ladder(upto: Rung) -> Result<()> {
+    let has = |r: Rung| upto >= r;
+    prepare(true);
+    let pair = if has(Rung::Channel) {
+        Some(sys::fd::stream_pair()?)
+    } else {
+        None
+    };
+    let (mut ours, theirs) = pair.unzip();
+    let frame = bootstrap::overflow_frame();
+    let ppid = sys::proc::getpid();
+    let held = has(Rung::Locks).then(HeldAcrossFork::acquire);
+    let keep = theirs.as_ref().map_or(-1, |t| t.as_raw_fd());
+    let pid = sys::proc::fork_run(&[], move || {
+        if let Some(held) = held {
+            held.release_in_child(has(Rung::CloseDescriptors), keep, None);
+        }
+        if has(Rung::SignalRule) {
+            sys::signal::apply_exec_rule();
+        }
+        if has(Rung::DeathSignal) {
+            let _ = sys::proc::set_death_signal();
+        }
+        if has(Rung::Liveness) && sys::proc::getppid() != ppid {
+            return bootstrap::EXIT_REFUSED;
+        }
+        if let Some(mut theirs) = theirs {
+            if has(Rung::OverflowReport) {
+                sys::signal::install_overflow_report(theirs.as_fd(), frame);
+            }
+            let _ = theirs.write_all(&[1]);
+            std::mem::forget(theirs);
+        }
+        0
+    })?;
+    if has(Rung::Pidfd) {
+        let child = own_child(pid)?.started();
+        sys::fd::poll_readable(&[child.exit_fd()], None)?;
+        child.try_wait()?;
+    } else {
+        sys::proc::waitpid(pid, false)?;
+    }
+    if let Some(ours) = ours.as_mut() {
+        let mut byte = [0u8; 1];
+        ours.read_exact(&mut byte)?;
+    }
+    Ok(())
 }
