@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use super::pool::{worker_state as worker, Block, Chunking, InitResult, Outcomes, Sink, Sizer};
 use crate::error::{Error, Result, TaskError};
-use crate::latch::{lock, wait_until};
+use crate::latch::{lock, wait_until_std as wait_until};
 
 mod call;
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::latch::{deadline, lock, wait_until};
+use crate::latch::{deadline, lock, wait_until_std as wait_until};
 use crate::panic::PanicReport;
 
 /// A callback of an [`AsyncResult`] on success.

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 
 use super::protocol as wire;
 use crate::error::{Error, Result, TaskError};
-use crate::latch::{lock, wait_until};
+use crate::latch::{lock, wait_until_std as wait_until};
 use crate::panic::PanicReport;
 
 /// The outcomes of consecutive items `first..first + len`: the values of those that
