@@ -12,6 +12,7 @@
 //! | map over 1,000,000 tiny tasks | spindle `ThreadPoolExecutor::map`, rayon `par_iter` (collect and sum), the bare crossbeam pool, CPython `ThreadPoolExecutor.map` |
 //! | process start-and-join (empty task) | spindle `Process` with each start method (fork, spawn, forkserver), raw `fork`+`waitpid`, raw `posix_spawn`+`waitpid` of the same binary, CPython `multiprocessing.Process` with each method, and one socket round trip to a child for reference |
 //! | idle child process memory (private RSS) | one idle spindle child per start method and the fork server, beside CPython's |
+//! | process pool rows a–h (`pool-*`) | spindle `Pool` / `ProcessPoolExecutor` / `dummy::Pool` beside a raw fork pool and CPython's `Pool` and `ProcessPoolExecutor`: map of 100,000 tiny tasks, 100,000 submits, one task's round trip, build to first result, a worker's SIGKILL to its error, CPU-bound and I/O-bound scaling, a 2-worker pool's memory |
 //!
 //! Figures are medians of the time per task over the repetitions, with the spread as ± half
 //! the interquartile range relative to the median ([`Summary::spread`]); each peer's row gives

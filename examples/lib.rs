@@ -15,6 +15,8 @@ extern crate self as spindle_examples;
 pub mod downloads;
 #[path = "pipe.rs"]
 pub mod pipe;
+#[path = "pool.rs"]
+pub mod pool;
 #[path = "processes.rs"]
 pub mod processes;
 #[path = "queue.rs"]

@@ -160,7 +160,7 @@ fn run_processes(python: &str, args: &[&str]) -> Result<String, NotMeasured> {
 
 /// Runs a peer script and returns its standard output; a missing interpreter skips the
 /// contender, a failing script fails it with the last line it printed on standard error.
-fn run(python: &str, mut cmd: Command) -> Result<String, NotMeasured> {
+pub(crate) fn run(python: &str, mut cmd: Command) -> Result<String, NotMeasured> {
     let out = match cmd.output() {
         Ok(out) => out,
         Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -184,7 +184,7 @@ fn run(python: &str, mut cmd: Command) -> Result<String, NotMeasured> {
 }
 
 /// Reads the `"times_s"` array of a script's JSON line.
-fn parse_times(json: &str) -> Result<Vec<Duration>, String> {
+pub(crate) fn parse_times(json: &str) -> Result<Vec<Duration>, String> {
     parse_numbers(json, "times_s")?
         .into_iter()
         .map(|(item, secs)| {
@@ -195,7 +195,7 @@ fn parse_times(json: &str) -> Result<Vec<Duration>, String> {
 }
 
 /// Reads the `"bytes"` array of a script's JSON line: whole, non-negative numbers.
-fn parse_bytes(json: &str) -> Result<Vec<u64>, String> {
+pub(crate) fn parse_bytes(json: &str) -> Result<Vec<u64>, String> {
     parse_numbers(json, "bytes")?
         .into_iter()
         .map(|(item, v)| {

@@ -9,8 +9,12 @@ mod ipc_pingpong;
 mod ipc_shared_memory;
 mod ipc_stream;
 mod map;
+mod pool_latency;
+mod pool_map;
+mod pool_memory;
+mod pool_scaling;
 mod process_memory;
-mod process_start;
+pub(crate) mod process_start;
 mod round_trip;
 
 /// Every workload, in the order the board runs them. The process workloads go first: a fork
@@ -18,7 +22,18 @@ mod round_trip;
 /// workload leaves the heap larger (a 1M-element run made both spindle's fork and the raw
 /// fork ~1.1 ms instead of ~0.25 ms).
 pub(crate) fn all(opts: &Options) -> Vec<Group> {
-    let mut groups = vec![process_start::group(opts), process_memory::group(opts)];
+    let mut groups = vec![
+        process_start::group(opts),
+        process_memory::group(opts),
+        pool_memory::group(opts),
+        pool_latency::first_result_group(opts),
+        pool_latency::round_trip_group(opts),
+        pool_latency::kill_group(opts),
+        pool_map::map_group(opts),
+        pool_map::submit_group(opts),
+        pool_scaling::cpu_group(opts),
+        pool_scaling::io_group(opts),
+    ];
     groups.extend(ipc_stream::groups(opts));
     groups.push(ipc_pingpong::group(opts));
     groups.push(ipc_shared_memory::group(opts));

@@ -130,6 +130,8 @@ impl Error {
 #[derive(Clone, PartialEq, Eq)]
 pub struct TaskError {
     kind: Kind,
+    /// The task's position in its call (the item of a pool's `map`), when known.
+    task: Option<u64>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -140,46 +142,76 @@ enum Kind {
     WorkerDied {
         pid: Option<u32>,
         exitcode: Option<i32>,
+        death: Option<Box<Death>>,
     },
+    InitializerFailed(String),
     Failed(String),
+}
+
+/// What a pool knows about a worker's death beyond its exit code.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub(crate) struct Death {
+    /// The cgroup's OOM-kill count rose while the worker died.
+    pub(crate) likely_oom: bool,
+    /// The last lines the worker wrote to its standard error.
+    pub(crate) stderr: Vec<String>,
 }
 
 impl TaskError {
     /// A task that was cancelled before it ran.
     pub fn cancelled() -> Self {
-        TaskError {
-            kind: Kind::Cancelled,
-        }
+        TaskError::of(Kind::Cancelled)
+    }
+
+    fn of(kind: Kind) -> Self {
+        TaskError { kind, task: None }
     }
 
     /// A task that ran past its time limit and was stopped.
     pub fn timed_out() -> Self {
-        TaskError {
-            kind: Kind::TimedOut,
-        }
+        TaskError::of(Kind::TimedOut)
     }
 
     /// A task whose worker died under it (killed, crashed, exited).
     ///
     /// `exitcode` follows Python's convention: the exit status, or minus the signal number.
     pub fn worker_died(pid: Option<u32>, exitcode: Option<i32>) -> Self {
-        TaskError {
-            kind: Kind::WorkerDied { pid, exitcode },
-        }
+        TaskError::of(Kind::WorkerDied {
+            pid,
+            exitcode,
+            death: None,
+        })
+    }
+
+    /// A task whose worker died, with what the pool saw of the death.
+    pub(crate) fn worker_died_with(pid: Option<u32>, exitcode: Option<i32>, death: Death) -> Self {
+        TaskError::of(Kind::WorkerDied {
+            pid,
+            exitcode,
+            death: Some(Box::new(death)),
+        })
+    }
+
+    /// A task that could not run because the worker's initializer failed (Python's
+    /// `BrokenProcessPool` after an initializer raised); `message` says why.
+    pub fn initializer_failed(message: impl Into<String>) -> Self {
+        TaskError::of(Kind::InitializerFailed(message.into()))
+    }
+
+    /// The same error, naming the task's position in its call.
+    pub(crate) fn with_task(mut self, task: u64) -> Self {
+        self.task = Some(task);
+        self
     }
 
     /// A task that failed with a message (a returned error, a decode failure of its result).
     pub fn failed(message: impl Into<String>) -> Self {
-        TaskError {
-            kind: Kind::Failed(message.into()),
-        }
+        TaskError::of(Kind::Failed(message.into()))
     }
 
     /// A task that panicked.
     pub fn panicked(report: PanicReport) -> Self {
-        TaskError {
-            kind: Kind::Panicked(Box::new(report)),
-        }
+        TaskError::of(Kind::Panicked(Box::new(report)))
     }
 
     /// Whether the task panicked.
@@ -200,6 +232,38 @@ impl TaskError {
     /// Whether the worker running the task died.
     pub fn is_worker_died(&self) -> bool {
         matches!(self.kind, Kind::WorkerDied { .. })
+    }
+
+    /// Whether the task could not run because a worker's initializer failed.
+    pub fn is_initializer_failed(&self) -> bool {
+        matches!(self.kind, Kind::InitializerFailed(_))
+    }
+
+    /// The task's position in its call, when known: the index of the item in a pool's
+    /// `map`, `imap` or `starmap` (0 for `apply`).
+    pub fn task(&self) -> Option<u64> {
+        self.task
+    }
+
+    /// The signal that killed the task's worker (9 for `SIGKILL`), when it died by one.
+    pub fn signal(&self) -> Option<i32> {
+        self.exitcode().filter(|c| *c < 0).map(|c| -c)
+    }
+
+    /// Whether the worker's death is likely the kernel's OOM killer's doing: it was killed
+    /// by `SIGKILL` while the OOM-kill count of this process's memory cgroup rose (where
+    /// that count is readable).
+    pub fn likely_oom(&self) -> bool {
+        matches!(&self.kind, Kind::WorkerDied { death: Some(d), .. } if d.likely_oom)
+    }
+
+    /// The last lines the dead worker wrote to its standard error (a pool relays and keeps
+    /// them); empty when unknown.
+    pub fn stderr_tail(&self) -> &[String] {
+        match &self.kind {
+            Kind::WorkerDied { death: Some(d), .. } => &d.stderr,
+            _ => &[],
+        }
     }
 
     /// The panic report, when the task panicked.
@@ -239,20 +303,65 @@ impl fmt::Display for TaskError {
             Kind::Panicked(r) => write!(f, "task panicked: {r}"),
             Kind::Cancelled => f.write_str("task was cancelled"),
             Kind::TimedOut => f.write_str("task timed out"),
-            Kind::WorkerDied { pid, exitcode } => {
+            Kind::WorkerDied {
+                pid,
+                exitcode,
+                death,
+            } => {
                 f.write_str("worker died")?;
                 if let Some(pid) = pid {
                     write!(f, " (pid {pid}")?;
-                    if let Some(code) = exitcode {
-                        write!(f, ", exit code {code}")?;
+                    match exitcode {
+                        Some(code) if *code < 0 => match signal_name(-code) {
+                            Some(name) => write!(f, ", killed by signal {} {name}", -code)?,
+                            None => write!(f, ", killed by signal {}", -code)?,
+                        },
+                        Some(code) => write!(f, ", exit code {code}")?,
+                        None => {}
                     }
                     f.write_str(")")?;
                 }
-                Ok(())
+                if let Some(task) = self.task {
+                    write!(f, " holding task {task}")?;
+                }
+                if let Some(d) = death {
+                    if d.likely_oom {
+                        f.write_str("; likely the OOM killer")?;
+                    }
+                    if !d.stderr.is_empty() {
+                        f.write_str("; its last stderr lines:")?;
+                        for line in &d.stderr {
+                            write!(f, "\n  | {line}")?;
+                        }
+                    }
+                }
+                return Ok(());
             }
+            Kind::InitializerFailed(m) => write!(f, "the worker's initializer failed: {m}"),
             Kind::Failed(m) => write!(f, "task failed: {m}"),
+        }?;
+        if let Some(task) = self.task {
+            write!(f, " (task {task})")?;
         }
+        Ok(())
     }
+}
+
+/// The name of a common signal.
+fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        1 => "(SIGHUP)",
+        2 => "(SIGINT)",
+        4 => "(SIGILL)",
+        6 => "(SIGABRT)",
+        7 => "(SIGBUS)",
+        8 => "(SIGFPE)",
+        9 => "(SIGKILL)",
+        11 => "(SIGSEGV)",
+        13 => "(SIGPIPE)",
+        15 => "(SIGTERM)",
+        _ => return None,
+    })
 }
 
 impl fmt::Debug for TaskError {
@@ -261,10 +370,20 @@ impl fmt::Debug for TaskError {
             Kind::Panicked(r) => f.debug_tuple("TaskError::Panicked").field(r).finish(),
             Kind::Cancelled => f.write_str("TaskError::Cancelled"),
             Kind::TimedOut => f.write_str("TaskError::TimedOut"),
-            Kind::WorkerDied { pid, exitcode } => f
+            Kind::WorkerDied {
+                pid,
+                exitcode,
+                death,
+            } => f
                 .debug_struct("TaskError::WorkerDied")
                 .field("pid", pid)
                 .field("exitcode", exitcode)
+                .field("task", &self.task)
+                .field("death", death)
+                .finish(),
+            Kind::InitializerFailed(m) => f
+                .debug_tuple("TaskError::InitializerFailed")
+                .field(m)
                 .finish(),
             Kind::Failed(m) => f.debug_tuple("TaskError::Failed").field(m).finish(),
         }
@@ -297,8 +416,40 @@ mod tests {
         }
         assert_eq!(all[2].pid(), Some(7));
         assert_eq!(all[2].exitcode(), Some(-9));
-        assert_eq!(all[2].to_string(), "worker died (pid 7, exit code -9)");
+        assert_eq!(
+            all[2].to_string(),
+            "worker died (pid 7, killed by signal 9 (SIGKILL))"
+        );
+        assert_eq!(all[2].signal(), Some(9));
         assert_eq!(all[4].panic_message(), Some("boom"));
+    }
+
+    #[test]
+    fn a_dead_worker_says_which_task_how_and_what_it_last_wrote() {
+        let death = Death {
+            likely_oom: true,
+            stderr: vec!["allocating 8 GiB".into()],
+        };
+        let e = TaskError::worker_died_with(Some(42), Some(-9), death).with_task(3);
+        assert!(e.is_worker_died() && e.likely_oom());
+        assert_eq!(
+            (e.task(), e.signal(), e.pid()),
+            (Some(3), Some(9), Some(42))
+        );
+        assert_eq!(e.stderr_tail(), ["allocating 8 GiB"]);
+        let text = e.to_string();
+        assert!(text.contains("holding task 3"), "{text}");
+        assert!(text.contains("likely the OOM killer"), "{text}");
+        assert!(text.contains("| allocating 8 GiB"), "{text}");
+        let exited = TaskError::worker_died(Some(1), Some(3));
+        assert_eq!((exited.signal(), exited.likely_oom()), (None, false));
+        assert!(exited.stderr_tail().is_empty());
+        let init = TaskError::initializer_failed("no database").with_task(0);
+        assert!(init.is_initializer_failed() && !init.is_worker_died());
+        assert_eq!(
+            init.to_string(),
+            "the worker's initializer failed: no database (task 0)"
+        );
     }
 
     #[test]

@@ -31,6 +31,7 @@
 //! | `concurrent.futures.Future`              | [`futures::Future`]                          |
 //! | `concurrent.futures.Executor`            | [`futures::Executor`]                        |
 //! | `concurrent.futures.ThreadPoolExecutor`  | [`futures::ThreadPoolExecutor`]              |
+//! | `concurrent.futures.ProcessPoolExecutor` | [`futures::ProcessPoolExecutor`]             |
 //! | `concurrent.futures.wait` / `as_completed` | [`futures::wait`] / [`futures::as_completed`] |
 //! | `multiprocessing.Process`                | [`multiprocessing::Process`]                 |
 //! | `multiprocessing.get_context` / `set_start_method` | [`multiprocessing::get_context`] / [`multiprocessing::set_start_method`] |
@@ -39,6 +40,8 @@
 //! | `multiprocessing.connection.wait` / `Listener` / `Client` | [`multiprocessing::connection::wait`] / [`multiprocessing::connection::Listener`] / [`multiprocessing::connection::client`] |
 //! | `multiprocessing.Lock` / `RLock` / `Semaphore` / `Event` / `Condition` / `Barrier` | [`multiprocessing::synchronize`] (robust to dead holders, waiters, parties) |
 //! | `multiprocessing.Value` / `Array` / `shared_memory.SharedMemory` | [`multiprocessing::Value`] / [`multiprocessing::Array`] / [`multiprocessing::shared_memory::SharedMemory`] |
+//! | `multiprocessing.Pool` (`map`, `imap`, `apply_async`, ...) | [`multiprocessing::Pool`] |
+//! | `multiprocessing.dummy.Pool` / `multiprocessing.pool.ThreadPool` | [`multiprocessing::dummy::Pool`] |
 //!
 //! Rust conventions win where they clash with Python spelling: builders instead of keyword
 //! arguments, [`Result`] instead of exceptions, [`std::time::Duration`] for timeouts, `Drop`

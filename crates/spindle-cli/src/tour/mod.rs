@@ -8,6 +8,7 @@ use crate::style;
 
 mod compare;
 mod exchange;
+mod pool;
 mod processes;
 mod threads;
 
@@ -61,6 +62,7 @@ fn sections() -> Vec<Section> {
     let mut all = threads::sections();
     all.extend(processes::sections());
     all.extend(exchange::sections());
+    all.extend(pool::sections());
     all.extend(compare::sections());
     all
 }

@@ -6,6 +6,7 @@
 //! | `Future.set_result` / `set_exception` / `set_running_or_notify_cancel` | [`Promise`] |
 //! | `Executor`                                 | [`Executor`] (trait)                        |
 //! | `ThreadPoolExecutor(max_workers, thread_name_prefix, initializer)` | [`ThreadPoolExecutor::builder`] |
+//! | `ProcessPoolExecutor(max_workers, mp_context, initializer, max_tasks_per_child)`, `terminate_workers()`, `kill_workers()` | [`ProcessPoolExecutor::builder`], [`terminate_workers`](ProcessPoolExecutor::terminate_workers), [`kill_workers`](ProcessPoolExecutor::kill_workers); [`stop`](ProcessPoolExecutor::stop) ends a running task |
 //! | `executor.submit(fn, arg)`                 | [`ThreadPoolExecutor::submit`], [`Executor::submit`] |
 //! | `executor.map(fn, it, timeout=t)`          | [`ThreadPoolExecutor::map`] / [`map_timeout`](ThreadPoolExecutor::map_timeout) → [`Map`] |
 //! | `executor.shutdown(wait, cancel_futures=)` | [`ThreadPoolExecutor::shutdown`]            |
@@ -46,6 +47,7 @@
 mod executor;
 mod future;
 mod map;
+mod process_pool;
 mod promise;
 mod thread_pool;
 mod wait;
@@ -53,6 +55,7 @@ mod wait;
 pub use executor::Executor;
 pub use future::Future;
 pub use map::Map;
+pub use process_pool::{MapOptions, ProcessPoolBuilder, ProcessPoolExecutor, STOP_GRACE};
 pub use promise::{promise, Promise};
 pub use thread_pool::{ThreadPoolBuilder, ThreadPoolExecutor};
 pub use wait::{as_completed, wait, AsCompleted, DoneAndNotDone, ReturnWhen};

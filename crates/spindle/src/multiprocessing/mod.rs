@@ -23,6 +23,8 @@
 //! | `set_start_method`, `get_start_method`, `get_context` | [`set_start_method`], [`get_start_method`], [`get_context`] |
 //! | `"spawn"`, `"fork"`, `"forkserver"` | [`StartMethod::Spawn`], [`StartMethod::Fork`], [`StartMethod::Forkserver`] (the default) |
 //! | `active_children()`, `current_process()`, `parent_process()`, `cpu_count()` | [`active_children`], [`current_process`], [`parent_process`], [`cpu_count`] |
+//! | `Pool(processes, initializer, initargs, maxtasksperchild)` | [`Pool::builder`] ([`pool`] has the whole map) |
+//! | `multiprocessing.dummy.Pool` | [`dummy::Pool`] |
 //! | `set_executable(path)` | [`set_executable`] (for spindle inside a shared object) |
 //! | `p.sentinel` | [`Process::sentinel`] |
 //! | `Pipe(duplex)`, `Connection.send` / `recv` / `poll` / `send_bytes` / `recv_bytes` | [`pipe`]`::<S, R>(duplex)`, [`Connection`] (typed both ways) |
@@ -63,6 +65,8 @@ mod target;
 
 pub mod bench;
 pub mod connection;
+pub mod dummy;
+pub mod pool;
 pub mod queues;
 pub mod shared_memory;
 pub mod sharedctypes;
@@ -73,6 +77,7 @@ pub use context::{
     set_start_method, set_start_method_force, Context, StartMethod,
 };
 pub use identity::{active_children, current_process, parent_process, ProcessInfo};
+pub use pool::{Pool, PoolBuilder};
 pub use process::{Builder, Process};
 pub use target::Target;
 

@@ -13,12 +13,16 @@
 //! implementation would add a sibling folder behind the same names.
 
 pub(crate) mod clone;
+pub(crate) mod event;
 pub(crate) mod fd;
+pub(crate) mod fork_private;
 pub(crate) mod futex;
 pub(crate) mod image;
+pub(crate) mod memory;
 pub(crate) mod proc;
 pub(crate) mod shm;
 pub(crate) mod signal;
+pub(crate) mod stdio;
 pub(crate) mod trust;
 
 use std::io;

@@ -334,6 +334,13 @@ fn overflow_line(buf: &mut [u8; 96], pid: usize) -> usize {
     n
 }
 
+/// Ignores `SIGINT` in this process (a pool worker), so that Ctrl-C at a terminal (which
+/// signals the whole foreground process group) leaves the decision to the parent. An ignored
+/// signal stays ignored across `fork` and `exec`.
+pub(crate) fn ignore_interrupt() {
+    set(libc::SIGINT, libc::SIG_IGN);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
