@@ -5,13 +5,14 @@
 //!
 //! | kind | direction | payload |
 //! |---|---|---|
-//! | `TASK` | pool → worker | `seq: u64, flags: u8, segments: u32`, then per segment `entry: i64, count: u32, bytes: u32` and `bytes` of items, each `varint length + postcard` |
+//! | `TASK` | pool → worker | `seq: u64, flags: u8, segments: u32`, then per segment `entry: i64, count: u32, stride: u32, bytes: u32` and `bytes` of items: `count` flat values of `stride` bytes each (`flat.rs`), or, when `stride` is `u32::MAX`, each `varint length + postcard` |
 //! | `STOP` | pool → worker | empty: finish, run the exit hook, exit |
 //! | `READY` | worker → pool | empty: the initializer succeeded |
 //! | `INIT_FAILED` | worker → pool | the initializer's message (UTF-8) |
-//! | `RESULTS` | worker → pool | `seq: u64, offset: u32, count: u32, last: u8, elapsed_ns: u64`, then `count` items, each a tag byte and a self-delimiting postcard value |
+//! | `RESULTS` | worker → pool | `seq: u64, offset: u32, count: u32, last: u8, elapsed_ns: u64`, then the outcomes of `count` items: tagged postcard values, and runs of flat values (`trampoline.rs`) |
 //!
-//! A chunk (`TASK`) is a list of segments: one segment for a `map` chunk, several one-item
+//! The entry of a segment of flat values is its function's run trampoline; of framed values,
+//! its item trampoline. A chunk (`TASK`) is a list of segments: one segment for a `map` chunk, several one-item
 //! segments when the pool batches single submits of different calls into one message. A
 //! worker reports a chunk's results in one or more `RESULTS` frames; `offset` counts the
 //! chunk's items reported before, `last` marks the final one. A worker writes a chunk's last
@@ -41,6 +42,8 @@ pub(crate) const FLUSH_EACH: u8 = 1;
 pub(crate) const TAG_VALUE: u8 = 0;
 pub(crate) const TAG_PANIC: u8 = 1;
 pub(crate) const TAG_CODEC: u8 = 2;
+/// A run of flat values: `count: u32, stride: u32`, then `count × stride` bytes.
+pub(crate) const TAG_RUN: u8 = 3;
 
 /// Appends the postcard encoding of `value` to `out`; on failure `out` is left as it was.
 ///
@@ -228,8 +231,11 @@ impl InBuf {
         self.end = 0;
     }
 
-    /// How many more bytes the frame at the front needs (at least `min`).
+    /// How many more bytes the frame at the front needs (at least `min`, or, while the buffer
+    /// is smaller than `min`, at least its size or 4 KiB: a worker that only ever gets small
+    /// frames never fills and faults in a big buffer).
     pub(crate) fn wanted(&self, min: usize) -> usize {
+        let min = min.min(self.buf.len().max(4096));
         let d = self.data();
         if d.len() >= HEADER {
             let len = u32::from_le_bytes([d[2], d[3], d[4], d[5]]) as usize;

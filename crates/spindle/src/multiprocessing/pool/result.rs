@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use serde::de::DeserializeOwned;
 
+use super::flat;
 use super::protocol as wire;
 use crate::error::{Error, Result, TaskError};
 use crate::latch::{lock, wait_until_std as wait_until};
@@ -64,6 +65,13 @@ pub(crate) trait Sink: Send + Sync {
     /// outcome any more (the consumer is gone, the future was cancelled), so the items are
     /// dropped instead.
     fn start(&self) -> bool;
+    /// Items `first..first + count` are about to be handed to a worker: the indices of those
+    /// nobody wants any more (a future cancelled while queued) are added to `skip`, in
+    /// order, and they are dropped instead of run. (For sinks with an outcome per item;
+    /// by default every item runs.)
+    fn start_items(&self, first: u64, count: u32, skip: &mut Vec<u64>) {
+        let _ = (first, count, skip);
+    }
     /// Items `first..first + len` failed with `error`.
     fn fail(&self, first: u64, len: u64, error: &TaskError);
     /// Every item not delivered yet ends with `error` now; later deliveries are ignored.
@@ -79,9 +87,117 @@ pub(crate) trait ByteSink: Sink {
     fn deliver_bytes(&self, first: u64, count: u32, bytes: &[u8]) -> Result<usize>;
 }
 
-/// Decodes one tagged outcome from the front of `bytes`: the item's value or its own error,
-/// and the bytes after it.
+/// Decodes one outcome from the front of `bytes`: the item's value or its own error, and the
+/// bytes after it.
+///
+/// # Errors
+///
+/// When the bytes do not hold one outcome (a run of flat values counts as one only when it
+/// holds one value).
+// The pool's own sinks read with `Reports`; this is for executors that run the pool's item
+// trampolines elsewhere (the MPI executor's ranks).
+#[allow(dead_code)]
 pub(crate) fn decode_one<R: DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<(std::result::Result<R, TaskError>, &[u8])> {
+    let mut reports = Reports::new(bytes);
+    let outcome = reports.next::<R>()?;
+    reports.check_end_of_run()?;
+    Ok((outcome, reports.rest))
+}
+
+/// Reads a worker's outcomes one item at a time: tagged items, and the values of runs of
+/// flat values (`trampoline.rs`). Bytes from a worker are untrusted: every length is checked.
+#[derive(Debug)]
+pub(crate) struct Reports<'a> {
+    start: usize,
+    rest: &'a [u8],
+    /// The values left in the run being read, and their stride.
+    run: &'a [u8],
+    run_left: u32,
+    stride: usize,
+}
+
+impl<'a> Reports<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Reports {
+            start: bytes.len(),
+            rest: bytes,
+            run: &[],
+            run_left: 0,
+            stride: 0,
+        }
+    }
+
+    /// The next item's outcome. A flat value that does not decode is that item's error (the
+    /// run's stride still cuts the rest).
+    ///
+    /// # Errors
+    ///
+    /// When the bytes cannot be split any more (a malformed tag, length or postcard value).
+    #[inline]
+    pub(crate) fn next<R: DeserializeOwned>(
+        &mut self,
+    ) -> Result<std::result::Result<R, TaskError>> {
+        if self.run_left == 0 {
+            match self.rest.split_first() {
+                Some((&wire::TAG_RUN, tail)) => self.open_run(tail)?,
+                _ => {
+                    let (outcome, tail) = decode_tagged::<R>(self.rest)?;
+                    self.rest = tail;
+                    return Ok(outcome);
+                }
+            }
+        }
+        let (value, tail) = self.run.split_at(self.stride);
+        self.run = tail;
+        self.run_left -= 1;
+        Ok(flat::decode::<R>(value).map_err(|e| {
+            TaskError::failed(format!(
+                "the result could not be read: cannot decode {}: {e}",
+                std::any::type_name::<R>()
+            ))
+        }))
+    }
+
+    #[cold]
+    fn open_run(&mut self, tail: &'a [u8]) -> Result<()> {
+        let bad = || Error::Protocol("a malformed run of values in a pool result".into());
+        let (count, rest) = tail.split_first_chunk::<4>().ok_or_else(bad)?;
+        let (stride, rest) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
+        let count = u32::from_le_bytes(*count);
+        let stride = u32::from_le_bytes(*stride) as usize;
+        let len = (count as usize).checked_mul(stride).ok_or_else(bad)?;
+        if count == 0 || len > rest.len() {
+            return Err(bad());
+        }
+        let (run, rest) = rest.split_at(len);
+        self.run = run;
+        self.run_left = count;
+        self.stride = stride;
+        self.rest = rest;
+        Ok(())
+    }
+
+    /// Fails unless the last item read ended a run (a run never spans two calls' items).
+    pub(crate) fn check_end_of_run(&self) -> Result<()> {
+        if self.run_left == 0 {
+            Ok(())
+        } else {
+            Err(Error::Protocol(
+                "a run of values in a pool result runs past its items".into(),
+            ))
+        }
+    }
+
+    /// Bytes read so far.
+    pub(crate) fn used(&self) -> usize {
+        self.start - self.rest.len()
+    }
+}
+
+/// Decodes one tagged outcome (not a run) from the front of `bytes`.
+fn decode_tagged<R: DeserializeOwned>(
     bytes: &[u8],
 ) -> Result<(std::result::Result<R, TaskError>, &[u8])> {
     match bytes.split_first() {
@@ -97,7 +213,7 @@ pub(crate) fn decode_one<R: DeserializeOwned>(
     }
 }
 
-/// Decodes `count` tagged outcomes into a block: `(block, bytes used, error at the first
+/// Decodes `count` outcomes into a block: `(block, bytes used, error at the first
 /// undecodable one)`.
 pub(crate) fn decode_block<R: DeserializeOwned>(
     first: u64,
@@ -105,28 +221,34 @@ pub(crate) fn decode_block<R: DeserializeOwned>(
     bytes: &[u8],
 ) -> (Block<R>, usize, Option<Error>) {
     let mut block = Block::new(first, count as usize);
-    let mut rest = bytes;
+    let mut reports = Reports::new(bytes);
     for _ in 0..count {
-        match decode_one::<R>(rest) {
-            Ok((outcome, tail)) => {
-                match outcome {
-                    Ok(v) => block.value(v),
-                    Err(e) => block.error(e),
-                }
-                rest = tail;
-            }
-            Err(e) => {
-                let err = TaskError::failed(format!("the result could not be read: {e}"));
-                while block.len < u64::from(count) {
-                    block.error(err.clone());
-                }
-                let used = bytes.len() - rest.len();
-                return (block, used, Some(e));
-            }
+        match reports.next::<R>() {
+            Ok(Ok(v)) => block.value(v),
+            Ok(Err(e)) => block.error(e),
+            Err(e) => return failed_from(block, count, e),
         }
     }
-    let used = bytes.len() - rest.len();
+    if let Err(e) = reports.check_end_of_run() {
+        return failed_from(block, count, e);
+    }
+    let used = reports.used();
     (block, used, None)
+}
+
+/// A block whose items from the first not decoded on end with `e`.
+#[cold]
+fn failed_from<R>(mut block: Block<R>, count: u32, e: Error) -> (Block<R>, usize, Option<Error>) {
+    let err = TaskError::failed(format!("the result could not be read: {e}"));
+    // Items already decoded keep their outcome only if the stream was sound up to them;
+    // a run that overran its items makes the whole block suspect.
+    if matches!(e, Error::Protocol(_)) && block.len == u64::from(count) {
+        block = Block::new(block.first, 0);
+    }
+    while block.len < u64::from(count) {
+        block.error(err.clone());
+    }
+    (block, 0, Some(e))
 }
 
 /// How the consumer takes the outcomes.

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 mod death;
 
 pub(crate) use super::chunk::{Chunk, KillReason, Segment};
+use super::flat::FRAMED;
 use super::job::{Command, Shared};
 use super::protocol::{self as wire, Reader, ResultsHeader};
 use super::spawn::{start_worker, Settings, Worker};
@@ -42,6 +43,33 @@ const PACK_MAX: usize = 4096;
 const SPIN_FOR: Duration = Duration::from_micros(60);
 /// Wait this long before trying again to start a worker that failed to start.
 const RESTART_AFTER: Duration = Duration::from_millis(100);
+
+/// Writes as much of `parts` as the non-blocking socket takes now; returns how many bytes.
+fn write_all_now(chan: &mut std::os::unix::net::UnixStream, parts: &[&[u8]]) -> usize {
+    use std::io::{IoSlice, Write};
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut done = 0;
+    while done < total {
+        let mut skip = done;
+        let mut slices = Vec::with_capacity(parts.len());
+        for p in parts {
+            if skip >= p.len() {
+                skip -= p.len();
+                continue;
+            }
+            slices.push(IoSlice::new(&p[skip..]));
+            skip = 0;
+        }
+        match chan.write_vectored(&slices) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // Full (the rest waits for writability) or gone (its pidfd says so next).
+            Err(_) => break,
+        }
+    }
+    done
+}
 
 /// The event loop of one pool.
 pub(crate) struct Supervisor {
@@ -228,7 +256,7 @@ impl Supervisor {
         }
         for c in commands {
             match c {
-                Command::Stop { job, grace } => self.stop_task(job, grace),
+                Command::Stop { job, index, grace } => self.stop_task(job, index, grace),
                 Command::Signal { kill } => {
                     for w in &mut self.workers {
                         w.kill = Some(KillReason::Terminate);
@@ -249,15 +277,15 @@ impl Supervisor {
         false
     }
 
-    fn stop_task(&mut self, job: usize, grace: Duration) {
+    fn stop_task(&mut self, job: usize, index: u64, grace: Duration) {
         for w in &mut self.workers {
             for (ci, c) in w.inflight.iter().enumerate() {
-                let Some(pos) = c.position_of(job) else {
+                let Some(pos) = c.position_of(job, index) else {
                     continue;
                 };
                 let running = ci == 0 && (pos == c.reported || !c.flush_each);
                 if running && w.kill.is_none() {
-                    w.kill = Some(KillReason::Stop { job });
+                    w.kill = Some(KillReason::Stop { job, index });
                     let _ = w.process.terminate();
                     w.kill_at = Some(Instant::now() + grace);
                 } else if !running {
@@ -454,19 +482,22 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Learns how long the chunk's items took, per function.
+    /// Learns how long the chunk's items took, per call and per function.
     fn observe(&self, chunk: &Chunk) {
         if chunk.total == 0 {
             return;
         }
         let elapsed = Duration::from_nanos(chunk.elapsed_ns);
         let per_item = elapsed.as_secs_f64() / f64::from(chunk.total);
-        let mut seen = Vec::new();
+        // A call's segments follow one another (a cut in pieces); packed single tasks are
+        // thousands of calls of a few functions: each call learns once, each function once.
+        let mut last: Option<*const super::job::ProcJob> = None;
+        let mut learned: Vec<(u64, f64)> = Vec::new();
         for s in &chunk.segments {
-            if s.count == 0 || seen.contains(&Arc::as_ptr(&s.job)) {
+            if s.count == 0 || last == Some(Arc::as_ptr(&s.job)) {
                 continue;
             }
-            seen.push(Arc::as_ptr(&s.job));
+            last = Some(Arc::as_ptr(&s.job));
             let mut q = lock(&s.job.q);
             q.sizer.observe(
                 s.count as usize,
@@ -475,7 +506,16 @@ impl Supervisor {
             let t = q.sizer.per_item();
             drop(q);
             if let Some(t) = t {
-                lock(&self.shared.estimates).insert(s.job.key, t);
+                match learned.iter_mut().find(|(k, _)| *k == s.job.key) {
+                    Some(slot) => slot.1 = t,
+                    None => learned.push((s.job.key, t)),
+                }
+            }
+        }
+        if !learned.is_empty() {
+            let mut estimates = lock(&self.shared.estimates);
+            for (key, t) in learned {
+                estimates.insert(key, t);
             }
         }
     }
@@ -600,6 +640,7 @@ impl Supervisor {
         let mut chunk = Chunk::new(seq);
         let mut s = lock(&self.shared.sched);
         let mut est = Duration::ZERO;
+        let mut skip = Vec::new();
         while let Some(job) = s.jobs.front().cloned() {
             let mut q = lock(&job.q);
             if q.closed || q.is_empty() {
@@ -632,7 +673,7 @@ impl Supervisor {
             }
             let room = allowance.saturating_sub(chunk.total as usize).max(1);
             let n = q.sizer.next(q.remaining()).min(room);
-            let Some((first, count, bytes)) = q.cut(n) else {
+            let Some(pieces) = q.cut(n) else {
                 break;
             };
             if q.is_empty() {
@@ -641,6 +682,26 @@ impl Supervisor {
                 s.jobs.pop_front();
             } else {
                 drop(q);
+            }
+            // Items whose future was cancelled while queued are dropped here, never run.
+            skip.clear();
+            for p in &pieces {
+                job.sink.start_items(p.first, p.count, &mut skip);
+            }
+            let mut count = 0u32;
+            for p in pieces {
+                let parts = if skip.is_empty() {
+                    vec![p]
+                } else {
+                    p.without(&skip)
+                };
+                for p in parts {
+                    count += p.count;
+                    chunk.push(Segment::new(Arc::clone(&job), p));
+                }
+            }
+            if count == 0 {
+                continue;
             }
             chunk.flush_each |= job.timeout.is_some();
             match (chunk.estimate, per_item) {
@@ -651,12 +712,6 @@ impl Supervisor {
                 }
                 _ => chunk.estimate = None,
             }
-            chunk.push(Segment {
-                job,
-                first,
-                count,
-                bytes,
-            });
             if per_item.is_none()
                 || !single
                 || est >= PACK_TARGET
@@ -676,36 +731,75 @@ impl Supervisor {
     /// Writes `chunk` to worker `i` and keeps it in flight.
     fn send(&mut self, i: usize, chunk: Chunk) {
         let w = &mut self.workers[i];
-        let at = wire::begin_frame(&mut w.out, wire::TASK);
-        w.out.extend_from_slice(&chunk.seq.to_le_bytes());
-        w.out.push(if chunk.flush_each {
+        // The frame's header and each segment's header; the segments' items are written from
+        // where they are (no copy) when the socket takes them at once.
+        let mut head = Vec::with_capacity(wire::HEADER + 13 + 20 * chunk.segments.len());
+        let at = wire::begin_frame(&mut head, wire::TASK);
+        head.extend_from_slice(&chunk.seq.to_le_bytes());
+        head.push(if chunk.flush_each {
             wire::FLUSH_EACH
         } else {
             0
         });
-        let live: Vec<&Segment> = chunk.segments.iter().filter(|s| s.count > 0).collect();
-        w.out.extend_from_slice(&(live.len() as u32).to_le_bytes());
-        for s in live {
-            w.out.extend_from_slice(&s.job.entry.to_le_bytes());
-            w.out.extend_from_slice(&s.count.to_le_bytes());
-            w.out
-                .extend_from_slice(&(s.bytes.len() as u32).to_le_bytes());
-            w.out.extend_from_slice(&s.bytes);
+        head.extend_from_slice(&(chunk.segments.len() as u32).to_le_bytes());
+        let mut cuts = Vec::with_capacity(chunk.segments.len());
+        let mut len = head.len() - at - wire::HEADER;
+        for s in &chunk.segments {
+            let entry = if s.stride == FRAMED {
+                s.job.entry
+            } else {
+                s.job.run_entry
+            };
+            head.extend_from_slice(&entry.to_le_bytes());
+            head.extend_from_slice(&s.count.to_le_bytes());
+            head.extend_from_slice(&s.stride.to_le_bytes());
+            head.extend_from_slice(&(s.bytes.len() as u32).to_le_bytes());
+            cuts.push(head.len());
+            len += 20 + s.bytes.len();
         }
-        if wire::end_frame(&mut w.out, at).is_err() {
-            // Larger than a frame may be: the items fail, nothing is sent.
-            w.out.truncate(at);
-            chunk.fail_unreported(&TaskError::failed(
-                "the chunk's arguments exceed the 1 GiB message limit",
-            ));
-            return;
+        match wire::header(wire::TASK, len) {
+            Ok(h) => head[at..at + wire::HEADER].copy_from_slice(&h),
+            Err(_) => {
+                // Larger than a frame may be: the items fail, nothing is sent.
+                chunk.fail_unreported(&TaskError::failed(
+                    "the chunk's arguments exceed the 1 GiB message limit",
+                ));
+                return;
+            }
         }
         if w.inflight.is_empty() {
             w.item_started = Instant::now();
         }
         w.items_sent += u64::from(chunk.total);
-        let mut chunk = chunk;
-        chunk.segments.retain(|s| s.count > 0);
+        if w.out_pos < w.out.len() || chunk.segments.len() > 64 {
+            // Behind bytes still waiting, or many small segments (packed single tasks): one
+            // buffer.
+            let mut from = 0;
+            for (s, &cut) in chunk.segments.iter().zip(&cuts) {
+                w.out.extend_from_slice(&head[from..cut]);
+                w.out.extend_from_slice(&s.bytes);
+                from = cut;
+            }
+        } else {
+            let mut parts = Vec::with_capacity(2 * cuts.len() + 1);
+            let mut from = 0;
+            for (s, &cut) in chunk.segments.iter().zip(&cuts) {
+                parts.push(&head[from..cut]);
+                parts.push(&s.bytes[..]);
+                from = cut;
+            }
+            let written = write_all_now(&mut w.chan, &parts);
+            // What the socket did not take waits in the buffer for writability.
+            let mut skip = written;
+            for p in parts {
+                if skip >= p.len() {
+                    skip -= p.len();
+                    continue;
+                }
+                w.out.extend_from_slice(&p[skip..]);
+                skip = 0;
+            }
+        }
         w.inflight.push_back(chunk);
         self.flush(i);
     }

@@ -19,10 +19,13 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::flat::FRAMED;
 use super::protocol::{self as wire, Reader, ResultsHeader};
+use super::runs::{set_run_shape, RUN_DONE};
 use crate::error::{Error, Result};
 use crate::multiprocessing::handles;
 use crate::multiprocessing::Target;
+use crate::panic::PanicReport;
 use crate::sys::{self, image::EntryFn};
 
 /// Report at least this often (in work time) while a chunk runs, so that a consumer sees the
@@ -262,7 +265,7 @@ fn run_item<R: Serialize>(f: impl FnOnce() -> R, out: &mut Vec<u8>) -> u8 {
     }
 }
 
-fn codec_failure(e: &Error, out: &mut Vec<u8>) -> u8 {
+pub(crate) fn codec_failure(e: &Error, out: &mut Vec<u8>) -> u8 {
     let message = match e {
         Error::Codec(m) => m.clone(),
         other => other.to_string(),
@@ -270,6 +273,22 @@ fn codec_failure(e: &Error, out: &mut Vec<u8>) -> u8 {
     // A string always encodes.
     let _ = wire::append(&message, out);
     wire::TAG_CODEC
+}
+
+/// Appends a panicked item's outcome (the report, with this process's pid).
+pub(crate) fn push_panic(report: PanicReport, out: &mut Vec<u8>) {
+    let at = out.len();
+    out.push(wire::TAG_PANIC);
+    let report = report.with_pid(sys::proc::getpid());
+    if wire::append(&report, out).is_err() {
+        out.truncate(at);
+        out.push(0);
+        let tag = codec_failure(
+            &Error::Codec("the panic report cannot be encoded".into()),
+            out,
+        );
+        out[at] = tag;
+    }
 }
 
 /// A descriptor in a worker's arguments: it travels with `SCM_RIGHTS` beside a spawned or
@@ -563,6 +582,7 @@ impl Worker {
             for _ in 0..segments {
                 let _ = peek.i64();
                 left += u64::from(peek.u32().unwrap_or(0));
+                let _ = peek.u32();
                 let len = peek.u32().unwrap_or(0) as usize;
                 let _ = peek.bytes(len);
             }
@@ -577,9 +597,14 @@ impl Worker {
         for _ in 0..segments {
             let offset = r.i64()?;
             let count = r.u32()?;
+            let width = r.u32()?;
             let len = r.u32()? as usize;
             let items = r.bytes(len)?;
             let entry = self.entry(offset);
+            if width != FRAMED {
+                self.run_flat(&entry, items, count, width, &mut st)?;
+                continue;
+            }
             let (mut at, mut done) = (0usize, 0u32);
             while done < count {
                 // One catch for a run of items: a panic ends the run at its item, which is
@@ -600,24 +625,62 @@ impl Worker {
                     Ok(r) => r?,
                     Err(report) => {
                         self.out.truncate(tag_at);
-                        let report = report.with_pid(sys::proc::getpid());
-                        if wire::append(&report, &mut self.out).is_ok() {
-                            self.out.insert(tag_at, wire::TAG_PANIC);
-                        } else {
-                            self.out.push(0);
-                            let tag = codec_failure(
-                                &Error::Codec("the panic report cannot be encoded".into()),
-                                &mut self.out,
-                            );
-                            self.out[tag_at] = tag;
-                        }
+                        push_panic(report, &mut self.out);
                         done += 1;
-                        self.after_item(&mut st)?;
+                        self.after_items(1, &mut st)?;
                     }
                 }
             }
         }
         self.flush(st.batch, true)?;
+        Ok(())
+    }
+
+    /// Runs a segment of flat items through the run trampoline, as many at a time as fit
+    /// before the next look at the clock (one at a time when every item reports).
+    fn run_flat(
+        &mut self,
+        entry: &std::result::Result<EntryFn, String>,
+        items: &[u8],
+        count: u32,
+        width: u32,
+        st: &mut Step,
+    ) -> Result<()> {
+        let w = width as usize;
+        if (count as usize).checked_mul(w) != Some(items.len()) {
+            return Err(Error::Protocol(
+                "a segment's items do not fill its length".into(),
+            ));
+        }
+        let mut done = 0u32;
+        while done < count {
+            let k = if st.flush_each {
+                1
+            } else {
+                self.stride
+                    .saturating_sub(st.since_clock)
+                    .clamp(1, count - done)
+            };
+            let part = &items[done as usize * w..(done + k) as usize * w];
+            match entry {
+                Ok(f) => {
+                    set_run_shape(k, width);
+                    if f(part, &mut self.out) != RUN_DONE {
+                        return Err(Error::Protocol("a run trampoline refused its items".into()));
+                    }
+                }
+                Err(why) => {
+                    for _ in 0..k {
+                        let at = self.out.len();
+                        self.out.push(0);
+                        let tag = codec_failure(&Error::Codec(why.clone()), &mut self.out);
+                        self.out[at] = tag;
+                    }
+                }
+            }
+            done += k;
+            self.after_items(k, st)?;
+        }
         Ok(())
     }
 
@@ -651,16 +714,16 @@ impl Worker {
             };
             self.out[*tag_at] = tag;
             *done += 1;
-            self.after_item(st)?;
+            self.after_items(1, st)?;
         }
         Ok(())
     }
 
-    /// After an item: count it, and report when due.
-    fn after_item(&mut self, st: &mut Step) -> Result<()> {
-        st.batch.count += 1;
-        self.ran += 1;
-        st.left = st.left.saturating_sub(1);
+    /// After `k` items: count them, and report when due.
+    fn after_items(&mut self, k: u32, st: &mut Step) -> Result<()> {
+        st.batch.count += k;
+        self.ran += u64::from(k);
+        st.left = st.left.saturating_sub(u64::from(k));
         if st.left == 0 {
             return Ok(());
         }
@@ -669,7 +732,7 @@ impl Worker {
             st.batch = self.flush(b, false)?;
             return Ok(());
         }
-        st.since_clock += 1;
+        st.since_clock += k;
         if st.since_clock >= self.stride {
             let now = Instant::now();
             let took = now - st.last_clock;

@@ -94,9 +94,9 @@ impl Supervisor {
                 Some(KillReason::Timeout { seq, at }) if seq == front.seq && at == r => {
                     Some((r, TaskError::timed_out()))
                 }
-                Some(KillReason::Stop { job }) => {
-                    front.position_of(job).map(|p| (p, TaskError::cancelled()))
-                }
+                Some(KillReason::Stop { job, index }) => front
+                    .position_of(job, index)
+                    .map(|p| (p, TaskError::cancelled())),
                 _ => None,
             };
             let (pos, error, retry) = match victim {

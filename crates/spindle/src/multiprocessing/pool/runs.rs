@@ -1,0 +1,290 @@
+//! Runs of flat items: the trampolines that run many items of plain data in one call, and
+//! how their outcomes are written.
+//!
+//! A task's function travels as the offset of a monomorphised trampoline in the image (as
+//! `Process` targets do). Each task function has two (an [`Entries`] pair):
+//!
+//! * the *item* trampoline (`worker.rs`) runs one item whose argument is `varint length +
+//!   postcard` (framed), and appends one tagged outcome;
+//! * the *run* trampoline runs a run of items whose arguments are flat (`flat.rs`, D160):
+//!   `count` values of `stride` bytes each, the shape set by the worker with
+//!   [`set_run_shape`] just before the call (a trampoline has one signature, `EntryFn`, for
+//!   every function, so the shape travels beside it). It appends `count` outcomes: runs of
+//!   flat values (`TAG_RUN`) while the values allow it, tagged items otherwise, and catches
+//!   its items' panics itself (one catch per stretch of items, not per item), so it never
+//!   unwinds.
+//!
+//! The outcomes a worker sends (`protocol.rs`), per item:
+//!
+//! | tag | then |
+//! |---|---|
+//! | `TAG_VALUE` | the value, postcard |
+//! | `TAG_PANIC` | the panic report, postcard |
+//! | `TAG_CODEC` | why the argument or the value could not be coded, postcard string |
+//! | `TAG_RUN` | `count: u32, stride: u32`, then `count` flat values of `stride` bytes: `count` items |
+
+use std::cell::Cell;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::flat;
+use super::protocol as wire;
+use super::worker::{self, codec_failure, map_item, push_panic, star_item, state_item};
+use crate::error::Error;
+use crate::multiprocessing::Target;
+use crate::panic::PanicReport;
+use crate::sys::{self, image::EntryFn};
+
+/// A task function's two trampolines.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Entries {
+    /// One framed item.
+    pub(crate) item: EntryFn,
+    /// A run of flat items.
+    pub(crate) run: EntryFn,
+}
+
+impl Entries {
+    /// `map`'s `F(A) -> R`.
+    pub(crate) fn map<F, A, R>() -> Entries
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: DeserializeOwned,
+        R: Serialize,
+    {
+        Entries {
+            item: map_item::<F, A, R>,
+            run: map_run::<F, A, R>,
+        }
+    }
+
+    /// `starmap`'s and `apply`'s `F(args...)`.
+    pub(crate) fn star<F, Args>() -> Entries
+    where
+        F: Target<Args>,
+        Args: DeserializeOwned,
+        F::Output: Serialize,
+    {
+        Entries {
+            item: star_item::<F, Args>,
+            run: star_run::<F, Args>,
+        }
+    }
+
+    /// A task that takes the worker's state: `F(&mut S, A) -> R`.
+    pub(crate) fn state<F, S, A, R>() -> Entries
+    where
+        F: Fn(&mut S, A) -> R + Copy + 'static,
+        S: 'static,
+        A: DeserializeOwned,
+        R: Serialize,
+    {
+        Entries {
+            item: state_item::<F, S, A, R>,
+            run: state_run::<F, S, A, R>,
+        }
+    }
+}
+
+/// What a run trampoline returns: it ran its items.
+pub(crate) const RUN_DONE: u8 = 0;
+/// What a run trampoline returns: its input does not have the shape it was told.
+pub(crate) const RUN_BAD_SHAPE: u8 = 1;
+
+thread_local! {
+    /// The shape of the next run: `(count, stride)`.
+    static RUN_SHAPE: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
+}
+
+/// Tells the next run trampoline called on this thread that its input holds `count` values
+/// of `stride` bytes.
+pub(crate) fn set_run_shape(count: u32, stride: u32) {
+    RUN_SHAPE.with(|s| s.set((count, stride)));
+}
+
+/// The run trampoline of `map`'s `F`.
+pub(crate) fn map_run<F, A, R>(input: &[u8], out: &mut Vec<u8>) -> u8
+where
+    F: Fn(A) -> R + Copy + 'static,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    let f = sys::image::conjure::<F>();
+    run_flat(input, out, f)
+}
+
+/// The run trampoline of `starmap`'s and `apply`'s `F`.
+pub(crate) fn star_run<F, Args>(input: &[u8], out: &mut Vec<u8>) -> u8
+where
+    F: Target<Args>,
+    Args: DeserializeOwned,
+    F::Output: Serialize,
+{
+    let f = sys::image::conjure::<F>();
+    run_flat(input, out, |args: Args| f.call(args))
+}
+
+/// The run trampoline of a task that takes the worker's state.
+pub(crate) fn state_run<F, S, A, R>(input: &[u8], out: &mut Vec<u8>) -> u8
+where
+    F: Fn(&mut S, A) -> R + Copy + 'static,
+    S: 'static,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    let f = sys::image::conjure::<F>();
+    run_flat(input, out, |a: A| worker::with_state(|s: &mut S| f(s, a)))
+}
+
+/// Runs every flat item of `input` (the shape [`set_run_shape`] gave), appending one outcome
+/// each; a panic ends its item only.
+#[inline]
+fn run_flat<A, R>(input: &[u8], out: &mut Vec<u8>, call: impl Fn(A) -> R) -> u8
+where
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    let (count, stride) = RUN_SHAPE.with(Cell::get);
+    let (count, stride) = (count as usize, stride as usize);
+    if count.checked_mul(stride) != Some(input.len()) {
+        return RUN_BAD_SHAPE;
+    }
+    let mut results = Results::new(out);
+    let mut i = 0;
+    while i < count {
+        let ran = crate::panic::catch(|| {
+            while i < count {
+                results.begin_item();
+                match flat::decode::<A>(&input[i * stride..(i + 1) * stride]) {
+                    Ok(a) => {
+                        let r = call(a);
+                        results.value(&r);
+                    }
+                    Err(e) => results.failed(&Error::Codec(format!(
+                        "the argument (a {}) cannot be decoded: {e}",
+                        std::any::type_name::<A>()
+                    ))),
+                }
+                i += 1;
+            }
+        });
+        if let Err(report) = ran {
+            results.panicked(report);
+            i += 1;
+        }
+    }
+    results.finish();
+    RUN_DONE
+}
+
+/// Appends outcomes to a report: flat values in runs while they allow it, tagged otherwise.
+struct Results<'a> {
+    out: &'a mut Vec<u8>,
+    /// The run being filled: where its header is, its count, its stride.
+    run: Option<(usize, u32, u32)>,
+    /// Whether to try the flat layout for the next value.
+    flat: bool,
+    /// Where the current item's outcome starts.
+    mark: usize,
+}
+
+/// Bytes of a run's header: the tag, its count, its stride.
+const RUN_HEADER: usize = 9;
+
+impl<'a> Results<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Self {
+        let mark = out.len();
+        Results {
+            out,
+            run: None,
+            flat: true,
+            mark,
+        }
+    }
+
+    #[inline]
+    fn begin_item(&mut self) {
+        self.mark = self.out.len();
+    }
+
+    #[inline]
+    fn value<R: Serialize>(&mut self, v: &R) {
+        if self.flat {
+            match self.run {
+                Some((_, ref mut count, stride)) => match flat::append(v, self.out) {
+                    Ok(n) if n == stride as usize => {
+                        *count += 1;
+                        return;
+                    }
+                    Ok(n) => {
+                        // Another size: a new run, its header before the value.
+                        self.close_run();
+                        let at = self.mark;
+                        self.out.splice(at..at, [0u8; RUN_HEADER]);
+                        self.out[at] = wire::TAG_RUN;
+                        self.run = Some((at, 1, n as u32));
+                        return;
+                    }
+                    Err(_) => {}
+                },
+                None => {
+                    let at = self.out.len();
+                    self.out.extend_from_slice(&[wire::TAG_RUN; RUN_HEADER]);
+                    match flat::append(v, self.out) {
+                        Ok(n) if n < u32::MAX as usize => {
+                            self.run = Some((at, 1, n as u32));
+                            return;
+                        }
+                        _ => self.out.truncate(at),
+                    }
+                }
+            }
+            // Not flat: this call's values go tagged from now on.
+            self.flat = false;
+        }
+        self.close_run();
+        self.out.push(wire::TAG_VALUE);
+        let at = self.out.len();
+        if let Err(e) = wire::append(v, self.out) {
+            self.out.truncate(at - 1);
+            self.failed(&Error::Codec(format!(
+                "the value (a {}) cannot be encoded: {e}",
+                std::any::type_name::<R>()
+            )));
+        }
+    }
+
+    /// The current item's outcome is `e`.
+    fn failed(&mut self, e: &Error) {
+        self.close_run();
+        let at = self.out.len();
+        self.out.push(0);
+        let tag = codec_failure(e, self.out);
+        self.out[at] = tag;
+    }
+
+    /// The current item panicked: whatever it appended goes, the report takes its place.
+    #[cold]
+    fn panicked(&mut self, report: PanicReport) {
+        self.out.truncate(self.mark);
+        if self.run.is_some_and(|(at, _, _)| at >= self.mark) {
+            self.run = None;
+        }
+        self.close_run();
+        push_panic(report, self.out);
+    }
+
+    /// Writes the open run's count and stride into its header.
+    fn close_run(&mut self) {
+        if let Some((at, count, stride)) = self.run.take() {
+            self.out[at] = wire::TAG_RUN;
+            self.out[at + 1..at + 5].copy_from_slice(&count.to_le_bytes());
+            self.out[at + 5..at + 9].copy_from_slice(&stride.to_le_bytes());
+        }
+    }
+
+    fn finish(mut self) {
+        self.close_run();
+    }
+}
