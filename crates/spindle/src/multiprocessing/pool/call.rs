@@ -177,9 +177,7 @@ impl<'a, S: 'static> Call<'a, S> {
         let mut batch = Encoded::default();
         let mut encoder = ItemEncoder::default();
         encoder.expect(items.len());
-        for a in &items {
-            encoder.push(a, &mut batch);
-        }
+        encoder.extend(items.iter(), &mut batch);
         {
             let mut q = lock(&job.q);
             q.push_batch(first, &mut batch);

@@ -319,8 +319,28 @@ impl JobQueue {
             n += take;
         }
         self.cut += n;
-        Some(pieces)
+        Some(join(pieces))
     }
+}
+
+/// Joins pieces of one layout that follow on into one (one segment, one block of outcomes,
+/// one wake-up of the consumer, instead of one per piece); the first one's buffer grows.
+fn join(pieces: Vec<Piece>) -> Vec<Piece> {
+    let mut out: Vec<Piece> = Vec::with_capacity(pieces.len());
+    for p in pieces {
+        match out.last_mut() {
+            Some(last)
+                if last.stride == p.stride
+                    && last.first + u64::from(last.count) == p.first
+                    && last.count.checked_add(p.count).is_some() =>
+            {
+                last.bytes.extend_from_slice(&p.bytes);
+                last.count += p.count;
+            }
+            _ => out.push(p),
+        }
+    }
+    out
 }
 
 /// Items encoded outside a queue's lock, in runs: `(offset of the first in the batch,
@@ -354,6 +374,50 @@ impl ItemEncoder {
     /// The next batch holds about `n` items (to size its buffers).
     pub(crate) fn expect(&mut self, n: usize) {
         self.expect = n.clamp(1, 1 << 16);
+    }
+
+    /// Encodes every item of `items` as the next items of `batch`. While the items stay flat
+    /// at one stride they are appended in a tight loop to one run.
+    pub(crate) fn extend<A: Serialize>(
+        &mut self,
+        mut items: impl Iterator<Item = A>,
+        batch: &mut Encoded,
+    ) {
+        while let Some(a) = items.next() {
+            self.push(&a, batch);
+            if self.refused {
+                continue;
+            }
+            // The run `a` went to, if flat: the rest follows in a local buffer.
+            let Some((offset, count, stride, bytes)) = batch.runs.last_mut() else {
+                continue;
+            };
+            if *stride == FRAMED || *offset + *count != batch.items {
+                continue;
+            }
+            let width = *stride as usize;
+            let mut buf = std::mem::take(bytes);
+            let mut n = 0u64;
+            let mut odd = None;
+            for a in items.by_ref() {
+                let at = buf.len();
+                match flat::append(&a, &mut buf) {
+                    Ok(w) if w == width => n += 1,
+                    _ => {
+                        buf.truncate(at);
+                        odd = Some(a);
+                        break;
+                    }
+                }
+            }
+            let (_, count, _, bytes) = batch.runs.last_mut().expect("checked");
+            *bytes = buf;
+            *count += n;
+            batch.items += n;
+            if let Some(a) = odd {
+                self.push(&a, batch);
+            }
+        }
     }
 
     /// Encodes `value` as the next item of `batch`.
@@ -642,9 +706,7 @@ where
         let mut batch = std::mem::take(&mut self.batch);
         batch.clear();
         self.encoder.expect(n);
-        for a in self.iter.by_ref().take(n) {
-            self.encoder.push(&a, &mut batch);
-        }
+        self.encoder.extend(self.iter.by_ref().take(n), &mut batch);
         let got = batch.items;
         let mut q = lock(&self.job.q);
         if q.closed {

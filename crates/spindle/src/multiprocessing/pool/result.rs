@@ -19,13 +19,69 @@ use crate::latch::{lock, wait_until_std as wait_until};
 use crate::panic::PanicReport;
 
 /// The outcomes of consecutive items `first..first + len`: the values of those that
-/// succeeded and the errors of those that failed, both in input order.
+/// succeeded and the errors of those that failed, both in input order — or, for a run of
+/// flat values from a worker, their bytes, decoded by whoever takes the block (the consumer's
+/// thread, straight into its own buffer: the supervisor only copies them).
 #[derive(Debug)]
 pub(crate) struct Block<R> {
     pub(crate) first: u64,
     pub(crate) len: u64,
     pub(crate) values: Vec<R>,
     pub(crate) errors: Vec<(u64, TaskError)>,
+    /// Every item's value, not decoded yet (then `values` and `errors` are empty).
+    raw: Option<Raw<R>>,
+}
+
+/// A run of flat values not decoded yet, and how to decode them.
+pub(crate) struct Raw<R> {
+    bytes: Vec<u8>,
+    stride: usize,
+    decode: DecodeRun<R>,
+}
+
+impl<R> std::fmt::Debug for Raw<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Raw({} bytes, stride {})", self.bytes.len(), self.stride)
+    }
+}
+
+/// Decodes the flat values of items `first..first + count` into `values` (the ones that
+/// decode) and `errors` (the others, by index). Monomorphised where `R` can be decoded, so
+/// that a block's taker needs no bound on `R`.
+type DecodeRun<R> = fn(
+    bytes: &[u8],
+    stride: usize,
+    first: u64,
+    count: u64,
+    values: &mut Vec<R>,
+    errors: &mut Vec<(u64, TaskError)>,
+);
+
+fn decode_run<R: DeserializeOwned>(
+    bytes: &[u8],
+    stride: usize,
+    first: u64,
+    count: u64,
+    values: &mut Vec<R>,
+    errors: &mut Vec<(u64, TaskError)>,
+) {
+    values.reserve(count as usize);
+    let mut one = |i: u64, v: &[u8]| match flat::decode::<R>(v) {
+        Ok(x) => values.push(x),
+        Err(e) => {
+            let at = first + i;
+            errors.push((at, unreadable::<R>(&e).with_task(at)));
+        }
+    };
+    if stride == 0 {
+        for i in 0..count {
+            one(i, &[]);
+        }
+    } else {
+        for (i, v) in bytes.chunks_exact(stride).take(count as usize).enumerate() {
+            one(i as u64, v);
+        }
+    }
 }
 
 impl<R> Block<R> {
@@ -35,6 +91,62 @@ impl<R> Block<R> {
             len: 0,
             values: Vec::with_capacity(capacity),
             errors: Vec::new(),
+            raw: None,
+        }
+    }
+
+    /// Items `first..first + count` whose values are the flat `bytes` (`count × stride`).
+    fn raw(first: u64, count: u64, bytes: Vec<u8>, stride: usize) -> Self
+    where
+        R: DeserializeOwned,
+    {
+        Block {
+            first,
+            len: count,
+            values: Vec::new(),
+            errors: Vec::new(),
+            raw: Some(Raw {
+                bytes,
+                stride,
+                decode: decode_run::<R>,
+            }),
+        }
+    }
+
+    /// Decodes the values still raw.
+    pub(crate) fn materialize(&mut self) {
+        if let Some(raw) = self.raw.take() {
+            (raw.decode)(
+                &raw.bytes,
+                raw.stride,
+                self.first,
+                self.len,
+                &mut self.values,
+                &mut self.errors,
+            );
+        }
+    }
+
+    /// Appends the block's values to `values` and returns its errors (decoding raw values
+    /// straight into `values`).
+    pub(crate) fn drain_into(mut self, values: &mut Vec<R>) -> Vec<(u64, TaskError)> {
+        match self.raw.take() {
+            Some(raw) => {
+                let mut errors = Vec::new();
+                (raw.decode)(
+                    &raw.bytes,
+                    raw.stride,
+                    self.first,
+                    self.len,
+                    values,
+                    &mut errors,
+                );
+                errors
+            }
+            None => {
+                values.append(&mut self.values);
+                self.errors
+            }
         }
     }
 
@@ -47,6 +159,17 @@ impl<R> Block<R> {
         let at = self.first + self.len;
         self.errors.push((at, e.with_task(at)));
         self.len += 1;
+    }
+
+    /// An item whose flat value is `bytes`.
+    fn flat(&mut self, bytes: &[u8])
+    where
+        R: DeserializeOwned,
+    {
+        match flat::decode::<R>(bytes) {
+            Ok(v) => self.value(v),
+            Err(e) => self.error(unreadable::<R>(&e)),
+        }
     }
 
     /// `len` items that all failed with `e`.
@@ -152,12 +275,42 @@ impl<'a> Reports<'a> {
         let (value, tail) = self.run.split_at(self.stride);
         self.run = tail;
         self.run_left -= 1;
-        Ok(flat::decode::<R>(value).map_err(|e| {
-            TaskError::failed(format!(
-                "the result could not be read: cannot decode {}: {e}",
-                std::any::type_name::<R>()
-            ))
-        }))
+        Ok(flat::decode::<R>(value).map_err(|e| unreadable::<R>(&e)))
+    }
+
+    /// When a run is open, decodes up to `max` of its values into `block`; returns how many.
+    #[inline]
+    pub(crate) fn take_run<R: DeserializeOwned>(&mut self, max: u32, block: &mut Block<R>) -> u32 {
+        let k = self.run_left.min(max);
+        if k == 0 {
+            return 0;
+        }
+        let (values, tail) = self.run.split_at(k as usize * self.stride);
+        self.run = tail;
+        self.run_left -= k;
+        block.values.reserve(k as usize);
+        if self.stride == 0 {
+            for _ in 0..k {
+                block.flat(&[]);
+            }
+            return k;
+        }
+        let mut done = 0u64;
+        for v in values.chunks_exact(self.stride) {
+            match flat::decode::<R>(v) {
+                Ok(x) => {
+                    block.values.push(x);
+                    done += 1;
+                }
+                Err(e) => {
+                    block.len += done;
+                    done = 0;
+                    block.error(unreadable::<R>(&e));
+                }
+            }
+        }
+        block.len += done;
+        k
     }
 
     #[cold]
@@ -196,6 +349,35 @@ impl<'a> Reports<'a> {
     }
 }
 
+/// Runs of at least this many values go to the consumer undecoded.
+const RAW_FROM: u32 = 64;
+
+/// When `bytes` start with one run of exactly `count` flat values: `(their bytes, stride,
+/// bytes used)`.
+fn whole_run(bytes: &[u8], count: u32) -> Option<(&[u8], usize, usize)> {
+    let (&wire::TAG_RUN, rest) = bytes.split_first()? else {
+        return None;
+    };
+    let (n, rest) = rest.split_first_chunk::<4>()?;
+    let (stride, rest) = rest.split_first_chunk::<4>()?;
+    if u32::from_le_bytes(*n) != count {
+        return None;
+    }
+    let stride = u32::from_le_bytes(*stride) as usize;
+    let len = (count as usize).checked_mul(stride)?;
+    let values = rest.get(..len)?;
+    Some((values, stride, 1 + 8 + len))
+}
+
+/// The error of a flat value that does not decode.
+#[cold]
+fn unreadable<R>(e: &flat::DecodeError) -> TaskError {
+    TaskError::failed(format!(
+        "the result could not be read: cannot decode {}: {e}",
+        std::any::type_name::<R>()
+    ))
+}
+
 /// Decodes one tagged outcome (not a run) from the front of `bytes`.
 fn decode_tagged<R: DeserializeOwned>(
     bytes: &[u8],
@@ -222,12 +404,20 @@ pub(crate) fn decode_block<R: DeserializeOwned>(
 ) -> (Block<R>, usize, Option<Error>) {
     let mut block = Block::new(first, count as usize);
     let mut reports = Reports::new(bytes);
-    for _ in 0..count {
+    let mut left = count;
+    while left > 0 {
+        // Runs of flat values a run at a time; everything else one by one.
+        let k = reports.take_run::<R>(left, &mut block);
+        if k > 0 {
+            left -= k;
+            continue;
+        }
         match reports.next::<R>() {
             Ok(Ok(v)) => block.value(v),
             Ok(Err(e)) => block.error(e),
             Err(e) => return failed_from(block, count, e),
         }
+        left -= 1;
     }
     if let Err(e) = reports.check_end_of_run() {
         return failed_from(block, count, e);
@@ -467,6 +657,13 @@ impl<R: Send + 'static> Sink for Outcomes<R> {
 
 impl<R: DeserializeOwned + Send + 'static> ByteSink for Outcomes<R> {
     fn deliver_bytes(&self, first: u64, count: u32, bytes: &[u8]) -> Result<usize> {
+        // A big run of plain values: copied as they are, decoded by the consumer.
+        if count >= RAW_FROM {
+            if let Some((values, stride, used)) = whole_run(bytes, count) {
+                self.deliver(Block::raw(first, u64::from(count), values.to_vec(), stride));
+                return Ok(used);
+            }
+        }
         let (block, used, err) = decode_block::<R>(first, count, bytes);
         self.deliver(block);
         match err {
@@ -535,7 +732,8 @@ pub(crate) struct Cursor<R> {
 }
 
 impl<R> Cursor<R> {
-    pub(crate) fn new(b: Block<R>) -> Self {
+    pub(crate) fn new(mut b: Block<R>) -> Self {
+        b.materialize();
         let mut errors = b.errors.into_iter();
         let next_error = errors.next();
         Cursor {
@@ -570,10 +768,9 @@ pub(crate) fn collect<R>(blocks: Vec<Block<R>>) -> Result<Vec<R>> {
     let total: u64 = blocks.iter().map(|b| b.len).sum();
     let mut values = Vec::with_capacity(total as usize);
     for b in blocks {
-        if let Some((_, e)) = b.errors.into_iter().next() {
+        if let Some((_, e)) = b.drain_into(&mut values).into_iter().next() {
             return Err(Error::Task(e));
         }
-        values.extend(b.values);
     }
     Ok(values)
 }

@@ -155,6 +155,17 @@ where
     while i < count {
         let ran = crate::panic::catch(|| {
             while i < count {
+                // Plain data: the tight loop, while the values extend the open run.
+                if let Some(r) = results.extend_run(input, stride, &mut i, count, &call) {
+                    results.begin_item();
+                    results.value(&r);
+                    i += 1;
+                    continue;
+                }
+                if i == count {
+                    break;
+                }
+                // The first value, or an argument that does not decode.
                 results.begin_item();
                 match flat::decode::<A>(&input[i * stride..(i + 1) * stride]) {
                     Ok(a) => {
@@ -203,42 +214,86 @@ impl<'a> Results<'a> {
         }
     }
 
+    /// The current item's outcome starts here (when no run is open).
     #[inline]
     fn begin_item(&mut self) {
         self.mark = self.out.len();
     }
 
-    #[inline]
-    fn value<R: Serialize>(&mut self, v: &R) {
-        if self.flat {
-            match self.run {
-                Some((_, ref mut count, stride)) => match flat::append(v, self.out) {
-                    Ok(n) if n == stride as usize => {
-                        *count += 1;
-                        return;
-                    }
-                    Ok(n) => {
-                        // Another size: a new run, its header before the value.
-                        self.close_run();
-                        let at = self.mark;
-                        self.out.splice(at..at, [0u8; RUN_HEADER]);
-                        self.out[at] = wire::TAG_RUN;
-                        self.run = Some((at, 1, n as u32));
-                        return;
-                    }
-                    Err(_) => {}
-                },
-                None => {
-                    let at = self.out.len();
-                    self.out.extend_from_slice(&[wire::TAG_RUN; RUN_HEADER]);
-                    match flat::append(v, self.out) {
-                        Ok(n) if n < u32::MAX as usize => {
-                            self.run = Some((at, 1, n as u32));
-                            return;
-                        }
-                        _ => self.out.truncate(at),
-                    }
+    /// Runs items `*i..count` while a run is open and each value extends it: the tight loop
+    /// of plain data, one decode, call and append per item. `*i` names the item running
+    /// (so a panic names it). Stops at an argument that does not decode (not run) or at a
+    /// value the run cannot take (run: it is returned, for [`value`](Results::value)).
+    #[inline(always)]
+    fn extend_run<A, R>(
+        &mut self,
+        input: &[u8],
+        stride: usize,
+        i: &mut usize,
+        count: usize,
+        call: &impl Fn(A) -> R,
+    ) -> Option<R>
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+    {
+        let Results { out, run, .. } = self;
+        let (_, n, width) = run.as_mut()?;
+        let width = *width as usize;
+        out.reserve((count - *i).saturating_mul(width));
+        while *i < count {
+            let k = *i;
+            let Ok(a) = flat::decode::<A>(&input[k * stride..(k + 1) * stride]) else {
+                return None;
+            };
+            let r = call(a);
+            let at = out.len();
+            match flat::append(&r, out) {
+                Ok(w) if w == width => {
+                    *n += 1;
+                    *i = k + 1;
                 }
+                _ => {
+                    out.truncate(at);
+                    return Some(r);
+                }
+            }
+        }
+        None
+    }
+
+    /// Appends the current item's value.
+    #[inline(always)]
+    fn value<R: Serialize>(&mut self, v: &R) {
+        // The common case, kept small enough to inline: another value of the open run.
+        if let Some((_, count, stride)) = &mut self.run {
+            let at = self.out.len();
+            match flat::append(v, self.out) {
+                Ok(n) if n == *stride as usize => {
+                    *count += 1;
+                    return;
+                }
+                Ok(_) => self.out.truncate(at),
+                Err(_) => {}
+            }
+        }
+        self.value_slow(v);
+    }
+
+    /// Appends the current item's value when it does not extend the open run: it opens a
+    /// run, or it is tagged.
+    #[inline(never)]
+    fn value_slow<R: Serialize>(&mut self, v: &R) {
+        if self.flat {
+            let at = self.out.len();
+            self.out.extend_from_slice(&[wire::TAG_RUN; RUN_HEADER]);
+            match flat::append(v, self.out) {
+                Ok(n) if n < u32::MAX as usize => {
+                    self.close_run_before(at);
+                    self.run = Some((at, 1, n as u32));
+                    return;
+                }
+                _ => self.out.truncate(at),
             }
             // Not flat: this call's values go tagged from now on.
             self.flat = false;
@@ -255,6 +310,12 @@ impl<'a> Results<'a> {
         }
     }
 
+    /// Closes the open run, whose values end before `at`.
+    fn close_run_before(&mut self, at: usize) {
+        debug_assert!(self.run.is_none_or(|(h, _, _)| h < at));
+        self.close_run();
+    }
+
     /// The current item's outcome is `e`.
     fn failed(&mut self, e: &Error) {
         self.close_run();
@@ -265,12 +326,14 @@ impl<'a> Results<'a> {
     }
 
     /// The current item panicked: whatever it appended goes, the report takes its place.
+    /// An open run holds whole values only: the item's bytes start where it ends.
     #[cold]
     fn panicked(&mut self, report: PanicReport) {
-        self.out.truncate(self.mark);
-        if self.run.is_some_and(|(at, _, _)| at >= self.mark) {
-            self.run = None;
-        }
+        let cut = match self.run {
+            Some((at, count, stride)) => at + RUN_HEADER + count as usize * stride as usize,
+            None => self.mark,
+        };
+        self.out.truncate(cut);
         self.close_run();
         push_panic(report, self.out);
     }

@@ -100,6 +100,18 @@ fn cuts_take_whole_runs_and_parts_of_runs_in_either_layout() {
     let whole = q.cut(100_000).unwrap();
     assert_eq!(whole.len(), 1);
     assert_eq!((whole[0].first, whole[0].count), (1206, 4102));
+    // Pieces of one layout that follow on are joined: one segment each.
+    q.push_owned(0, 3, 8, flat_items(0, 3));
+    q.push_owned(3, 3, 8, flat_items(3, 3));
+    q.push_owned(6, 1, FRAMED, encoded(6, 1));
+    q.push_owned(7, 2, 8, flat_items(7, 2));
+    let shape: Vec<(u64, u32, u32)> = q
+        .cut(100)
+        .unwrap()
+        .iter()
+        .map(|p| (p.first, p.count, p.stride))
+        .collect();
+    assert_eq!(shape, [(0, 6, 8), (6, 1, FRAMED), (7, 2, 8)]);
     assert!(q.is_empty());
 }
 
