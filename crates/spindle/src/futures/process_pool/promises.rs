@@ -166,3 +166,64 @@ impl<R: DeserializeOwned + Send> ByteSink for Promises<R> {
         Ok(reports.used())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::futures::{promise, Future};
+
+    fn table(n: u64) -> (Promises<u64>, Vec<Future<u64>>) {
+        let t = Promises::new();
+        let fs = (0..n)
+            .map(|i| {
+                let (p, f) = promise::<u64>();
+                t.insert(i, 1000 + i as usize, p);
+                f
+            })
+            .collect();
+        (t, fs)
+    }
+
+    fn run_of(values: &[u64]) -> Vec<u8> {
+        let mut out = vec![3u8];
+        out.extend_from_slice(&(values.len() as u32).to_le_bytes());
+        out.extend_from_slice(&8u32.to_le_bytes());
+        out.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        out
+    }
+
+    #[test]
+    fn cancelled_items_are_skipped_and_the_others_run_and_end() {
+        let (t, fs) = table(5);
+        assert!(fs[1].cancel() && fs[3].cancel());
+        let mut skip = Vec::new();
+        t.start_items(0, 5, &mut skip);
+        assert_eq!(skip, [1, 3]);
+        assert!(fs[0].running() && fs[4].running());
+        assert_eq!(t.find(1002), Some(2));
+        assert_eq!(t.find(1001), None, "a cancelled item is gone");
+        t.deliver_bytes(2, 1, &run_of(&[4])).unwrap();
+        // Items 0 and 4 are not consecutive: delivered one at a time.
+        t.deliver_bytes(0, 1, &run_of(&[0])).unwrap();
+        t.deliver_bytes(4, 1, &run_of(&[16])).unwrap();
+        let got: Vec<_> = fs.into_iter().map(|f| f.result().ok()).collect();
+        assert_eq!(got, [Some(0), None, Some(4), None, Some(16)]);
+        assert_eq!(t.find(1004), None);
+    }
+
+    #[test]
+    fn hostile_reports_end_their_futures_with_typed_errors() {
+        let (t, fs) = table(3);
+        let mut bytes = run_of(&[1, 2, 3]);
+        bytes[1] = 9; // a run of 9 values in 24 bytes
+        assert!(t.deliver_bytes(0, 3, &bytes).is_err());
+        for f in fs {
+            let e = f.result().unwrap_err();
+            assert!(e.to_string().contains("could not be read"), "{e}");
+        }
+        let (t, fs) = table(2);
+        t.terminate(&TaskError::cancelled());
+        assert!(fs.iter().all(Future::cancelled));
+        assert_eq!(t.find(1000), None);
+    }
+}

@@ -792,7 +792,7 @@ mod tests {
     use std::time::Duration;
 
     /// Every outcome handed out now, one by one.
-    fn items(out: &Outcomes<u32>, until: Option<Instant>) -> Vec<Result<u32>> {
+    fn items<R: Send + 'static>(out: &Outcomes<R>, until: Option<Instant>) -> Vec<Result<R>> {
         let mut got = Vec::new();
         while let Some(b) = out.next_block(until) {
             match b {
@@ -914,5 +914,76 @@ mod tests {
         assert!(err.is_some());
         let (_, _, err) = decode_block::<u32>(0, 1, &[77]);
         assert!(err.is_some());
+    }
+
+    fn run_record(count: u32, stride: u32, values: &[u8]) -> Vec<u8> {
+        let mut out = vec![wire::TAG_RUN];
+        out.extend_from_slice(&count.to_le_bytes());
+        out.extend_from_slice(&stride.to_le_bytes());
+        out.extend_from_slice(values);
+        out
+    }
+
+    #[test]
+    fn hostile_runs_are_typed_errors_and_never_panic() {
+        // A count of zero, a count × stride that overflows, a run longer than the bytes, a
+        // header cut short: the stream cannot be split; every item of the block fails.
+        for bytes in [
+            run_record(0, 8, &[]),
+            run_record(u32::MAX, u32::MAX, &[0; 16]),
+            run_record(3, 8, &[0; 16]),
+            vec![wire::TAG_RUN, 1, 0, 0],
+            vec![9, 9, 9],
+        ] {
+            let (b, _, err) = decode_block::<u64>(0, 2, &bytes);
+            assert!(
+                matches!(err, Some(Error::Protocol(_))),
+                "{bytes:?}: {err:?}"
+            );
+            assert_eq!((b.len, b.errors.len()), (2, 2));
+            let out = Outcomes::<u64>::new(Order::Unordered);
+            out.register(2);
+            assert!(out.deliver_bytes(0, 2, &bytes).is_err());
+            let got = items(&out, None);
+            assert_eq!(got.len(), 2);
+            assert!(got.iter().all(|r| r.is_err()));
+        }
+        // A run with more values than the items it reports for: the block is suspect.
+        let bytes = run_record(5, 8, &[1; 40]);
+        let (b, _, err) = decode_block::<u64>(0, 2, &bytes);
+        assert!(err.is_some());
+        assert!(b.values.is_empty() && b.errors.len() == 2);
+        // A value no `bool` encodes to fails alone: the stride still cuts the rest.
+        let bytes = run_record(3, 1, &[1, 7, 0]);
+        let (b, used, err) = decode_block::<bool>(10, 3, &bytes);
+        assert!(err.is_none());
+        assert_eq!(used, bytes.len());
+        assert_eq!(b.values, [true, false]);
+        assert_eq!(b.errors[0].0, 11);
+        assert!(b.errors[0].1.to_string().contains("could not be read"));
+    }
+
+    #[test]
+    fn a_big_run_reaches_the_consumer_undecoded_and_decodes_there() {
+        let values: Vec<u8> = (0..100u64).flat_map(u64::to_le_bytes).collect();
+        let out = Outcomes::<u64>::new(Order::Ordered);
+        out.register(100);
+        out.input_done();
+        let bytes = run_record(100, 8, &values);
+        assert_eq!(out.deliver_bytes(0, 100, &bytes).unwrap(), bytes.len());
+        let got: Vec<u64> = items(&out, None).into_iter().map(|r| r.unwrap()).collect();
+        assert_eq!(got, (0..100).collect::<Vec<_>>());
+        // Hostile values in a raw run: each is its item's error, found by the consumer.
+        let mut bad = vec![1u8; 100];
+        bad[40] = 2;
+        let out = Outcomes::<bool>::new(Order::Collect);
+        let (tx, rx) = std::sync::mpsc::channel();
+        out.on_finish(move |blocks| tx.send(collect(blocks)).unwrap());
+        out.register(100);
+        out.input_done();
+        out.deliver_bytes(0, 100, &run_record(100, 1, &bad))
+            .unwrap();
+        let e = rx.recv().unwrap().unwrap_err();
+        assert_eq!(e.as_task().unwrap().task(), Some(40), "{e}");
     }
 }

@@ -351,3 +351,6 @@ impl<'a> Results<'a> {
         self.close_run();
     }
 }
+
+#[cfg(test)]
+mod tests;
