@@ -66,20 +66,22 @@ fn decode_run<R: DeserializeOwned>(
     errors: &mut Vec<(u64, TaskError)>,
 ) {
     values.reserve(count as usize);
-    let mut one = |i: u64, v: &[u8]| match flat::decode::<R>(v) {
-        Ok(x) => values.push(x),
-        Err(e) => {
-            let at = first + i;
-            errors.push((at, unreadable::<R>(&e).with_task(at)));
-        }
-    };
     if stride == 0 {
         for i in 0..count {
-            one(i, &[]);
+            match flat::decode::<R>(&[]) {
+                Ok(x) => values.push(x),
+                Err(e) => errors.push((first + i, unreadable::<R>(&e).with_task(first + i))),
+            }
         }
-    } else {
-        for (i, v) in bytes.chunks_exact(stride).take(count as usize).enumerate() {
-            one(i as u64, v);
+        return;
+    }
+    for (i, v) in bytes.chunks_exact(stride).take(count as usize).enumerate() {
+        match flat::decode::<R>(v) {
+            Ok(x) => values.push(x),
+            Err(e) => {
+                let at = first + i as u64;
+                errors.push((at, unreadable::<R>(&e).with_task(at)));
+            }
         }
     }
 }

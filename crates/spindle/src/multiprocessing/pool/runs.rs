@@ -92,15 +92,28 @@ pub(crate) const RUN_DONE: u8 = 0;
 /// What a run trampoline returns: its input does not have the shape it was told.
 pub(crate) const RUN_BAD_SHAPE: u8 = 1;
 
+/// A run left open at the end of a report: where its header is, its count, its stride.
+pub(crate) type OpenRun = Option<(usize, u32, u32)>;
+
 thread_local! {
     /// The shape of the next run: `(count, stride)`.
     static RUN_SHAPE: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
+    /// The run the next call may extend, then the run the last call left open.
+    static OPEN_RUN: Cell<OpenRun> = const { Cell::new(None) };
 }
 
 /// Tells the next run trampoline called on this thread that its input holds `count` values
-/// of `stride` bytes.
-pub(crate) fn set_run_shape(count: u32, stride: u32) {
+/// of `stride` bytes, and that its values may extend `open`, a run the previous call of the
+/// same segment left at the end of the report (so a segment's values make one run, not one
+/// per call).
+pub(crate) fn set_run_shape(count: u32, stride: u32, open: OpenRun) {
     RUN_SHAPE.with(|s| s.set((count, stride)));
+    OPEN_RUN.with(|s| s.set(open));
+}
+
+/// The run the last run trampoline called on this thread left open at the end of its report.
+pub(crate) fn open_run() -> OpenRun {
+    OPEN_RUN.with(Cell::get)
 }
 
 /// The run trampoline of `map`'s `F`.
@@ -150,7 +163,7 @@ where
     if count.checked_mul(stride) != Some(input.len()) {
         return RUN_BAD_SHAPE;
     }
-    let mut results = Results::new(out);
+    let mut results = Results::new(out, OPEN_RUN.with(Cell::take));
     let mut i = 0;
     while i < count {
         let ran = crate::panic::catch(|| {
@@ -204,11 +217,19 @@ struct Results<'a> {
 const RUN_HEADER: usize = 9;
 
 impl<'a> Results<'a> {
-    fn new(out: &'a mut Vec<u8>) -> Self {
+    /// Appends to `out`, extending `open` if it is a run that ends where `out` ends.
+    fn new(out: &'a mut Vec<u8>, open: OpenRun) -> Self {
         let mark = out.len();
+        let run = open.filter(|&(at, count, stride)| {
+            (count as usize)
+                .checked_mul(stride as usize)
+                .and_then(|n| n.checked_add(at + RUN_HEADER))
+                == Some(mark)
+                && out.get(at) == Some(&wire::TAG_RUN)
+        });
         Results {
             out,
-            run: None,
+            run,
             flat: true,
             mark,
         }
@@ -347,8 +368,11 @@ impl<'a> Results<'a> {
         }
     }
 
+    /// Writes the open run's header, and leaves the run for the next call to extend.
     fn finish(mut self) {
+        let open = self.run;
         self.close_run();
+        OPEN_RUN.with(|s| s.set(open));
     }
 }
 

@@ -585,17 +585,26 @@ impl Supervisor {
     /// Sends chunks to every worker with room.
     fn dispatch(&mut self) {
         self.shared.fresh.store(false, Ordering::Release);
-        for i in 0..self.workers.len() {
-            while self.has_room(&self.workers[i]) {
-                let allowance = self
-                    .settings
-                    .maxtasksperchild
-                    .map_or(usize::MAX, |l| (l - self.workers[i].items_sent) as usize);
-                let Some(chunk) = self.next_chunk(allowance) else {
-                    break;
-                };
-                self.send(i, chunk);
+        // First one chunk to every worker that holds none, then a second chunk to those
+        // whose chunk is short (hiding the round trip): a chunk never waits behind another
+        // while a worker is idle.
+        for second in [false, true] {
+            for i in 0..self.workers.len() {
+                while self.has_room(&self.workers[i])
+                    && (second || self.workers[i].inflight.is_empty())
+                {
+                    let allowance = self
+                        .settings
+                        .maxtasksperchild
+                        .map_or(usize::MAX, |l| (l - self.workers[i].items_sent) as usize);
+                    let Some(chunk) = self.next_chunk(allowance) else {
+                        break;
+                    };
+                    self.send(i, chunk);
+                }
             }
+        }
+        for i in 0..self.workers.len() {
             self.retire_if_done(i);
         }
     }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::flat::FRAMED;
 use super::protocol::{self as wire, Reader, ResultsHeader};
-use super::runs::{set_run_shape, RUN_DONE};
+use super::runs::{open_run, set_run_shape, RUN_DONE};
 use crate::error::{Error, Result};
 use crate::multiprocessing::handles;
 use crate::multiprocessing::Target;
@@ -653,6 +653,8 @@ impl Worker {
             ));
         }
         let mut done = 0u32;
+        // The run this segment's last call left open: the next call extends it.
+        let mut open = None;
         while done < count {
             let k = if st.flush_each {
                 1
@@ -664,10 +666,11 @@ impl Worker {
             let part = &items[done as usize * w..(done + k) as usize * w];
             match entry {
                 Ok(f) => {
-                    set_run_shape(k, width);
+                    set_run_shape(k, width, open);
                     if f(part, &mut self.out) != RUN_DONE {
                         return Err(Error::Protocol("a run trampoline refused its items".into()));
                     }
+                    open = open_run();
                 }
                 Err(why) => {
                     for _ in 0..k {
@@ -680,6 +683,10 @@ impl Worker {
             }
             done += k;
             self.after_items(k, st)?;
+            if st.batch.count == 0 {
+                // A report was sent: the next values start a new one.
+                open = None;
+            }
         }
         Ok(())
     }

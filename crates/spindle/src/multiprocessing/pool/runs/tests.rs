@@ -13,7 +13,7 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    set_run_shape(count, stride);
+    set_run_shape(count, stride, None);
     let mut out = vec![0xEE];
     assert_eq!(map_run::<F, A, R>(input, &mut out), RUN_DONE);
     out.remove(0);
@@ -178,10 +178,49 @@ fn zero_sized_values_and_a_shape_that_does_not_fit() {
     reports.check_end_of_run().unwrap();
     // Told 3 items of 8 bytes, given 20 bytes: refused, nothing written.
     fn refused<F: Fn(u64) -> u64 + Copy + 'static>(_f: F) {
-        set_run_shape(3, 8);
+        set_run_shape(3, 8, None);
         let mut out = Vec::new();
         assert_eq!(map_run::<F, u64, u64>(&[0; 20], &mut out), RUN_BAD_SHAPE);
         assert!(out.is_empty());
     }
     refused(square);
+}
+
+#[test]
+fn a_segment_run_in_several_calls_makes_one_run() {
+    fn in_calls<F: Fn(u64) -> u64 + Copy + 'static>(
+        _f: F,
+        parts: &[std::ops::Range<u64>],
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut open = None;
+        for r in parts {
+            set_run_shape((r.end - r.start) as u32, 8, open);
+            assert_eq!(
+                map_run::<F, u64, u64>(&items(r.clone()), &mut out),
+                RUN_DONE
+            );
+            open = open_run();
+        }
+        out
+    }
+    let out = in_calls(square, &[0..3, 3..4, 4..10]);
+    assert_eq!(records(&out, 10), [('r', 10, 8)]);
+    let (b, _, _) = decode_block::<u64>(0, 10, &out);
+    assert_eq!(b.values, (0..10).map(|x| x * x).collect::<Vec<_>>());
+    // A panic closes the run; the next call opens another.
+    let out = in_calls(panics_at_3_and_9, &[0..2, 2..5, 5..10]);
+    assert_eq!(
+        records(&out, 10),
+        [('r', 3, 8), ('p', 1, 0), ('r', 5, 8), ('p', 1, 0)]
+    );
+    // A run that does not end where the report ends (a report was sent in between) is not
+    // extended.
+    fn stale<F: Fn(u64) -> u64 + Copy + 'static>(_f: F) -> Vec<u8> {
+        let mut out = vec![7; 31];
+        set_run_shape(2, 8, Some((2, 5, 8)));
+        assert_eq!(map_run::<F, u64, u64>(&items(0..2), &mut out), RUN_DONE);
+        out.split_off(31)
+    }
+    assert_eq!(records(&stale(square), 2), [('r', 2, 8)]);
 }
