@@ -152,8 +152,10 @@ impl Supervisor {
 
     /// The loop; returns when the pool is terminated, or closed and done.
     pub(crate) fn run(mut self) {
-        // Read here, off the caller's path (`build`).
-        self.oom_seen = sys::memory::oom_kill_count();
+        // The cgroup's OOM count is read right after the first chunk is sent, off the path of
+        // the pool's first result (reading two files takes tens of microseconds); a worker
+        // killed by the OOM killer before any chunk held no task to report it for.
+        let mut oom_read = false;
         loop {
             let timeout = self.arm_timer();
             let mut events = self.spin();
@@ -205,6 +207,10 @@ impl Supervisor {
             }
             self.maintain();
             self.dispatch();
+            if !oom_read && self.next_seq > 0 {
+                oom_read = true;
+                self.oom_seen = sys::memory::oom_kill_count();
+            }
         }
         self.end();
     }
