@@ -81,6 +81,7 @@ mod imap;
 mod job;
 mod progress;
 mod protocol;
+mod reports;
 mod result;
 mod runs;
 mod spawn;
@@ -120,14 +121,15 @@ pub(crate) use self::chunking::Sizer;
 pub(crate) use self::imap::Stream;
 pub(crate) use self::job::{arg_error, Command, Encoded, ItemEncoder, ProcJob, Shared, MAX_WINDOW};
 pub(crate) use self::progress::Bar;
-pub(crate) use self::result::{collect, Block, ByteSink, Order, Outcomes, Pull, Reports, Sink};
+pub(crate) use self::reports::Reports;
+pub(crate) use self::result::{collect, Block, ByteSink, Order, Outcomes, Pull, Sink};
 use self::spawn::Settings;
 use self::supervisor::Supervisor;
 use self::worker::{Hook, Hooks};
 /// The framed codec of one item and one outcome, for executors that run the pool's item
 /// trampolines elsewhere (the MPI executor's ranks).
 #[allow(unused_imports)]
-pub(crate) use self::{job::encode_item, result::decode_one};
+pub(crate) use self::{job::encode_item, reports::decode_one};
 use crate::error::{Error, Result};
 use crate::latch::lock;
 use crate::multiprocessing::{get_start_method, Context, StartMethod, Target};

@@ -3,7 +3,7 @@
 
 use serde::{Serialize, Serializer};
 
-use super::super::result::{decode_block, Reports};
+use super::super::reports::{decode_block, Reports};
 use super::*;
 
 /// Runs `input` (`count` flat values of `stride` bytes) through `f`'s run trampoline.
