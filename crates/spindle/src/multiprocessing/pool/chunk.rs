@@ -135,6 +135,46 @@ impl Chunk {
         (rest.total > 0).then_some(rest)
     }
 
+    /// The chunk without the items of `stops` (by call address and index), which end
+    /// cancelled now; `None` when nothing is left. For a chunk no worker has reported on (one
+    /// to send again).
+    pub(crate) fn without_stopped(self, stops: &[(usize, u64)]) -> Option<Chunk> {
+        if stops.is_empty() {
+            return Some(self);
+        }
+        let mut out = Chunk::new(self.seq);
+        out.flush_each = self.flush_each;
+        out.estimate = self.estimate;
+        for s in self.segments {
+            let call = Arc::as_ptr(&s.job) as *const () as usize;
+            let end = s.first + u64::from(s.count);
+            let mut skip: Vec<u64> = stops
+                .iter()
+                .filter(|(j, i)| *j == call && (s.first..end).contains(i))
+                .map(|(_, i)| *i)
+                .collect();
+            if skip.is_empty() {
+                out.push(s);
+                continue;
+            }
+            skip.sort_unstable();
+            for &i in &skip {
+                s.job.sink.fail(i, 1, &TaskError::cancelled());
+            }
+            let job = s.job;
+            let piece = Piece {
+                first: s.first,
+                count: s.count,
+                stride: s.stride,
+                bytes: s.bytes,
+            };
+            for p in piece.without(&skip) {
+                out.push(Segment::new(Arc::clone(&job), p));
+            }
+        }
+        (out.total > 0).then_some(out)
+    }
+
     pub(crate) fn push(&mut self, s: Segment) {
         self.total += s.count;
         self.segments.push(s);

@@ -37,8 +37,9 @@ impl Chunking {
 
 /// Work per chunk the adaptive rule aims at.
 const TARGET: Duration = Duration::from_millis(2);
-/// Near the end of a known input, chunks shrink toward this much work, not below.
-const FLOOR: Duration = Duration::from_micros(100);
+/// Near the end of a known input, chunks shrink toward this much work, not below (a chunk's
+/// own cost, its writes and wake-ups, is ten-odd microseconds; D164).
+const FLOOR: Duration = Duration::from_micros(25);
 /// The most items in one chunk.
 pub(crate) const MAX_CHUNK: usize = 1 << 16;
 
@@ -159,8 +160,8 @@ mod tests {
         let big = s.next(Some(100_000));
         assert_eq!(big, 25_000, "balanced: 100,000 / (2 × 2)");
         assert_eq!(s.next(None), MAX_CHUNK, "2 ms of 20 ns items, capped");
-        // Near the end, no smaller than 100 µs of work (5,000 items of 20 ns).
-        assert_eq!(s.next(Some(10)), 5_000);
+        // Near the end, no smaller than 25 µs of work (1,250 items of 20 ns).
+        assert_eq!(s.next(Some(10)), 1_250);
         // Items of 1 ms: two per chunk, one at the end.
         s.observe(1, Duration::from_millis(1));
         s.observe(1, Duration::from_millis(1));

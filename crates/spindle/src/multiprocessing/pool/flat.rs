@@ -58,6 +58,58 @@ pub(crate) fn append<T: Serialize + ?Sized>(
     }
 }
 
+/// Writes `value` in the flat layout into `dst`, which it must fill exactly (the stride of a
+/// run being filled in place).
+///
+/// # Errors
+///
+/// [`NotFlat`] when the value is not flat or its size is not `dst`'s; `dst` then holds
+/// whatever was written.
+#[inline]
+pub(crate) fn write<T: Serialize + ?Sized>(value: &T, dst: &mut [u8]) -> Result<(), NotFlat> {
+    let mut slot = Slot { buf: dst, at: 0 };
+    value.serialize(Ser { out: &mut slot })?;
+    if slot.at == slot.buf.len() {
+        Ok(())
+    } else {
+        Err(NotFlat)
+    }
+}
+
+/// Where the flat encoder puts bytes: a growing buffer, or a slot of fixed size.
+trait Put {
+    fn put<const N: usize>(&mut self, bytes: [u8; N]) -> Result<(), NotFlat>;
+}
+
+impl Put for Vec<u8> {
+    #[inline]
+    fn put<const N: usize>(&mut self, bytes: [u8; N]) -> Result<(), NotFlat> {
+        self.extend_from_slice(&bytes);
+        Ok(())
+    }
+}
+
+/// A slot of fixed size, filled from the front.
+struct Slot<'a> {
+    buf: &'a mut [u8],
+    at: usize,
+}
+
+impl Put for Slot<'_> {
+    #[inline]
+    fn put<const N: usize>(&mut self, bytes: [u8; N]) -> Result<(), NotFlat> {
+        let end = self.at + N;
+        match self.buf.get_mut(self.at..end) {
+            Some(dst) => {
+                dst.copy_from_slice(&bytes);
+                self.at = end;
+                Ok(())
+            }
+            None => Err(NotFlat),
+        }
+    }
+}
+
 /// Why flat bytes did not decode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct DecodeError(Box<str>);
@@ -99,16 +151,15 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError
 }
 
 /// The flat encoder: primitives at their width, compounds as their fields.
-struct Ser<'a> {
-    out: &'a mut Vec<u8>,
+struct Ser<'a, P: Put> {
+    out: &'a mut P,
 }
 
 macro_rules! put {
     ($name:ident, $t:ty) => {
         #[inline]
         fn $name(self, v: $t) -> Result<(), NotFlat> {
-            self.out.extend_from_slice(&v.to_le_bytes());
-            Ok(())
+            self.out.put(v.to_le_bytes())
         }
     };
 }
@@ -122,21 +173,20 @@ macro_rules! refuse {
     };
 }
 
-impl<'a> ser::Serializer for Ser<'a> {
+impl<'a, P: Put> ser::Serializer for Ser<'a, P> {
     type Ok = ();
     type Error = NotFlat;
     type SerializeSeq = ser::Impossible<(), NotFlat>;
-    type SerializeTuple = Ser<'a>;
-    type SerializeTupleStruct = Ser<'a>;
+    type SerializeTuple = Ser<'a, P>;
+    type SerializeTupleStruct = Ser<'a, P>;
     type SerializeTupleVariant = ser::Impossible<(), NotFlat>;
     type SerializeMap = ser::Impossible<(), NotFlat>;
-    type SerializeStruct = Ser<'a>;
+    type SerializeStruct = Ser<'a, P>;
     type SerializeStructVariant = ser::Impossible<(), NotFlat>;
 
     #[inline]
     fn serialize_bool(self, v: bool) -> Result<(), NotFlat> {
-        self.out.push(u8::from(v));
-        Ok(())
+        self.out.put([u8::from(v)])
     }
 
     put!(serialize_i8, i8);
@@ -154,8 +204,7 @@ impl<'a> ser::Serializer for Ser<'a> {
 
     #[inline]
     fn serialize_char(self, v: char) -> Result<(), NotFlat> {
-        self.out.extend_from_slice(&u32::from(v).to_le_bytes());
-        Ok(())
+        self.out.put(u32::from(v).to_le_bytes())
     }
 
     refuse!(serialize_str, &str);
@@ -260,7 +309,7 @@ impl<'a> ser::Serializer for Ser<'a> {
     }
 }
 
-impl ser::SerializeTuple for Ser<'_> {
+impl<P: Put> ser::SerializeTuple for Ser<'_, P> {
     type Ok = ();
     type Error = NotFlat;
 
@@ -277,7 +326,7 @@ impl ser::SerializeTuple for Ser<'_> {
     }
 }
 
-impl ser::SerializeTupleStruct for Ser<'_> {
+impl<P: Put> ser::SerializeTupleStruct for Ser<'_, P> {
     type Ok = ();
     type Error = NotFlat;
 
@@ -294,7 +343,7 @@ impl ser::SerializeTupleStruct for Ser<'_> {
     }
 }
 
-impl ser::SerializeStruct for Ser<'_> {
+impl<P: Put> ser::SerializeStruct for Ser<'_, P> {
     type Ok = ();
     type Error = NotFlat;
 

@@ -395,21 +395,31 @@ impl ItemEncoder {
             if *stride == FRAMED || *offset + *count != batch.items {
                 continue;
             }
+            // Written in place into room made ahead (the loop carries its position in a
+            // register, not in the buffer's length).
             let width = *stride as usize;
             let mut buf = std::mem::take(bytes);
+            let mut pos = buf.len();
+            let ahead = items.size_hint().1.unwrap_or(1024).min(1 << 16);
+            buf.resize(pos + ahead * width, 0);
             let mut n = 0u64;
             let mut odd = None;
             for a in items.by_ref() {
-                let at = buf.len();
-                match flat::append(&a, &mut buf) {
-                    Ok(w) if w == width => n += 1,
-                    _ => {
-                        buf.truncate(at);
+                if pos + width > buf.len() {
+                    buf.resize(buf.len() * 2 + width, 0);
+                }
+                match flat::write(&a, &mut buf[pos..pos + width]) {
+                    Ok(()) => {
+                        pos += width;
+                        n += 1;
+                    }
+                    Err(_) => {
                         odd = Some(a);
                         break;
                     }
                 }
             }
+            buf.truncate(pos);
             let (_, count, _, bytes) = batch.runs.last_mut().expect("checked");
             *bytes = buf;
             *count += n;
@@ -664,8 +674,13 @@ where
 {
     fn pull(&mut self, n: usize) -> Result<usize> {
         // In a few parts, each handed to the supervisor at once, so that workers start while
-        // the rest is being encoded.
-        let step = (n / 4).clamp(64, MAX_WINDOW);
+        // the rest is being encoded; a part is at least the chunk the supervisor will cut
+        // next (one wake-up and one run per chunk, not several).
+        let chunk = {
+            let q = lock(&self.job.q);
+            q.sizer.next(q.remaining())
+        };
+        let step = (n / 4).max(chunk).clamp(64, MAX_WINDOW);
         let mut total = 0;
         while total < n {
             match self.pull_some(step.min(n - total))? {

@@ -194,7 +194,7 @@ where
             }
         });
         if let Err(report) = ran {
-            results.panicked(report);
+            results.panicked(report, i);
             i += 1;
         }
     }
@@ -211,6 +211,9 @@ struct Results<'a> {
     flat: bool,
     /// Where the current item's outcome starts.
     mark: usize,
+    /// Inside [`extend_run`](Results::extend_run): the item it started at, and the open
+    /// run's count then (each item before `*i` added one value).
+    fast: Option<(usize, u32)>,
 }
 
 /// Bytes of a run's header: the tag, its count, its stride.
@@ -232,6 +235,7 @@ impl<'a> Results<'a> {
             run,
             flat: true,
             mark,
+            fast: None,
         }
     }
 
@@ -242,9 +246,12 @@ impl<'a> Results<'a> {
     }
 
     /// Runs items `*i..count` while a run is open and each value extends it: the tight loop
-    /// of plain data, one decode, call and append per item. `*i` names the item running
-    /// (so a panic names it). Stops at an argument that does not decode (not run) or at a
-    /// value the run cannot take (run: it is returned, for [`value`](Results::value)).
+    /// of plain data, one decode, call and write per item, each value written in place into
+    /// room made for all of them at once (so the loop carries its position in a register,
+    /// not in the buffer's length). `*i` names the item running, so that a panic names it
+    /// (and [`panicked`](Results::panicked) counts the values before it). Stops at an
+    /// argument that does not decode (not run) or at a value the run cannot take (run: it is
+    /// returned, for [`value`](Results::value)).
     #[inline(always)]
     fn extend_run<A, R>(
         &mut self,
@@ -258,29 +265,39 @@ impl<'a> Results<'a> {
         A: DeserializeOwned,
         R: Serialize,
     {
-        let Results { out, run, .. } = self;
-        let (_, n, width) = run.as_mut()?;
-        let width = *width as usize;
-        out.reserve((count - *i).saturating_mul(width));
-        while *i < count {
-            let k = *i;
+        let (_, n0, width) = self.run?;
+        let width = width as usize;
+        let start = *i;
+        let base = self.out.len();
+        self.out.resize(base + (count - start) * width, 0);
+        self.fast = Some((start, n0));
+        let buf = &mut self.out[base..];
+        let (mut k, mut pos) = (start, 0usize);
+        let mut odd = None;
+        while k < count {
+            *i = k;
             let Ok(a) = flat::decode::<A>(&input[k * stride..(k + 1) * stride]) else {
-                return None;
+                break;
             };
             let r = call(a);
-            let at = out.len();
-            match flat::append(&r, out) {
-                Ok(w) if w == width => {
-                    *n += 1;
-                    *i = k + 1;
+            match flat::write(&r, &mut buf[pos..pos + width]) {
+                Ok(()) => {
+                    pos += width;
+                    k += 1;
                 }
-                _ => {
-                    out.truncate(at);
-                    return Some(r);
+                Err(_) => {
+                    odd = Some(r);
+                    break;
                 }
             }
         }
-        None
+        self.out.truncate(base + pos);
+        self.fast = None;
+        if let Some((_, n, _)) = &mut self.run {
+            *n += (k - start) as u32;
+        }
+        *i = k;
+        odd
     }
 
     /// Appends the current item's value.
@@ -349,7 +366,10 @@ impl<'a> Results<'a> {
     /// The current item panicked: whatever it appended goes, the report takes its place.
     /// An open run holds whole values only: the item's bytes start where it ends.
     #[cold]
-    fn panicked(&mut self, report: PanicReport) {
+    fn panicked(&mut self, report: PanicReport, item: usize) {
+        if let (Some((start, n0)), Some((_, count, _))) = (self.fast.take(), &mut self.run) {
+            *count = n0 + (item - start) as u32;
+        }
         let cut = match self.run {
             Some((at, count, stride)) => at + RUN_HEADER + count as usize * stride as usize,
             None => self.mark,

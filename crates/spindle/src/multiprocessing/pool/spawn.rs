@@ -51,6 +51,9 @@ pub(crate) struct Worker {
     pub(crate) kill: Option<KillReason>,
     /// When a worker sent `SIGTERM` gets `SIGKILL`.
     pub(crate) kill_at: Option<Instant>,
+    /// Items stopped while it was already being killed, or before they started: they end
+    /// cancelled and are not sent again when it dies (by call address and index).
+    pub(crate) also_stop: Vec<(usize, u64)>,
     /// When the item it runs now started (as seen from here).
     pub(crate) item_started: Instant,
     /// Its pidfd turned readable.
@@ -129,6 +132,7 @@ pub(crate) fn start_worker(settings: &Settings, id: u64) -> Result<Worker> {
         stop_sent: false,
         kill: None,
         kill_at: None,
+        also_stop: Vec::new(),
         item_started: Instant::now(),
         exited: false,
     })

@@ -259,13 +259,24 @@ impl Supervisor {
                     w.kill = Some(KillReason::Stop { job, index });
                     let _ = w.process.terminate();
                     w.kill_at = Some(Instant::now() + grace);
-                } else if !running {
+                    return;
+                }
+                if !running {
                     // Not started: it ends now; its result, if it ever comes, is dropped.
                     if let Some((j, index)) = c.item_at(pos) {
                         j.sink.fail(index, 1, &TaskError::cancelled());
                     }
                 }
+                // If the worker dies (it may be being killed for another item of its
+                // chunk), the item ends cancelled and is not sent again.
+                w.also_stop.push((job, index));
                 return;
+            }
+        }
+        // Cut but waiting to be sent again (its worker died): taken out, cancelled.
+        for c in std::mem::take(&mut self.retry) {
+            if let Some(c) = c.without_stopped(&[(job, index)]) {
+                self.retry.push_back(c);
             }
         }
     }
