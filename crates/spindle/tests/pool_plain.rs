@@ -146,6 +146,12 @@ fn touch((dir, i): (String, u64)) -> u64 {
     i
 }
 
+/// Sleeps `ms`, then leaves `dir/i` behind.
+fn nap_touch((dir, i, ms): (String, u64, u64)) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    touch((dir, i))
+}
+
 macro_rules! plain {
     ($m:ident, $method:ident, [$($attr:meta)?]) => {
         mod $m {
@@ -277,6 +283,34 @@ macro_rules! plain {
                     }
                     let ran: Vec<bool> = (0..10).map(|i| dir.0.join(i.to_string()).exists()).collect();
                     assert_eq!(ran, (0..10).map(|i| i % 2 == 0).collect::<Vec<_>>(), "cancelled tasks never ran");
+                });
+            }
+
+            #[test]
+            $(#[$attr])?
+            fn a_stopped_submit_already_on_its_worker_never_runs() {
+                watchdog(|| {
+                    let dir = Scratch::new("skip");
+                    let ex = ProcessPoolExecutor::builder()
+                        .max_workers(1)
+                        .start_method(StartMethod::$method)
+                        .build()
+                        .unwrap();
+                    // Timed as tiny, so that the next task is sent behind a running one.
+                    for i in 100..103 {
+                        ex.submit(nap_touch, (dir.path(), i, 0)).unwrap().result().unwrap();
+                    }
+                    let pid = ex.pids()[0];
+                    let a = ex.submit(nap_touch, (dir.path(), 0, 400)).unwrap();
+                    assert!(eventually(Duration::from_secs(10), || a.running()));
+                    let b = ex.submit(nap_touch, (dir.path(), 1, 0)).unwrap();
+                    assert!(eventually(Duration::from_secs(10), || b.running()), "handed to the worker");
+                    assert!(ex.stop(&b));
+                    assert!(matches!(b.result(), Err(Error::Task(t)) if t.is_cancelled()));
+                    assert_eq!(a.result().unwrap(), 0, "the running task was not disturbed");
+                    assert_eq!(ex.submit(nap_touch, (dir.path(), 2, 0)).unwrap().result().unwrap(), 2);
+                    assert!(!dir.0.join("1").exists(), "the stopped task never ran");
+                    assert_eq!(ex.pids(), [pid], "no worker was killed for it");
                 });
             }
         }

@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `TASK` | pool → worker | `seq: u64, flags: u8, segments: u32`, then per segment `entry: i64, count: u32, stride: u32, bytes: u32` and `bytes` of items: `count` flat values of `stride` bytes each (`flat.rs`), or, when `stride` is `u32::MAX`, each `varint length + postcard` |
 //! | `STOP` | pool → worker | empty: finish, run the exit hook, exit |
+//! | `SKIP` | pool → worker | `seq: u64, position: u32`: do not run that item of that chunk (a caller stopped it before it started); it is reported `TAG_CANCELLED` |
 //! | `READY` | worker → pool | empty: the initializer succeeded |
 //! | `INIT_FAILED` | worker → pool | the initializer's message (UTF-8) |
 //! | `RESULTS` | worker → pool | `seq: u64, offset: u32, count: u32, last: u8, elapsed_ns: u64`, then the outcomes of `count` items: tagged postcard values, and runs of flat values (`trampoline.rs`) |
@@ -30,6 +31,7 @@ pub(crate) const MAX_FRAME: usize = 1 << 30;
 
 pub(crate) const TASK: u8 = 1;
 pub(crate) const STOP: u8 = 2;
+pub(crate) const SKIP: u8 = 3;
 pub(crate) const READY: u8 = 10;
 pub(crate) const INIT_FAILED: u8 = 11;
 pub(crate) const RESULTS: u8 = 12;
@@ -44,6 +46,8 @@ pub(crate) const TAG_PANIC: u8 = 1;
 pub(crate) const TAG_CODEC: u8 = 2;
 /// A run of flat values: `count: u32, stride: u32`, then `count × stride` bytes.
 pub(crate) const TAG_RUN: u8 = 3;
+/// An item not run because the pool said `SKIP`; nothing follows.
+pub(crate) const TAG_CANCELLED: u8 = 4;
 
 /// Appends the postcard encoding of `value` to `out`; on failure `out` is left as it was.
 ///
@@ -223,6 +227,16 @@ impl InBuf {
             self.start = 0;
             self.end = 0;
         }
+    }
+
+    /// Appends `bytes` after the data.
+    pub(crate) fn extend(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.buf.truncate(self.end);
+        self.buf.extend_from_slice(bytes);
+        self.end = self.buf.len();
     }
 
     /// Forgets everything.

@@ -189,6 +189,7 @@ fn decode_tagged<R: DeserializeOwned>(
         Some((&wire::TAG_PANIC, tail)) => {
             wire::take::<PanicReport>(tail).map(|(report, t)| (Err(TaskError::panicked(report)), t))
         }
+        Some((&wire::TAG_CANCELLED, tail)) => Ok((Err(TaskError::cancelled()), tail)),
         Some((&wire::TAG_CODEC, tail)) => {
             wire::take::<String>(tail).map(|(m, t)| (Err(TaskError::failed(m)), t))
         }

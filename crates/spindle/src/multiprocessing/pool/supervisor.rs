@@ -249,29 +249,43 @@ impl Supervisor {
     }
 
     fn stop_task(&mut self, job: usize, index: u64, grace: Duration) {
-        for w in &mut self.workers {
-            for (ci, c) in w.inflight.iter().enumerate() {
-                let Some(pos) = c.position_of(job, index) else {
-                    continue;
-                };
-                let running = ci == 0 && (pos == c.reported || !c.flush_each);
-                if running && w.kill.is_none() {
-                    w.kill = Some(KillReason::Stop { job, index });
-                    let _ = w.process.terminate();
-                    w.kill_at = Some(Instant::now() + grace);
-                    return;
-                }
-                if !running {
-                    // Not started: it ends now; its result, if it ever comes, is dropped.
-                    if let Some((j, index)) = c.item_at(pos) {
-                        j.sink.fail(index, 1, &TaskError::cancelled());
-                    }
-                }
-                // If the worker dies (it may be being killed for another item of its
-                // chunk), the item ends cancelled and is not sent again.
-                w.also_stop.push((job, index));
+        for i in 0..self.workers.len() {
+            let w = &mut self.workers[i];
+            let Some((ci, seq, pos, running)) =
+                w.inflight.iter().enumerate().find_map(|(ci, c)| {
+                    let pos = c.position_of(job, index)?;
+                    let running = ci == 0 && (pos == c.reported || !c.flush_each);
+                    Some((ci, c.seq, pos, running))
+                })
+            else {
+                continue;
+            };
+            if running && w.kill.is_none() {
+                w.kill = Some(KillReason::Stop { job, index });
+                let _ = w.process.terminate();
+                w.kill_at = Some(Instant::now() + grace);
                 return;
             }
+            // If the worker dies (it may be being killed for another item of its chunk), the
+            // item ends cancelled and is not sent again.
+            w.also_stop.push((job, index));
+            if !running {
+                // Not started: it ends now, and the worker is told not to run it (it looks
+                // for that before each chunk and while it works, D161); should it run
+                // anyway, its result is dropped.
+                if let Some((j, index)) = w.inflight[ci].item_at(pos) {
+                    j.sink.fail(index, 1, &TaskError::cancelled());
+                }
+                let mut f = Vec::with_capacity(wire::HEADER + 12);
+                let at = wire::begin_frame(&mut f, wire::SKIP);
+                f.extend_from_slice(&seq.to_le_bytes());
+                f.extend_from_slice(&pos.to_le_bytes());
+                if wire::end_frame(&mut f, at).is_ok() {
+                    w.out.extend_from_slice(&f);
+                    self.flush(i);
+                }
+            }
+            return;
         }
         // Cut but waiting to be sent again (its worker died): taken out, cancelled.
         for c in std::mem::take(&mut self.retry) {
