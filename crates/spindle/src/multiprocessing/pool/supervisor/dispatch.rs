@@ -23,6 +23,9 @@ const PREFETCH_BELOW: Duration = Duration::from_millis(5);
 const PACK_TARGET: Duration = Duration::from_millis(2);
 /// The most items (and calls) packed into one message.
 const PACK_MAX: usize = 4096;
+/// Chunks of at least this many bytes are written from where their items are (`writev`);
+/// smaller ones are copied into the worker's buffer (no allocation for the list of parts).
+const WRITE_IN_PLACE_FROM: usize = 16 << 10;
 
 /// Writes as much of `parts` as the non-blocking socket takes now; returns how many bytes.
 fn write_all_now(chan: &mut std::os::unix::net::UnixStream, parts: &[&[u8]]) -> usize {
@@ -231,57 +234,64 @@ impl Supervisor {
     /// Writes `chunk` to worker `i` and keeps it in flight.
     fn send(&mut self, i: usize, chunk: Chunk) {
         let w = &mut self.workers[i];
-        // The frame's header and each segment's header; the segments' items are written from
-        // where they are (no copy) when the socket takes them at once.
-        let mut head = Vec::with_capacity(wire::HEADER + 13 + 20 * chunk.segments.len());
-        let at = wire::begin_frame(&mut head, wire::TASK);
-        head.extend_from_slice(&chunk.seq.to_le_bytes());
-        head.push(if chunk.flush_each {
-            wire::FLUSH_EACH
-        } else {
-            0
-        });
-        head.extend_from_slice(&(chunk.segments.len() as u32).to_le_bytes());
-        let mut cuts = Vec::with_capacity(chunk.segments.len());
-        let mut len = head.len() - at - wire::HEADER;
-        for s in &chunk.segments {
+        let len = 13
+            + chunk
+                .segments
+                .iter()
+                .map(|s| 20 + s.bytes.len())
+                .sum::<usize>();
+        let Ok(frame) = wire::header(wire::TASK, len) else {
+            // Larger than a frame may be: the items fail, nothing is sent.
+            chunk.fail_unreported(&TaskError::failed(
+                "the chunk's arguments exceed the 1 GiB message limit",
+            ));
+            return;
+        };
+        if w.inflight.is_empty() {
+            w.item_started = Instant::now();
+        }
+        w.items_sent += u64::from(chunk.total);
+        // The frame's header, then each segment's header and its items.
+        let put_head = |out: &mut Vec<u8>| {
+            out.extend_from_slice(&frame);
+            out.extend_from_slice(&chunk.seq.to_le_bytes());
+            out.push(if chunk.flush_each {
+                wire::FLUSH_EACH
+            } else {
+                0
+            });
+            out.extend_from_slice(&(chunk.segments.len() as u32).to_le_bytes());
+        };
+        let put_segment = |out: &mut Vec<u8>, s: &Segment| {
             let entry = if s.stride == FRAMED {
                 s.job.entry
             } else {
                 s.job.run_entry
             };
-            head.extend_from_slice(&entry.to_le_bytes());
-            head.extend_from_slice(&s.count.to_le_bytes());
-            head.extend_from_slice(&s.stride.to_le_bytes());
-            head.extend_from_slice(&(s.bytes.len() as u32).to_le_bytes());
-            cuts.push(head.len());
-            len += 20 + s.bytes.len();
-        }
-        match wire::header(wire::TASK, len) {
-            Ok(h) => head[at..at + wire::HEADER].copy_from_slice(&h),
-            Err(_) => {
-                // Larger than a frame may be: the items fail, nothing is sent.
-                chunk.fail_unreported(&TaskError::failed(
-                    "the chunk's arguments exceed the 1 GiB message limit",
-                ));
-                return;
-            }
-        }
-        if w.inflight.is_empty() {
-            w.item_started = Instant::now();
-        }
-        w.items_sent += u64::from(chunk.total);
-        if w.out_pos < w.out.len() || chunk.segments.len() > 64 {
-            // Behind bytes still waiting, or many small segments (packed single tasks): one
-            // buffer.
-            let mut from = 0;
-            for (s, &cut) in chunk.segments.iter().zip(&cuts) {
-                w.out.extend_from_slice(&head[from..cut]);
+            out.extend_from_slice(&entry.to_le_bytes());
+            out.extend_from_slice(&s.count.to_le_bytes());
+            out.extend_from_slice(&s.stride.to_le_bytes());
+            out.extend_from_slice(&(s.bytes.len() as u32).to_le_bytes());
+        };
+        if len < WRITE_IN_PLACE_FROM || w.out_pos < w.out.len() || chunk.segments.len() > 64 {
+            // Small, behind bytes still waiting, or many small segments (packed single
+            // tasks): copied into the worker's buffer and written at once.
+            put_head(&mut w.out);
+            for s in &chunk.segments {
+                put_segment(&mut w.out, s);
                 w.out.extend_from_slice(&s.bytes);
-                from = cut;
             }
         } else {
-            let mut parts = Vec::with_capacity(2 * cuts.len() + 1);
+            // Big: the segments' items are written from where they are (no copy) when the
+            // socket takes them at once.
+            let mut head = Vec::with_capacity(wire::HEADER + 13 + 20 * chunk.segments.len());
+            put_head(&mut head);
+            let mut cuts = Vec::with_capacity(chunk.segments.len());
+            for s in &chunk.segments {
+                put_segment(&mut head, s);
+                cuts.push(head.len());
+            }
+            let mut parts = Vec::with_capacity(2 * cuts.len());
             let mut from = 0;
             for (s, &cut) in chunk.segments.iter().zip(&cuts) {
                 parts.push(&head[from..cut]);
