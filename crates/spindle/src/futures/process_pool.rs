@@ -272,6 +272,11 @@ impl ProcessPoolExecutor {
 
     /// Schedules `f(arg)` in a worker and returns its future (Python's `submit`).
     ///
+    /// The submits of one function share one queue: once the function's time per task is
+    /// known, the tasks queued together travel to a worker in one message (about 2 ms of
+    /// work each), and their values come back together. Plain data (numbers, tuples and
+    /// structs of them) travels flat, without a length or a varint per value.
+    ///
     /// # Errors
     ///
     /// [`Error::Shutdown`](crate::Error::Shutdown) after [`shutdown`](ProcessPoolExecutor::shutdown). An argument
@@ -478,12 +483,16 @@ impl ProcessPoolExecutor {
 
     /// Stops the task of `future` even if it runs: a task not started is cancelled (as
     /// [`Future::cancel`]); a running one gets `SIGTERM`, then `SIGKILL` after
-    /// [`STOP_GRACE`]; its future ends with a cancelled [`TaskError`] and its worker is
+    /// [`STOP_GRACE`]; its future ends with a cancelled [`TaskError`](crate::TaskError) and its worker is
     /// replaced. Returns `false` when the future is done already (or not this executor's).
     ///
     /// A running task shares its worker's fate with the tasks sent to the same worker in the
     /// same message: tiny tasks are batched, and those of them that ran just before it
-    /// (their values not yet sent) end with [`is_worker_died`](TaskError::is_worker_died).
+    /// (their values not yet sent) end with [`is_worker_died`](crate::TaskError::is_worker_died).
+    /// A task already handed to a worker but not started there (queued behind the running
+    /// message) is cancelled and the worker is told not to run it; it looks before each
+    /// message and every 100 µs while it works, so one that would start within that time
+    /// may still run, its value dropped.
     pub fn stop<R>(&self, future: &Future<R>) -> bool {
         self.stop_with_grace(future, STOP_GRACE)
     }
