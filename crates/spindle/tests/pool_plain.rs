@@ -1,4 +1,4 @@
-//! The plain-data path of the process pools (docs/decisions.md, D160–D161), for every start
+//! The plain-data path of the process pools (docs/decisions.md, D160–D162), for every start
 //! method: values of a fixed size travel flat and come back in runs, values that are not
 //! plain travel framed beside them, a panic in a run ends only its item, forged reports from
 //! a worker are typed errors, and single submits that share one call keep `Future`'s

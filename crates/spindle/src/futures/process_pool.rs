@@ -188,7 +188,7 @@ pub struct ProcessPoolExecutor {
     singles: Mutex<Singles>,
 }
 
-/// Every function's shared call for single submits (D161): one queue, so that thousands of
+/// Every function's shared call for single submits (D162): one queue, so that thousands of
 /// submits travel in a few messages, and one table of promises.
 #[derive(Default)]
 struct Singles {

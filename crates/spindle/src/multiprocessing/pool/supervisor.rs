@@ -271,7 +271,7 @@ impl Supervisor {
             w.also_stop.push((job, index));
             if !running {
                 // Not started: it ends now, and the worker is told not to run it (it looks
-                // for that before each chunk and while it works, D161); should it run
+                // for that before each chunk and while it works, D162); should it run
                 // anyway, its result is dropped.
                 if let Some((j, index)) = w.inflight[ci].item_at(pos) {
                     j.sink.fail(index, 1, &TaskError::cancelled());
