@@ -58,6 +58,8 @@ mod sync;
 #[allow(unsafe_code)]
 mod sys;
 
+#[cfg(feature = "tokio")]
+pub mod asyncio;
 pub mod futures;
 pub mod multiprocessing;
 pub mod threading;
