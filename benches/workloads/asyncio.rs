@@ -245,8 +245,10 @@ fn gather_trivial(opts: &Options) -> Group {
             "One repetition gathers {} coroutines that each return their index, and checks the \
              sum; figures are per task. spindle: `create_task` each then `gather` (a tokio task \
              each), or the coroutines polled in place by `gather`. CPython: \
-             `asyncio.gather(*(trivial(i) for i in range(n)))` (a task each). The aim: at least \
-             20× CPython's rate, with tasks.",
+             `asyncio.gather(*(trivial(i) for i in range(n)))` (a task each). For reference, \
+             tokio alone: `tokio::spawn` each on a current-thread runtime, then every \
+             `JoinHandle` awaited in order (no spindle code). The aim: at least 20× CPython's \
+             rate, with tasks.",
             thousands(n)
         ))
         .contender(Contender::subject(GATHER_TASKS, move |p| {
@@ -255,6 +257,10 @@ fn gather_trivial(opts: &Options) -> Group {
         .contender(Contender::subject(
             "spindle gather of plain futures",
             move |p| spindle_gather(false, n, plan, &p),
+        ))
+        .contender(Contender::reference(
+            "raw tokio::spawn, each JoinHandle awaited",
+            move |p| raw_tokio(n, plan, &p),
         ))
         .contender(
             Contender::peer("CPython asyncio.gather", move |_| {
@@ -298,6 +304,29 @@ fn spindle_gather(
                 Ok::<_, String>((values.iter().sum::<u64>(), start.elapsed()))
             })
             .map_err(|e| e.to_string())??;
+        if sum != want {
+            return Err(format!("wrong sum {sum}, expected {want}"));
+        }
+        Ok(took)
+    })
+}
+
+/// tokio's own cost of a task, without spindle: spawn each, await each handle in order.
+fn raw_tokio(n: u64, plan: Plan, p: &Progress) -> Result<Measurement, NotMeasured> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(failed)?;
+    let want = n * (n - 1) / 2;
+    repeat_timed(plan, n, p, || {
+        let (sum, took) = rt.block_on(async move {
+            let start = Instant::now();
+            let handles: Vec<_> = (0..n).map(|i| tokio::spawn(async move { i })).collect();
+            let mut sum = 0u64;
+            for h in handles {
+                sum += h.await.map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>((sum, start.elapsed()))
+        })?;
         if sum != want {
             return Err(format!("wrong sum {sum}, expected {want}"));
         }

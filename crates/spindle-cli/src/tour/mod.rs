@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::style;
 
+mod asyncio;
 mod compare;
 mod exchange;
 mod pool;
@@ -64,6 +65,7 @@ fn sections() -> Vec<Section> {
     all.extend(exchange::sections());
     all.extend(pool::sections());
     all.extend(compare::sections());
+    all.extend(asyncio::sections());
     all
 }
 
