@@ -234,12 +234,13 @@ fn sleepers_memory(opts: &Options) -> Group {
 }
 
 const GATHER_TASKS: &str = "spindle gather of tasks";
+const GATHER_FUTURES: &str = "spindle gather of plain futures";
 
 fn gather_trivial(opts: &Options) -> Group {
     let n: u64 = 100_000;
     let plan = opts.plan();
     let py_plan = Plan::fixed(1, plan.reps.min(5));
-    let python = opts.python.clone();
+    let (python, python2) = (opts.python.clone(), opts.python.clone());
     Group::new("asyncio-gather", "gather of 100,000 trivial tasks")
         .note(format!(
             "One repetition gathers {} coroutines that each return their index, and checks the \
@@ -254,10 +255,9 @@ fn gather_trivial(opts: &Options) -> Group {
         .contender(Contender::subject(GATHER_TASKS, move |p| {
             spindle_gather(true, n, plan, &p)
         }))
-        .contender(Contender::subject(
-            "spindle gather of plain futures",
-            move |p| spindle_gather(false, n, plan, &p),
-        ))
+        .contender(Contender::subject(GATHER_FUTURES, move |p| {
+            spindle_gather(false, n, plan, &p)
+        }))
         .contender(Contender::reference(
             "raw tokio::spawn, each JoinHandle awaited",
             move |p| raw_tokio(n, plan, &p),
@@ -274,6 +274,18 @@ fn gather_trivial(opts: &Options) -> Group {
             })
             .versus(GATHER_TASKS)
             .aim(20.0, "at least 20× CPython's rate"),
+        )
+        .contender(
+            Contender::peer("CPython asyncio.gather (vs plain futures)", move |_| {
+                let args = [
+                    "gather".to_string(),
+                    n.to_string(),
+                    py_plan.reps.to_string(),
+                    py_plan.warmup.to_string(),
+                ];
+                py::times(&python2, &args, py_plan.reps, n)
+            })
+            .versus(GATHER_FUTURES),
         )
 }
 

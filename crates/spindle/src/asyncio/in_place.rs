@@ -79,6 +79,8 @@ pub(crate) struct InPlace<S> {
     ready: Arc<Ready>,
     wakers: Vec<(Arc<BlockWaker>, Waker)>,
     pass: Vec<usize>,
+    /// Whether the first poll has yielded yet.
+    yielded: bool,
 }
 
 impl<S> InPlace<S> {
@@ -117,6 +119,7 @@ impl<S: std::future::Future + Unpin> InPlace<S> {
             ready,
             wakers,
             pass: Vec::new(),
+            yielded: false,
         }
     }
 
@@ -140,6 +143,14 @@ impl<S: std::future::Future + Unpin> InPlace<S> {
     ) -> Poll<()> {
         if self.left == 0 {
             return Poll::Ready(());
+        }
+        if !self.yielded {
+            // The first poll yields once: tasks just spawned (`gather(tasks)`) run first, so
+            // that most are done when polled, instead of each registering a waker to be woken
+            // a moment later. It costs a plain future one turn of the loop.
+            self.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
         {
             let mut r = lock(&self.ready.inner);

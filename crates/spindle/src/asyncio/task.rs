@@ -62,10 +62,13 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let rt = tokio::runtime::Handle::try_current().map_err(|_| no_running_loop())?;
-    Ok(Task {
-        handle: rt.spawn(CatchUnwind::new(coro)),
-    })
+    // `tokio::spawn` finds the runtime through its own thread-local without cloning a
+    // handle; outside a runtime it panics, which is caught (silently) and becomes the error.
+    let coro = CatchUnwind::new(coro);
+    match crate::panic::catch(move || tokio::spawn(coro)) {
+        Ok(handle) => Ok(Task { handle }),
+        Err(_) => Err(no_running_loop()),
+    }
 }
 
 /// Python's `RuntimeError('no running event loop')`.
