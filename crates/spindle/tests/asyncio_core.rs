@@ -839,3 +839,26 @@ fn a_multi_threaded_loop_runs_tasks_on_several_threads_at_once() {
         assert_eq!(passed, [true, true]);
     });
 }
+
+#[test]
+fn the_public_types_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Runner>();
+    send_sync::<asyncio::EventLoop>();
+    send_sync::<asyncio::Handle>();
+    send_sync::<asyncio::Task<u8>>();
+    send_sync::<TaskGroup>();
+    send_sync::<asyncio::ExceptionGroup<String>>();
+    send_sync::<Queue<u8>>();
+    send_sync::<Lock>();
+    send_sync::<Event>();
+    send_sync::<Condition>();
+    send_sync::<Semaphore>();
+    send_sync::<asyncio::BoundedSemaphore>();
+    send_sync::<asyncio::Timeout>();
+    send_sync::<asyncio::Sleep>();
+    send_sync::<asyncio::Shield<u8>>();
+    // The handle of an executor call holds the submission closure until first polled.
+    send::<asyncio::ExecutorFuture<'static, u8>>();
+}
