@@ -78,6 +78,57 @@ fn gather_gives_values_in_input_order_and_runs_them_together() {
     });
 }
 
+/// Returns `Pending` `n` times (waking itself each time), then `Ready`.
+struct Yields(u32);
+
+impl std::future::Future for Yields {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 == 0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 -= 1;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+#[test]
+fn gather_mixes_tasks_and_futures_that_need_several_polls() {
+    watchdog(|| {
+        let got = asyncio::run(async {
+            // Tasks (which advance unpolled) and plain futures (which advance only when
+            // polled, some several times, some never done before the others) in one gather.
+            type Boxed =
+                std::pin::Pin<Box<dyn std::future::Future<Output = Result<u32, Error>> + Send>>;
+            let mut coros: Vec<Boxed> = Vec::new();
+            for i in 0..3000u32 {
+                coros.push(match i % 3 {
+                    0 => {
+                        let t = create_task(async move { i })?;
+                        Box::pin(t)
+                    }
+                    1 => Box::pin(async move {
+                        Yields(i % 7).await;
+                        Ok(i)
+                    }),
+                    _ => Box::pin(async move {
+                        asyncio::sleep(Duration::from_millis(u64::from(i % 5))).await;
+                        Ok(i)
+                    }),
+                });
+            }
+            gather(coros).await
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(got, (0..3000).collect::<Vec<u32>>());
+    });
+}
+
 #[test]
 fn gather_ends_on_the_first_error_and_drops_the_rest() {
     watchdog(|| {

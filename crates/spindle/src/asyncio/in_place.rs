@@ -7,6 +7,10 @@
 //! the set costs one small allocation per block, not per future, unlike a waker each
 //! (`FuturesUnordered` allocates a node per future).
 //!
+//! A set starts by awaiting its futures in order (only the front one watched) and switches to
+//! the blocks as soon as the front one does not advance over one turn of the loop: a set of
+//! tasks, which advance whether polled or not, then registers almost no waker at all.
+//!
 //! The polls respect tokio's cooperative budget: when it runs out, the blocks not yet polled
 //! are kept for the next turn and the task yields, rather than polling futures that could
 //! only answer "not now".
@@ -79,8 +83,19 @@ pub(crate) struct InPlace<S> {
     ready: Arc<Ready>,
     wakers: Vec<(Arc<BlockWaker>, Waker)>,
     pass: Vec<usize>,
-    /// Whether the first poll has yielded yet.
-    yielded: bool,
+    /// `Some(next)` while the futures are awaited one after another (see `poll_in_order`);
+    /// `None` once every pass polls the woken blocks.
+    in_order: Option<usize>,
+    /// Whether the future at `next` was found pending at the last poll.
+    stalled: bool,
+}
+
+/// What polling in order came to.
+enum Step {
+    /// Return this.
+    Return(Poll<()>),
+    /// The future at the front did not advance while the loop turned: poll them all.
+    Stalled,
 }
 
 impl<S> InPlace<S> {
@@ -119,7 +134,8 @@ impl<S: std::future::Future + Unpin> InPlace<S> {
             ready,
             wakers,
             pass: Vec::new(),
-            yielded: false,
+            in_order: Some(0),
+            stalled: false,
         }
     }
 
@@ -144,20 +160,23 @@ impl<S: std::future::Future + Unpin> InPlace<S> {
         if self.left == 0 {
             return Poll::Ready(());
         }
-        if !self.yielded {
-            // The first poll yields once: tasks just spawned (`gather(tasks)`) run first, so
-            // that most are done when polled, instead of each registering a waker to be woken
-            // a moment later. It costs a plain future one turn of the loop.
-            self.yielded = true;
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
         {
             let mut r = lock(&self.ready.inner);
             if !r.owner.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 r.owner = Some(cx.waker().clone());
             }
             std::mem::swap(&mut self.pass, &mut r.blocks);
+        }
+        if self.in_order.is_some() {
+            // Every future from `next` on is polled in turn: the woken blocks need no pass of
+            // their own, only their flags lowered so that later wake-ups reach this task.
+            for block in self.pass.drain(..) {
+                self.wakers[block].0.marked.store(false, Ordering::Release);
+            }
+            match self.poll_in_order(cx, &mut done) {
+                Step::Return(p) => return p,
+                Step::Stalled => self.poll_all_from_now_on(),
+            }
         }
         while let Some(block) = self.pass.pop() {
             let (flag, waker) = &self.wakers[block];
@@ -190,6 +209,66 @@ impl<S: std::future::Future + Unpin> InPlace<S> {
             Poll::Ready(())
         } else {
             Poll::Pending
+        }
+    }
+
+    /// Awaits the futures one after another, as a coroutine awaiting each in turn would: only
+    /// the front one is watched. Tasks ([`Task`](super::Task)) advance whether polled or not,
+    /// so most are done when their turn comes, and none registers a waker it does not need
+    /// (the first pass of a `gather` of 100,000 tasks would otherwise register one per task).
+    /// A plain future advances only when polled: when the front one has not advanced over one
+    /// turn of the loop, the set switches for good to polling every woken block, after
+    /// starting every future not polled yet. That costs a plain future one turn of the loop.
+    fn poll_in_order(
+        &mut self,
+        cx: &mut Context<'_>,
+        done: &mut impl FnMut(usize, S::Output) -> Next,
+    ) -> Step {
+        let mut next = self.in_order.unwrap_or(0);
+        while next < self.slots.len() {
+            let Some(fut) = self.slots[next].as_mut() else {
+                next += 1;
+                continue;
+            };
+            self.in_order = Some(next);
+            if !tokio::task::coop::has_budget_remaining() {
+                cx.waker().wake_by_ref();
+                return Step::Return(Poll::Pending);
+            }
+            let mut bcx = Context::from_waker(&self.wakers[next / BLOCK].1);
+            match std::pin::Pin::new(fut).poll(&mut bcx) {
+                Poll::Ready(out) => {
+                    self.slots[next] = None;
+                    self.left -= 1;
+                    self.stalled = false;
+                    next += 1;
+                    self.in_order = Some(next);
+                    if done(next - 1, out) == Next::Stop {
+                        return Step::Return(Poll::Ready(()));
+                    }
+                }
+                Poll::Pending if self.stalled => return Step::Stalled,
+                Poll::Pending => {
+                    // Let the loop turn once (spawned tasks run), then look again.
+                    self.stalled = true;
+                    cx.waker().wake_by_ref();
+                    return Step::Return(Poll::Pending);
+                }
+            }
+        }
+        Step::Return(if self.left == 0 {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        })
+    }
+
+    /// Leaves the in-order mode: every block from the front on is queued for this pass.
+    fn poll_all_from_now_on(&mut self) {
+        let first = self.in_order.take().unwrap_or(0) / BLOCK;
+        for block in (first..self.wakers.len()).rev() {
+            self.wakers[block].0.marked.store(true, Ordering::Release);
+            self.pass.push(block);
         }
     }
 
