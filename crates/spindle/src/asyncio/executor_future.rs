@@ -1,10 +1,12 @@
 //! The bridge to the executors: [`to_thread`], [`run_in_executor`], [`wrap_future`], and the
 //! handle they return, [`ExecutorFuture`], which cancels its task when dropped.
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -23,11 +25,11 @@ use crate::{Error, Result};
 /// own opts in with one line, `impl StopTask for MyExecutor {}`, or overrides
 /// [`stop_task`](StopTask::stop_task).
 pub trait StopTask: Executor {
-    /// Whether a tiny task's end usually follows its submission within a microsecond or two
-    /// (a thread pool whose workers watch their queue): the first poll of its handle then
-    /// watches the future for about a microsecond before the loop goes to sleep, as a
-    /// blocking `result()` spins before it sleeps. Off by default (a process pool's round trip
-    /// is tens of microseconds, and on two cores a watching loop would take the CPU its
+    /// Whether a tiny task's end usually follows its submission within microseconds (a
+    /// thread pool): the first poll of its handle may then watch the future a moment before
+    /// the loop goes to sleep, as a blocking `result()` spins before it sleeps, while this
+    /// thread's recent calls came back within 50 µs. Off by default (a process pool's round
+    /// trip is tens of microseconds, and on two cores a watching loop would take the CPU its
     /// worker needs).
     const QUICK: bool = false;
 
@@ -80,8 +82,11 @@ pub struct ExecutorFuture<'e, R> {
     state: State<'e, R>,
     /// Who stops a running task; `None`: only a task not started can be stopped.
     stopper: Option<&'e (dyn StopDyn<R> + Sync)>,
-    /// Watch the future briefly at the first poll ([`StopTask::QUICK`]).
-    watch: bool,
+    /// When a quick executor's call was submitted: its first poll watches the future
+    /// briefly, and its end feeds the thread's average round trip ([`StopTask::QUICK`]).
+    quick: Option<Instant>,
+    /// Whether the first poll happened.
+    polled: bool,
 }
 
 /// Submits the task when first polled ([`to_thread`]: Python's is a coroutine, so it may be
@@ -106,7 +111,8 @@ impl<'e, R> ExecutorFuture<'e, R> {
                 Err(e) => State::Refused(Some(e)),
             },
             stopper,
-            watch: false,
+            quick: None,
+            polled: false,
         }
     }
 
@@ -114,7 +120,8 @@ impl<'e, R> ExecutorFuture<'e, R> {
         ExecutorFuture {
             state: State::Lazy(submit),
             stopper: None,
-            watch: false,
+            quick: None,
+            polled: false,
         }
     }
 
@@ -176,11 +183,15 @@ impl<R> Future for ExecutorFuture<'_, R> {
         }
         match &mut this.state {
             State::Submitted(f) => {
-                if std::mem::take(&mut this.watch) {
-                    watch_briefly(f);
+                if let (Some(submitted), false) = (this.quick, this.polled) {
+                    watch_briefly(f, submitted);
                 }
+                this.polled = true;
                 let out = std::task::ready!(Pin::new(f).poll(cx));
                 this.state = State::Ended;
+                if let Some(submitted) = this.quick {
+                    record_round_trip(submitted.elapsed());
+                }
                 Poll::Ready(out)
             }
             State::Refused(e) => Poll::Ready(Err(e
@@ -193,14 +204,31 @@ impl<R> Future for ExecutorFuture<'_, R> {
     }
 }
 
-/// Watches `f` a moment before the loop goes to sleep, as a blocking `result()` does (D9):
-/// spins of growing length (63 hints in all, about a microsecond), then up to four
-/// `sched_yield`s (which hand the core to the worker when the two share it). A tiny task on a
-/// thread pool whose worker is awake ends in that time, and the loop goes on without a sleep
-/// and a wake-up through the kernel (5-20 µs here). The loop's thread is held that long at
-/// most, once per call.
-fn watch_briefly<R>(f: &futures::Future<R>) {
-    for step in 0..10u32 {
+thread_local! {
+    /// The recent round trip of quick executors' calls awaited on this thread, in
+    /// nanoseconds (a moving average, a quarter of each new call); `u64::MAX` before any.
+    static QUICK_ROUND_TRIP: Cell<u64> = const { Cell::new(u64::MAX) };
+}
+
+/// Calls whose round trips average above this are not watched at all.
+const WATCH_LIMIT: Duration = Duration::from_micros(50);
+
+/// Watches `f` before the loop goes to sleep, when this thread's recent calls to a quick
+/// executor came back within [`WATCH_LIMIT`] (D128): for up to twice their average round
+/// trip plus 2 µs, spinning a little (63 hints in all, as a blocking `result()` does, D9),
+/// then `sched_yield`s (which hand the core to the worker when the two share it). A task that
+/// ends meanwhile is taken without a sleep and a wake-up through the kernel (5-20 µs here); a
+/// loop whose calls are long never watches. Before any call, the watch lasts 2 µs.
+fn watch_briefly<R>(f: &futures::Future<R>, submitted: Instant) {
+    let average = QUICK_ROUND_TRIP.with(Cell::get);
+    let budget = match average {
+        u64::MAX => Duration::from_micros(2),
+        ns if ns <= WATCH_LIMIT.as_nanos() as u64 => {
+            (Duration::from_nanos(2 * ns) + Duration::from_micros(2)).min(WATCH_LIMIT)
+        }
+        _ => return,
+    };
+    for step in 0u32.. {
         if f.done() {
             return;
         }
@@ -209,9 +237,24 @@ fn watch_briefly<R>(f: &futures::Future<R>) {
                 std::hint::spin_loop();
             }
         } else {
+            if submitted.elapsed() >= budget {
+                return;
+            }
             std::thread::yield_now();
         }
     }
+}
+
+/// Adds a quick executor call's round trip to this thread's average.
+fn record_round_trip(took: Duration) {
+    let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX / 2);
+    QUICK_ROUND_TRIP.with(|avg| {
+        let new = match avg.get() {
+            u64::MAX => ns,
+            old => old - old / 4 + ns / 4,
+        };
+        avg.set(new);
+    });
 }
 
 impl<R> Drop for ExecutorFuture<'_, R> {
@@ -294,8 +337,9 @@ where
     R: Serialize + DeserializeOwned + Send + 'static,
 {
     let stopper: &'e (dyn StopDyn<R> + Sync) = executor;
+    let submitted = E::QUICK.then(Instant::now);
     let mut handle = ExecutorFuture::new(executor.submit(f, arg), Some(stopper));
-    handle.watch = E::QUICK;
+    handle.quick = submitted;
     handle
 }
 
