@@ -21,7 +21,7 @@ use std::process::Command;
 use mpi::collective::Root;
 use mpi::environment::Universe;
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
-use mpi::topology::{Communicator, MergeOrder, SimpleCommunicator};
+use mpi::topology::{Communicator, InterCommunicator, MergeOrder, SimpleCommunicator};
 use mpi::Threading;
 
 use crate::error::{Error, Result};
@@ -91,20 +91,20 @@ pub(super) fn host() -> String {
     mpi::environment::processor_name().unwrap_or_else(|_| "an unnamed host".into())
 }
 
-/// `(rank, size)` in `MPI_COMM_WORLD`, and whether this process was spawned by another MPI
-/// process (`MPI_Comm_get_parent`).
-pub(super) fn world_place() -> (u32, u32, bool) {
+/// `(rank, size)` in `MPI_COMM_WORLD`.
+pub(super) fn world_place() -> (u32, u32) {
     let world = SimpleCommunicator::world();
-    (
-        world.rank() as u32,
-        world.size() as u32,
-        world.parent().is_some(),
-    )
+    (world.rank() as u32, world.size() as u32)
 }
 
 /// The communicator of one pool: rank 0 is the master, every other rank a worker.
+///
+/// Field order is drop order: the merged communicator is freed, then the spawn's
+/// intercommunicator is disconnected (`MPI_Comm_disconnect`, collective: rank 0 and its
+/// spawned workers each do it as they end).
 pub(super) struct Comm {
     comm: SimpleCommunicator,
+    _inter: Option<InterCommunicator>,
 }
 
 impl std::fmt::Debug for Comm {
@@ -122,6 +122,7 @@ impl Comm {
     pub(super) fn world() -> Comm {
         Comm {
             comm: SimpleCommunicator::world().duplicate(),
+            _inter: None,
         }
     }
 
@@ -147,15 +148,19 @@ impl Comm {
             })?;
         Ok(Comm {
             comm: inter.merge(MergeOrder::Low),
+            _inter: Some(inter),
         })
     }
 
     /// A spawned worker: the communicator shared with the process that spawned it, that
-    /// process first. `None` when this process was not spawned.
+    /// process first. `None` when this process was not spawned (`MPI_Comm_get_parent`).
     pub(super) fn from_parent() -> Option<Comm> {
+        // rsmpi disconnects the parent's intercommunicator when its value is dropped (a
+        // collective call): it is kept until the pool ends on both sides.
         let parent = SimpleCommunicator::world().parent()?;
         Some(Comm {
             comm: parent.merge(MergeOrder::High),
+            _inter: Some(parent),
         })
     }
 
@@ -216,10 +221,10 @@ pub(super) fn abort_world(code: i32) -> ! {
 }
 
 /// How many workers to spawn when rank 0 is alone: the universe's other slots
-/// (`MPI_UNIVERSE_SIZE` - 1) when it names more than one, else one per CPU.
+/// (`MPI_UNIVERSE_SIZE` - 1) when it names more than one, else one (as `mpi4py.futures`).
 pub(super) fn default_spawn(universe: &Universe) -> u32 {
     match universe.size() {
         Some(n) if n > 1 => (n - 1) as u32,
-        _ => crate::multiprocessing::cpu_count() as u32,
+        _ => 1,
     }
 }

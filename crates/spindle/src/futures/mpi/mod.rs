@@ -136,12 +136,10 @@ impl MpiPoolBuilder {
         }
         let init = self.init.map_err(Error::InvalidArgument)?;
         let mut universe = comm::initialize()?;
-        let (rank, size, spawned) = comm::world_place();
-        if spawned || rank != 0 {
-            let comm = match Comm::from_parent() {
-                Some(c) => c,
-                None => Comm::world(),
-            };
+        let (rank, size) = comm::world_place();
+        let spawned = Comm::from_parent();
+        if spawned.is_some() || rank != 0 {
+            let comm = spawned.unwrap_or_else(Comm::world);
             CURRENT_RANK.store(i64::from(comm.rank()), Ordering::Release);
             if let Err(e) = serve::serve(&comm) {
                 serve::give_up(&comm, &e);
