@@ -8,7 +8,8 @@
 //! then naps up to 1 ms (an idle worker does not hold a core).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::comm::{self, Comm, Lost};
@@ -39,6 +40,33 @@ struct Worker<'c> {
 ///
 /// A malformed message from rank 0 (the caller ends the job: rank 0 would wait forever).
 pub(super) fn serve(comm: &Comm) -> Result<()> {
+    let _ = HOST.set(comm::host());
+    crate::sys::proc::at_exit(exit_while_serving);
+    SERVING.store(true, Ordering::Release);
+    let r = serve_loop(comm);
+    SERVING.store(false, Ordering::Release);
+    r
+}
+
+/// This worker serves (a process exit now is a task's doing).
+static SERVING: AtomicBool = AtomicBool::new(false);
+static HOST: OnceLock<String> = OnceLock::new();
+
+/// At exit: a worker that leaves while it serves (a task called `exit`) says which rank it is,
+/// since the job ends with it.
+fn exit_while_serving() {
+    if SERVING.load(Ordering::Acquire) {
+        eprintln!(
+            "spindle: MPI rank {} on {} (pid {}) exits while it serves rank 0 (a task called \
+             exit?): without a fault-tolerant MPI the whole job ends with it",
+            super::MpiPoolExecutor::current_rank().map_or(-1, i64::from),
+            HOST.get().map_or("?", String::as_str),
+            crate::sys::proc::getpid()
+        );
+    }
+}
+
+fn serve_loop(comm: &Comm) -> Result<()> {
     let mut w = Worker {
         comm,
         rank: comm.rank(),
