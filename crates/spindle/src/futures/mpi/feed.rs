@@ -117,7 +117,7 @@ pub(super) struct MpiFeed<A, R, I> {
 }
 
 /// Items in flight a `map` keeps at least (while chunks are small).
-const MIN_ITEMS_AHEAD: usize = 1024;
+const MIN_ITEMS_AHEAD: usize = 16_384;
 /// Parts in flight a `map` keeps at most.
 const MAX_PARTS_AHEAD: usize = 4096;
 

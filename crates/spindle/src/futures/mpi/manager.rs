@@ -14,9 +14,10 @@
 //! by a blocking send only to a worker with nothing in flight (so receiving is all it does).
 //! It looks for results without blocking (`MPI_Improbe`).
 //!
-//! **Waiting.** MPI offers no descriptor to sleep on: with work in flight, the manager looks
-//! again at once for [`SPIN`] after the last event (yielding its core in between), then naps
-//! from 10 µs up to [`NAP_MAX`]; with nothing in flight it sleeps until a caller pushes work.
+//! **Waiting.** MPI offers no descriptor to sleep on: the manager looks again at once for
+//! [`SPIN`] after the last event (yielding its core in between); then, with work in flight,
+//! it naps from 50 µs up to [`NAP_MAX`] (woken early by new work), and with nothing in flight
+//! it sleeps until a caller pushes work.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};
@@ -36,8 +37,11 @@ const TARGET: Duration = Duration::from_millis(1);
 const MAX_ITEMS: usize = 1 << 16;
 /// A message stops growing past this many bytes (one segment may be larger).
 const SOFT_BYTES: usize = 1 << 20;
-/// After the last event, look again without sleeping this long.
-pub(super) const SPIN: Duration = Duration::from_micros(50);
+/// After the last event, look again without sleeping (yielding the core between looks) this
+/// long: a nap costs at least the kernel's timer slack (50 µs), an MPI round trip a few µs.
+pub(super) const SPIN: Duration = Duration::from_millis(1);
+/// The first nap after [`SPIN`].
+const NAP_MIN: Duration = Duration::from_micros(50);
 /// The longest nap while results are awaited.
 pub(super) const NAP_MAX: Duration = Duration::from_micros(200);
 /// The exit code of a job aborted because a rank is lost.
@@ -499,14 +503,14 @@ impl Nap {
     pub(super) fn new() -> Self {
         Nap {
             last: Instant::now(),
-            nap: Duration::from_micros(10),
+            nap: NAP_MIN,
         }
     }
 
     /// Something happened.
     pub(super) fn reset(&mut self) {
         self.last = Instant::now();
-        self.nap = Duration::from_micros(10);
+        self.nap = NAP_MIN;
     }
 
     /// Waiting for results: `Some(ZERO)` (yield and look again) within [`SPIN`] of the last
