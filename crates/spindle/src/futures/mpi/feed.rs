@@ -25,6 +25,10 @@ impl<R: DeserializeOwned + Send> Outcomes for One<R> {
         self.promise.set_running_or_notify_cancel()
     }
 
+    fn cancelled(&self) -> bool {
+        self.promise.cancelled()
+    }
+
     fn deliver(self: Box<Self>, segment: ResultSegment<'_>) {
         let outcome = match decode_one::<R>(segment.outcomes) {
             Ok((outcome, [])) => outcome,
@@ -59,6 +63,10 @@ pub(super) struct Many<R> {
 impl<R: DeserializeOwned + Send> Outcomes for Many<R> {
     fn start(&self) -> bool {
         self.promise.set_running_or_notify_cancel()
+    }
+
+    fn cancelled(&self) -> bool {
+        self.promise.cancelled()
     }
 
     fn deliver(self: Box<Self>, segment: ResultSegment<'_>) {

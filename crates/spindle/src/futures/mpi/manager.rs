@@ -31,6 +31,9 @@ use crate::latch::lock;
 
 /// Messages in flight per worker: one running, one waiting in its receive queue.
 pub(super) const DEPTH: usize = 2;
+/// A second message goes to a busy worker only when the first is estimated to end within
+/// this (so a task never waits behind a long one while another worker will be free).
+const PIPELINE_UNDER: Duration = Duration::from_millis(5);
 /// A message aims at about this much work on its worker.
 const TARGET: Duration = Duration::from_millis(1);
 /// At most this many items in one message.
@@ -53,6 +56,8 @@ pub(super) trait Outcomes: Send {
     /// The segment is about to be sent: `false` when its future was cancelled (it is then
     /// dropped, not sent).
     fn start(&self) -> bool;
+    /// Whether its future was cancelled (it will not be sent).
+    fn cancelled(&self) -> bool;
     /// The segment's outcomes came back.
     fn deliver(self: Box<Self>, segment: ResultSegment<'_>);
     /// The segment will not run (cancelled, broken executor, unreadable results): every item
@@ -149,6 +154,8 @@ impl Shared {
 struct Sent {
     seq: u64,
     bsend: usize,
+    /// The work it carries, in seconds, when every function's time per item is known.
+    estimate: Option<f64>,
     segments: Vec<(Box<dyn Outcomes>, i64, u32)>,
 }
 
@@ -333,7 +340,12 @@ impl Manager {
                 if self.backlog.is_empty() {
                     return sent;
                 }
-                if self.workers[i].inflight.len() == depth {
+                let w = &self.workers[i];
+                let short = w
+                    .inflight
+                    .iter()
+                    .all(|m| m.estimate.is_some_and(|t| t < PIPELINE_UNDER.as_secs_f64()));
+                if w.inflight.len() == depth && short {
                     sent |= self.send_to(i);
                 }
             }
@@ -349,28 +361,34 @@ impl Manager {
             .sum()
     }
 
-    /// Packs one message for worker `i` from the front of the backlog and sends it.
+    /// Packs one message for worker `i` from the front of the backlog and sends it: whole
+    /// segments while the message holds under [`TARGET`] of estimated work and its share of
+    /// the backlog; a segment of a function whose time is not known yet travels alone.
     fn send_to(&mut self, i: usize) -> bool {
-        let share = self.backlog_items.div_ceil(self.free_slots().max(1));
-        let by_time = match self
-            .backlog
-            .front()
-            .and_then(|w| self.per_item.get(&w.entry))
-        {
-            Some(t) => (TARGET.as_secs_f64() / t.max(1e-9)) as usize,
-            None => 1,
-        };
-        let target = share.min(by_time).clamp(1, MAX_ITEMS);
+        let share = self.backlog_items.div_ceil(self.free_slots().max(1)).max(1);
         let idle = self.workers[i].inflight.is_empty();
         let budget = (comm::BSEND_BUFFER / 2).saturating_sub(self.bsend_outstanding);
         let cap = if idle { wire::MAX_MESSAGE } else { budget };
         self.seq += 1;
         let mut w = Writer::new(self.seq, 256);
         let mut segments = Vec::new();
-        let mut items = 0usize;
+        let (mut items, mut work_s) = (0usize, 0.0f64);
         while let Some(front) = self.backlog.front() {
+            if front.sink.cancelled() {
+                if let Some(gone) = self.backlog.pop_front() {
+                    self.backlog_items -= gone.count as usize;
+                }
+                continue;
+            }
+            let time = self
+                .per_item
+                .get(&front.entry)
+                .map(|t| t * f64::from(front.count));
             let grown = w.len() + 16 + front.items.len() + comm::BSEND_OVERHEAD;
-            let full = items >= target || w.len() >= SOFT_BYTES;
+            let full = time.is_none()
+                || work_s >= TARGET.as_secs_f64()
+                || items >= share.min(MAX_ITEMS)
+                || w.len() >= SOFT_BYTES;
             if grown > cap || (!segments.is_empty() && full) {
                 break;
             }
@@ -384,6 +402,11 @@ impl Manager {
             w.task_segment(work.entry, work.count, &work.items);
             items += work.count as usize;
             segments.push((work.sink, work.entry, work.count));
+            match time {
+                Some(t) => work_s += t,
+                // Unknown: it goes alone, and its time is learnt.
+                None => break,
+            }
         }
         if segments.is_empty() {
             return false;
@@ -401,9 +424,13 @@ impl Manager {
             self.comm.send(rank, wire::TAG_TASKS, &bytes);
             0
         };
+        let estimate = segments.iter().try_fold(0.0, |sum, (_, entry, count)| {
+            Some(sum + self.per_item.get(entry)? * f64::from(*count))
+        });
         self.workers[i].inflight.push_back(Sent {
             seq: self.seq,
             bsend,
+            estimate,
             segments,
         });
         true

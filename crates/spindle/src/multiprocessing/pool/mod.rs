@@ -104,10 +104,10 @@ pub use chunking::Chunking;
 pub use imap::{IMap, IMapUnordered};
 pub use worker::InitResult;
 
-pub(crate) use worker::{map_item, Hook};
 /// The MPI executor's trampolines are the pool's.
 #[cfg(feature = "mpi")]
 pub(crate) use worker::{init_entry, star_item};
+pub(crate) use worker::{map_item, Hook};
 
 /// The worker side's state slot, shared with the thread pool.
 pub(crate) mod worker_state {
