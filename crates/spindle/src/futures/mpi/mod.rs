@@ -276,6 +276,17 @@ fn manage(
 /// Processes that spindle starts from a rank (a `Process`, a process pool's workers, the
 /// fork server) are not ranks: they never initialise MPI, and `start` refuses there.
 ///
+/// A task travels by name, so it must capture nothing (a capturing closure is refused when
+/// the program is compiled):
+///
+/// ```compile_fail
+/// use spindle::futures::MpiPoolExecutor;
+/// fn run(ex: &MpiPoolExecutor) {
+///     let name = String::from("spindle");
+///     let _ = ex.submit(move |n: usize| name.len() + n, 1);
+/// }
+/// ```
+///
 /// # Dropping
 ///
 /// Dropping it is `shutdown(wait=True)`: the submitted tasks run to their end, the worker

@@ -175,3 +175,11 @@ fn naps_look_again_at_once_then_grow_to_their_cap() {
     nap.reset();
     assert_eq!(nap.busy_for(), Some(Duration::ZERO));
 }
+
+#[test]
+fn the_public_types_are_send_and_sync() {
+    fn both<T: Send + Sync>() {}
+    both::<super::MpiPoolExecutor>();
+    both::<super::MpiPoolBuilder>();
+    both::<super::RankInfo>();
+}
