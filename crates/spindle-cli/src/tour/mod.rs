@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use crate::style;
 
-mod compare;
 mod exchange;
 mod pool;
 mod processes;
@@ -63,7 +62,6 @@ fn sections() -> Vec<Section> {
     all.extend(processes::sections());
     all.extend(exchange::sections());
     all.extend(pool::sections());
-    all.extend(compare::sections());
     all
 }
 
