@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod futures;
+pub(crate) mod mpi;
 
 use std::sync::mpsc;
 use std::time::Duration;
