@@ -53,7 +53,10 @@ const LONG: Duration = Duration::from_secs(20);
 fn thread_names() {
     let t = Thread::builder().name("myname1").target(|| ()).unwrap();
     assert_eq!(t.name(), "myname1");
-    let t = Thread::builder().name(123.to_string()).target(|| ()).unwrap();
+    let t = Thread::builder()
+        .name(123.to_string())
+        .target(|| ())
+        .unwrap();
     assert_eq!(t.name(), "123");
     let a = Thread::new(|| ());
     let b = Thread::new(|| ());
@@ -187,7 +190,10 @@ fn foreign_thread_has_an_identity() {
         .unwrap();
         assert_eq!(ident, Some(me));
         assert!(name.starts_with("Dummy-"), "{name}");
-        assert!(daemon, "a foreign thread is a daemon, like Python's _DummyThread");
+        assert!(
+            daemon,
+            "a foreign thread is a daemon, like Python's _DummyThread"
+        );
         let named = std::thread::Builder::new()
             .name("foreign".into())
             .spawn(|| current_thread().name().to_owned())
@@ -207,7 +213,10 @@ fn enumerate_after_join() {
             t.start().unwrap();
             let info = t.info();
             t.join().unwrap();
-            assert!(!enumerate().contains(&info), "a joined thread is not listed");
+            assert!(
+                !enumerate().contains(&info),
+                "a joined thread is not listed"
+            );
             assert!(!info.is_alive());
         }
     });
@@ -315,11 +324,18 @@ fn dropping_a_non_daemon_handle_waits() {
         });
         t.start().unwrap();
         drop(t);
-        assert_eq!(done.load(Ordering::SeqCst), 1, "the drop waited for the work");
+        assert_eq!(
+            done.load(Ordering::SeqCst),
+            1,
+            "the drop waited for the work"
+        );
         // A daemon's handle detaches instead.
         let gate = Arc::new(Event::new());
         let g = Arc::clone(&gate);
-        let mut d = Thread::builder().daemon(true).target(move || g.wait()).unwrap();
+        let mut d = Thread::builder()
+            .daemon(true)
+            .target(move || g.wait())
+            .unwrap();
         d.start().unwrap();
         let info = d.info();
         drop(d);
@@ -467,7 +483,10 @@ fn timer_cancel_before_and_after() {
         let mut bad = Timer::new(Duration::ZERO, || -> u8 { panic!("timer boom") });
         bad.start().unwrap();
         let e = bad.join().unwrap_err();
-        assert_eq!(e.as_task().and_then(|t| t.panic_message()), Some("timer boom"));
+        assert_eq!(
+            e.as_task().and_then(|t| t.panic_message()),
+            Some("timer boom")
+        );
         assert!(bad.finished());
     });
 }
