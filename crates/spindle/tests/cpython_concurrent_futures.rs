@@ -118,7 +118,7 @@ fn done_callback_with_result_exception_cancel() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (p, f) = pending();
     let s = Arc::clone(&seen);
-    f.add_done_callback(move |r| s.lock().unwrap().push(format!("{:?}", r.map(|v| *v))));
+    f.add_done_callback(move |r| s.lock().unwrap().push(format!("{:?}", r.copied())));
     p.set_result(5).unwrap();
     let (p, f) = pending();
     let s = Arc::clone(&seen);

@@ -192,7 +192,11 @@ fn submit_map_and_chunksize() {
         assert_eq!(e.submit(mul, (2, 8)).unwrap().result().unwrap(), 16);
         let args: Vec<(u64, u32)> = (0..40).map(|i| (i, i as u32 % 5)).collect();
         let want: Vec<u64> = args.iter().map(|&a| pow(a)).collect();
-        let got: Vec<u64> = e.map(pow, args.clone()).unwrap().map(Result::unwrap).collect();
+        let got: Vec<u64> = e
+            .map(pow, args.clone())
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(got, want);
         for chunk in [6, 50, 40] {
             let got: Vec<u64> = e
@@ -233,7 +237,9 @@ fn map_timeout() {
             .map_with(
                 wait_for_file,
                 [String::new(), String::new(), never.clone()],
-                MapOptions::new().chunksize(1).timeout(Duration::from_millis(200)),
+                MapOptions::new()
+                    .chunksize(1)
+                    .timeout(Duration::from_millis(200)),
             )
             .unwrap()
             .collect();
@@ -250,7 +256,10 @@ fn map_timeout() {
 
 #[test]
 fn max_workers_zero() {
-    let e = ProcessPoolExecutor::builder().max_workers(0).build().unwrap_err();
+    let e = ProcessPoolExecutor::builder()
+        .max_workers(0)
+        .build()
+        .unwrap_err();
     assert!(matches!(e, Error::InvalidArgument(_)));
 }
 
@@ -329,7 +338,10 @@ fn max_tasks_per_child() {
         let new = e.submit(my_pid, 0).unwrap().result().unwrap();
         assert_ne!(new, original, "a fresh worker after three tasks");
         assert_eq!(e.pids().len(), 1);
-        assert!(eventually(LONG, || !running(original)), "the old worker was reaped");
+        assert!(
+            eventually(LONG, || !running(original)),
+            "the old worker was reaped"
+        );
     });
 }
 
@@ -396,7 +408,10 @@ fn processes_terminate_at_shutdown() {
             f.result().unwrap();
         }
         for pid in pids {
-            assert!(!running(pid), "worker {pid} is gone after shutdown(wait=True)");
+            assert!(
+                !running(pid),
+                "worker {pid} is gone after shutdown(wait=True)"
+            );
         }
     });
 }
@@ -555,7 +570,13 @@ fn deadlock_crash_with_big_data() {
             let err = task_error(r);
             assert!(err.is_worker_died(), "{err}");
         }
-        assert_eq!(e.submit(crash_with_data, "a".into()).unwrap().result().unwrap(), 1);
+        assert_eq!(
+            e.submit(crash_with_data, "a".into())
+                .unwrap()
+                .result()
+                .unwrap(),
+            1
+        );
     });
 }
 
@@ -583,11 +604,17 @@ fn initializer_runs_in_every_worker() {
             .initializer(init, ("initialized".to_string(),))
             .build()
             .unwrap();
-        let fs: Vec<_> = (0..4).map(|_| e.submit(get_init_status, ()).unwrap()).collect();
+        let fs: Vec<_> = (0..4)
+            .map(|_| e.submit(get_init_status, ()).unwrap())
+            .collect();
         for f in as_completed(fs, None) {
             assert_eq!(f.unwrap().result().unwrap(), "initialized");
         }
-        assert_eq!(*INIT_STATUS.lock().unwrap(), "uninitialized", "not in this process");
+        assert_eq!(
+            *INIT_STATUS.lock().unwrap(),
+            "uninitialized",
+            "not in this process"
+        );
     });
 }
 
