@@ -14,6 +14,8 @@
 //! * `BaseSimpleQueueTest.test_many_threads` -> `many_threads`
 //! * `BaseSimpleQueueTest.test_many_threads_nonblock` -> `many_threads_nonblock`
 //! * `BaseSimpleQueueTest.test_many_threads_timeout` -> `many_threads_timeout`
+//! * `queue.Full` / `queue.Empty` mean full / empty, not "a neighbour holds the lock"
+//!   (what `test_many_threads_nonblock` relies on) -> `nowait_answers_are_not_spurious`
 //!
 //! Not ported: `test_negative_timeout_raises_exception` (a `Duration` cannot be negative),
 //! `test_shrinking_queue` (`maxsize` is fixed at creation), `test_references` and the
@@ -308,5 +310,29 @@ fn many_threads_timeout() {
         let mut got = run_threads(50, inputs.clone(), Consume::Timeout);
         got.sort();
         assert_eq!(got, inputs);
+    });
+}
+
+#[test]
+fn nowait_answers_are_not_spurious() {
+    watchdog(|| {
+        // Eight threads hammer one queue with room to spare: no put_nowait may say Full. Each
+        // gets right after its own put: no get_nowait may say Empty (crossbeam's
+        // `linearizable`).
+        let q = Arc::new(Queue::<u32>::with_maxsize(64).unwrap());
+        let mut threads: Vec<Thread> = (0..8)
+            .map(|_| {
+                let q = Arc::clone(&q);
+                Thread::new(move || {
+                    for i in 0..2_000 {
+                        q.put_nowait(i).expect("room for it: not Full");
+                        q.get_nowait().expect("an item is there: not Empty");
+                    }
+                })
+            })
+            .collect();
+        threads.iter_mut().for_each(|t| t.start().unwrap());
+        threads.iter_mut().for_each(|t| t.join().unwrap());
+        assert!(q.empty());
     });
 }

@@ -263,6 +263,17 @@ impl<T> Ends<T> {
     }
 }
 
+impl<T> Drop for Ends<T> {
+    fn drop(&mut self) {
+        // The receiving end is closed first, then counted: a put that sees the count move
+        // asks the kernel, which then knows whether a receiver is left.
+        if let Some(rx) = self.rx.take() {
+            drop(rx);
+            self.shared.end_closed();
+        }
+    }
+}
+
 impl<T: Serialize + DeserializeOwned> Ends<T> {
     fn put_until(
         &self,
@@ -489,7 +500,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Turns this handle into separate ends (see the module docs on end of stream).
     pub fn split(self) -> crate::Result<(Sender<T>, Receiver<T>)> {
-        let Ends { shared, tx, rx, .. } = self.ends;
+        let mut ends = self.ends;
+        let (shared, tx, rx) = (Arc::clone(&ends.shared), ends.tx.take(), ends.rx.take());
+        drop(ends);
         Ok((
             Sender {
                 ends: Ends::new(Arc::clone(&shared), tx, None),
