@@ -216,7 +216,13 @@ fn listener_client_round_trip() {
             });
             let d = l.accept::<(), u32>().unwrap();
             assert_eq!(d.recv().unwrap(), 1729);
-            drop(c.join().unwrap());
+            // A second handle on the client's end keeps the connection open.
+            let c = c.join().unwrap();
+            let c2 = c.clone_handle().unwrap();
+            drop(c);
+            c2.send(&42).unwrap();
+            assert_eq!(d.recv().unwrap(), 42);
+            drop(c2);
             assert!(matches!(d.recv(), Err(RecvError::Disconnected)));
         }
     });

@@ -25,7 +25,8 @@
 //! * `_TestBarrier.test_abort_and_reset` -> `barrier_abort_and_reset`
 //! * `_TestBarrier.test_timeout` -> `barrier_timeout`
 //! * `_TestBarrier.test_single_thread` -> `barrier_single_party`
-//! * `_TestBarrier.test_thousand` -> `barrier_many_passes`
+//! * `_TestBarrier.test_thousand` -> `barrier_many_passes` (one pipe end, `clone_handle`d for
+//!   every child, as CPython pickles one `Connection` to each)
 //!
 //! Deliberate differences, tested as documented: spindle's process-shared `Lock` belongs to the
 //! thread that took it (a second `acquire` by the holder is `WouldDeadlock`, a release by
@@ -592,40 +593,49 @@ fn barrier_single_party() {
     assert!(matches!(Barrier::new(0), Err(Error::InvalidArgument(_))));
 }
 
+fn thousand_f(
+    barrier: Barrier,
+    passes: u32,
+    conn: spindle::multiprocessing::Connection<u32, ()>,
+    lock: Lock,
+) {
+    for i in 0..passes {
+        barrier.wait_timeout(LONG).unwrap();
+        let _g = lock.lock().unwrap();
+        conn.send(&i).unwrap();
+    }
+}
+
 #[test]
 fn barrier_many_passes() {
     serial_watchdog(|| {
-        const PASSES: u32 = 200;
+        const PASSES: u32 = 100;
         let barrier = Barrier::new(N as u32).unwrap();
         let lock = Lock::new().unwrap();
         let (conn, child_conn) = pipe::<(), u32>(false).unwrap();
-        let child_conn = std::sync::Arc::new(child_conn);
         let procs: Vec<Process<()>> = (0..N)
             .map(|_| {
-                let (b, l, c) = (
-                    barrier.clone(),
-                    lock.clone(),
-                    std::sync::Arc::clone(&child_conn),
-                );
-                let p = Builder::new()
-                    .start_method(StartMethod::Fork)
-                    .daemon(true)
-                    .fork_target(move || {
-                        for i in 0..PASSES {
-                            b.wait_timeout(LONG).unwrap();
-                            let _g = l.lock().unwrap();
-                            c.send(&i).unwrap();
-                        }
-                    });
-                p.start().unwrap();
-                p
+                in_process(
+                    thousand_f,
+                    (
+                        barrier.clone(),
+                        PASSES,
+                        child_conn.clone_handle().unwrap(),
+                        lock.clone(),
+                    ),
+                )
             })
             .collect();
+        drop(child_conn);
         for i in 0..PASSES {
             for _ in 0..N {
                 assert_eq!(conn.recv_timeout(LONG).unwrap(), i);
             }
         }
         procs.into_iter().for_each(|p| p.join().unwrap());
+        assert!(
+            conn.recv().is_err(),
+            "every child's handle is gone: end of stream"
+        );
     });
 }

@@ -76,6 +76,14 @@ impl RingEnd {
         }
     }
 
+    /// Another handle on the same end (the same ring, a copy of the socket end).
+    pub(super) fn clone_handle(&self) -> crate::Result<RingEnd> {
+        Ok(RingEnd::new(
+            Arc::clone(&self.shared),
+            self.sock.as_fd().try_clone_to_owned()?,
+        ))
+    }
+
     /// A new direction with a ring of `capacity` bytes: (the sending end, the receiving end).
     pub(super) fn pair(capacity: usize) -> crate::Result<(RingEnd, RingEnd)> {
         let shared = Arc::new(Shared::new(capacity, 0)?);
