@@ -189,11 +189,10 @@ fn map_of_an_argument_that_does_not_encode() {
 
 /// CPython's `exception_throwing_generator`: yields `0..total`, panicking at `when`.
 fn throwing(total: i64, when: i64) -> impl Iterator<Item = i64> + Send + 'static {
-    (0..total).map(move |i| {
+    (0..total).inspect(move |&i| {
         if i == when {
             panic!("SayWhenError");
         }
-        i
     })
 }
 
