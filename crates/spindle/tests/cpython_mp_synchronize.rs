@@ -18,6 +18,8 @@
 //! * `_TestCondition.test_waitfor_timeout` -> `condition_wait_for_timeout_across_processes`
 //! * `_TestCondition.test_wait_result` -> `condition_wait_result`
 //! * `_TestEvent.test_event` -> `event`
+//! * `lock_tests.EventTests.test_set_and_clear`, for the process-shared event ->
+//!   `event_set_then_clear_wakes_waiters`
 //! * `_TestBarrier.test_barrier`, `test_barrier_10` -> `barrier_lockstep`
 //! * `_TestBarrier.test_wait_return` -> `barrier_wait_return`
 //! * `_TestBarrier.test_abort` -> `barrier_abort`
@@ -396,6 +398,44 @@ fn event() {
         assert!(event.wait_timeout(LONG));
         p.join().unwrap();
         assert!(format!("{event:?}").contains("true"), "{event:?}");
+    });
+}
+
+fn wait_long(ready: Event, event: Event) -> bool {
+    ready.set();
+    event.wait_timeout(LONG)
+}
+
+#[test]
+fn event_set_then_clear_wakes_waiters() {
+    // `lock_tests.EventTests.test_set_and_clear` (gh-57711) with a waiting process and a
+    // waiting thread: one `set(); clear()` pulse while they wait, and both say true.
+    serial_watchdog(|| {
+        let event = Event::new().unwrap();
+        let (ready_p, ready_t) = (Event::new().unwrap(), Event::new().unwrap());
+        let p = in_process(wait_long, (ready_p.clone(), event.clone()));
+        let (r, e) = (ready_t.clone(), event.clone());
+        let mut t = Thread::new(move || wait_long(r, e));
+        t.start().unwrap();
+        assert!(ready_p.wait_timeout(LONG) && ready_t.wait_timeout(LONG));
+        std::thread::sleep(Duration::from_millis(100)); // into their waits (CPython sleeps too)
+        event.set();
+        event.clear();
+        assert!(p.join().unwrap(), "the process saw the pulse");
+        assert!(t.join().unwrap(), "the thread saw the pulse");
+        // `wait()` without a timeout returns on a pulse too.
+        let (r, e) = (ready_t.clone(), event.clone());
+        ready_t.clear();
+        let mut t = Thread::new(move || {
+            r.set();
+            e.wait()
+        });
+        t.start().unwrap();
+        assert!(ready_t.wait_timeout(LONG));
+        std::thread::sleep(Duration::from_millis(100));
+        event.set();
+        event.clear();
+        t.join_timeout(LONG).expect("wait() returned on the pulse");
     });
 }
 
