@@ -64,8 +64,12 @@ const KIND_PAD: u32 = 3;
 /// The default ring size: 1 MiB.
 pub(crate) const DEFAULT_CAPACITY: usize = 1 << 20;
 /// How long a call whose time is up waits for a neighbour that holds its side's mutex while
-/// copying a record (see `Shared::lock`).
-const NOWAIT_LOCK: Duration = Duration::from_millis(10);
+/// copying a record (see `Shared::lock`): a copy takes microseconds, but its holder may be
+/// descheduled for a while on a busy machine. Only a holder stopped mid-copy (`SIGSTOP`) makes
+/// a `_nowait` call wait that long.
+const NOWAIT_LOCK: Duration = Duration::from_secs(1);
+/// The slices of that wait, between which the call checks whether the holder went to sleep.
+const NOWAIT_SLICE: Duration = Duration::from_millis(1);
 /// How long a side spins on the other's commit before it sleeps.
 const SPIN: Duration = Duration::from_micros(20);
 
@@ -288,8 +292,8 @@ impl Shared {
     /// Takes the side's mutex at `off` by `deadline`. A call whose time is already up (a
     /// `_nowait`) still waits up to [`NOWAIT_LOCK`] for a holder that is copying a record,
     /// rather than report "empty" or "full" because a neighbour held the mutex for a
-    /// microsecond; it does not wait for a holder that sleeps for data or room (`sleepers` of
-    /// the side is nonzero), whose answer is this call's answer too.
+    /// microsecond; it stops waiting as soon as the holder sleeps for data or room (`sleepers`
+    /// of the side is nonzero), whose answer is this call's answer too.
     fn lock(
         &self,
         off: usize,
@@ -298,11 +302,18 @@ impl Shared {
     ) -> Result<Held<'_>, Stop> {
         let m = RobustMutex::at(self.seg.map(), off);
         let mut locked = m.lock(deadline)?;
-        if matches!(locked, Locked::Busy)
-            && deadline.is_some_and(|d| d <= Instant::now())
-            && self.word32(sleepers).load(Ordering::SeqCst) == 0
-        {
-            locked = m.lock(Instant::now().checked_add(NOWAIT_LOCK))?;
+        if matches!(locked, Locked::Busy) && deadline.is_some_and(|d| d <= Instant::now()) {
+            // In slices, so that a holder that goes to sleep meanwhile is noticed.
+            let give_up = Instant::now() + NOWAIT_LOCK;
+            while matches!(locked, Locked::Busy)
+                && self.word32(sleepers).load(Ordering::SeqCst) == 0
+            {
+                let now = Instant::now();
+                if now >= give_up {
+                    break;
+                }
+                locked = m.lock(Some((now + NOWAIT_SLICE).min(give_up)))?;
+            }
         }
         match locked {
             // A holder killed mid-operation left the ring consistent (commits are single
