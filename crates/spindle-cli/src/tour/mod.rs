@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use crate::style;
 
 mod asyncio;
-mod compare;
 mod exchange;
 mod pool;
 mod processes;
@@ -64,7 +63,6 @@ fn sections() -> Vec<Section> {
     all.extend(processes::sections());
     all.extend(exchange::sections());
     all.extend(pool::sections());
-    all.extend(compare::sections());
     all.extend(asyncio::sections());
     all
 }

@@ -44,6 +44,11 @@ impl StopTask for ThreadPoolExecutor {
     const QUICK: bool = true;
 }
 
+/// A task on an MPI rank cannot be stopped from here (MPI offers no per-task abort; killing a
+/// rank ends the job): only one not handed to a rank yet is cancelled.
+#[cfg(feature = "mpi")]
+impl StopTask for crate::futures::MpiPoolExecutor {}
+
 impl StopTask for ProcessPoolExecutor {
     fn stop_task<R>(&self, future: &futures::Future<R>) -> bool {
         self.stop(future)

@@ -79,7 +79,7 @@ mod chunking;
 mod imap;
 mod job;
 mod progress;
-mod protocol;
+pub(crate) mod protocol;
 mod result;
 mod spawn;
 mod stderr;
@@ -104,7 +104,10 @@ pub use chunking::Chunking;
 pub use imap::{IMap, IMapUnordered};
 pub use worker::InitResult;
 
-pub(crate) use worker::map_item;
+/// The MPI executor's trampolines are the pool's.
+#[cfg(feature = "mpi")]
+pub(crate) use worker::{init_entry, star_item};
+pub(crate) use worker::{map_item, Hook};
 
 /// The worker side's state slot, shared with the thread pool.
 pub(crate) mod worker_state {
@@ -120,7 +123,7 @@ pub(crate) use self::progress::Bar;
 pub(crate) use self::result::{collect, decode_one, Block, ByteSink, Order, Outcomes, Pull, Sink};
 use self::spawn::Settings;
 use self::supervisor::Supervisor;
-use self::worker::{Hook, Hooks};
+use self::worker::Hooks;
 use crate::error::{Error, Result};
 use crate::latch::lock;
 use crate::multiprocessing::{get_start_method, Context, StartMethod, Target};
