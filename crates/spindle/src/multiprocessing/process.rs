@@ -22,6 +22,10 @@ use crate::latch::lock;
 use crate::panic::PanicReport;
 use crate::sys::{self, fd::Tracked};
 
+// `Process::join_async`, for coroutines (feature `tokio`).
+#[cfg(feature = "tokio")]
+mod join_async;
+
 type Sock = Arc<Tracked<std::os::unix::net::UnixStream>>;
 
 /// How long `join` watches only for the child's exit before it also reads the child's value
