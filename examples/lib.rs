@@ -11,6 +11,8 @@ use std::time::Duration;
 // as Cargo examples and when they are compiled as modules of this library.
 extern crate self as spindle_examples;
 
+#[path = "asyncio_downloads.rs"]
+pub mod asyncio_downloads;
 #[path = "downloads.rs"]
 pub mod downloads;
 #[path = "pipe.rs"]

@@ -3,6 +3,7 @@
 //! and CPython's `concurrent.futures` and `multiprocessing` run as subprocesses.
 
 pub(crate) mod cpython;
+pub(crate) mod cpython_asyncio;
 pub(crate) mod cpython_pool;
 pub(crate) mod crossbeam_pool;
 pub(crate) mod raw_ipc;

@@ -4,6 +4,7 @@
 use crate::harness::{measure, Measurement, Plan};
 use crate::scoreboard::{Group, NotMeasured, Options, Progress};
 
+mod asyncio;
 mod ipc_lock;
 mod ipc_pingpong;
 mod ipc_shared_memory;
@@ -40,6 +41,7 @@ pub(crate) fn all(opts: &Options) -> Vec<Group> {
     groups.push(ipc_lock::group(opts));
     groups.push(round_trip::group(opts));
     groups.push(map::group(opts));
+    groups.extend(asyncio::groups(opts));
     groups
 }
 

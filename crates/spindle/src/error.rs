@@ -288,6 +288,17 @@ impl TaskError {
         }
     }
 
+    /// The MPI rank the task failed on, when known (a panic in an
+    /// [`MpiPoolExecutor`](crate::futures)'s task).
+    pub fn rank(&self) -> Option<u32> {
+        self.panic().and_then(PanicReport::rank)
+    }
+
+    /// The host of that rank (`MPI_Get_processor_name`), when known.
+    pub fn host(&self) -> Option<&str> {
+        self.panic().and_then(PanicReport::host)
+    }
+
     /// The dead worker's exit code (minus the signal number when killed by a signal).
     pub fn exitcode(&self) -> Option<i32> {
         match &self.kind {

@@ -42,6 +42,7 @@
 //! | `multiprocessing.Value` / `Array` / `shared_memory.SharedMemory` | [`multiprocessing::Value`] / [`multiprocessing::Array`] / [`multiprocessing::shared_memory::SharedMemory`] |
 //! | `multiprocessing.Pool` (`map`, `imap`, `apply_async`, ...) | [`multiprocessing::Pool`] |
 //! | `multiprocessing.dummy.Pool` / `multiprocessing.pool.ThreadPool` | [`multiprocessing::dummy::Pool`] |
+//! | `asyncio` (`run`, `gather`, `TaskGroup`, `to_thread`, `run_in_executor`, ...) | `asyncio` (feature `tokio`; see its module docs) |
 //!
 //! Rust conventions win where they clash with Python spelling: builders instead of keyword
 //! arguments, [`Result`] instead of exceptions, [`std::time::Duration`] for timeouts, `Drop`
@@ -58,6 +59,8 @@ mod sync;
 #[allow(unsafe_code)]
 mod sys;
 
+#[cfg(feature = "tokio")]
+pub mod asyncio;
 pub mod futures;
 pub mod multiprocessing;
 pub mod threading;

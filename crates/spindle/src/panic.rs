@@ -30,6 +30,8 @@ pub struct PanicReport {
     location: Option<String>,
     backtrace: Option<String>,
     pid: Option<u32>,
+    /// The MPI rank and host the panic happened on (`MpiPoolExecutor`).
+    rank: Option<(u32, String)>,
 }
 
 impl PanicReport {
@@ -40,6 +42,7 @@ impl PanicReport {
             location,
             backtrace,
             pid: None,
+            rank: None,
         }
     }
 
@@ -47,6 +50,22 @@ impl PanicReport {
     pub fn with_pid(mut self, pid: u32) -> Self {
         self.pid = Some(pid);
         self
+    }
+
+    /// The same report, marked as coming from MPI rank `rank` on `host`.
+    pub fn with_rank(mut self, rank: u32, host: impl Into<String>) -> Self {
+        self.rank = Some((rank, host.into()));
+        self
+    }
+
+    /// The MPI rank the panic happened on, when it was a task of an MPI executor.
+    pub fn rank(&self) -> Option<u32> {
+        self.rank.as_ref().map(|(r, _)| *r)
+    }
+
+    /// The host (`MPI_Get_processor_name`) of that rank.
+    pub fn host(&self) -> Option<&str> {
+        self.rank.as_ref().map(|(_, h)| h.as_str())
     }
 
     /// The panic message (the payload when it was a `&str` or a `String`).
@@ -76,8 +95,11 @@ impl fmt::Display for PanicReport {
         if let Some(loc) = &self.location {
             write!(f, " at {loc}")?;
         }
-        if let Some(pid) = self.pid {
-            write!(f, " (pid {pid})")?;
+        match (self.pid, &self.rank) {
+            (Some(pid), Some((rank, host))) => write!(f, " (pid {pid}, rank {rank} on {host})")?,
+            (None, Some((rank, host))) => write!(f, " (rank {rank} on {host})")?,
+            (Some(pid), None) => write!(f, " (pid {pid})")?,
+            (None, None) => {}
         }
         Ok(())
     }
@@ -89,6 +111,7 @@ impl fmt::Debug for PanicReport {
             .field("message", &self.message)
             .field("location", &self.location)
             .field("pid", &self.pid)
+            .field("rank", &self.rank)
             .field("backtrace", &self.backtrace.as_ref().map(|_| ".."))
             .finish()
     }

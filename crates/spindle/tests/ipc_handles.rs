@@ -17,14 +17,7 @@ use spindle::multiprocessing::{Builder, StartMethod};
 
 mod common;
 
-static FORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn watchdog<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
-    let _turn = FORK
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    common::watchdog(body)
-}
+use common::serial_watchdog as watchdog;
 
 /// Echoes every message twice until end of stream, or until `count` messages when one is given.
 fn echo_twice(conn: Connection<String, String>, count: Option<usize>) -> usize {

@@ -15,17 +15,7 @@ use spindle::multiprocessing::{Builder, Process};
 
 mod common;
 
-/// Tests here fork: a child inherits every descriptor of this process at that moment,
-/// including the queue ends of tests running beside it, which would delay their end of
-/// stream. So they take turns (nix's `FORK_MTX`).
-static FORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn watchdog<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
-    let _turn = FORK
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    common::watchdog(body)
-}
+use common::serial_watchdog as watchdog;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Msg {

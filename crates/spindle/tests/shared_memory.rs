@@ -15,14 +15,7 @@ use spindle::multiprocessing::Builder;
 
 mod common;
 
-static FORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn watchdog<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
-    let _turn = FORK
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    common::watchdog(body)
-}
+use common::serial_watchdog as watchdog;
 
 fn shm_exists(name: &str) -> bool {
     std::path::Path::new("/dev/shm").join(name).exists()

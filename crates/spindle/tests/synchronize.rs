@@ -16,14 +16,7 @@ use spindle::multiprocessing::Builder;
 
 mod common;
 
-static FORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn watchdog<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
-    let _turn = FORK
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    common::watchdog(body)
-}
+use common::serial_watchdog as watchdog;
 
 #[test]
 fn lock_excludes_other_processes() {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::style;
 
-mod compare;
+mod asyncio;
 mod exchange;
 mod pool;
 mod processes;
@@ -63,7 +63,7 @@ fn sections() -> Vec<Section> {
     all.extend(processes::sections());
     all.extend(exchange::sections());
     all.extend(pool::sections());
-    all.extend(compare::sections());
+    all.extend(asyncio::sections());
     all
 }
 

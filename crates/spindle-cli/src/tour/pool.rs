@@ -2,7 +2,7 @@
 //! vs Multithreading" with every cell measured on this machine beside the notes' words.
 //!
 //! The cells: on CPU-bound work, how many cores threads and processes keep busy (CPU time of
-//! the workers over wall time, from `/proc`, in clock ticks of 1/100 s); on I/O-bound work,
+//! the workers over wall time, from `/proc/PID/task/*/schedstat`); on I/O-bound work,
 //! how long ten 0.2 s waits take on ten threads and on ten processes; the memory one more
 //! thread adds to a process against the private memory of one more worker process; and what
 //! starting a thread costs against starting a process.
@@ -30,7 +30,7 @@ pub(super) fn sections() -> Vec<Section> {
             run: example_pool,
         },
         Section {
-            title: "Multiprocessing vs Multithreading, cell by cell",
+            title: "Multiprocessing vs Multithreading",
             claim: "Threads: single core (GIL bound), I/O-bound tasks, shared memory, low overhead. \
                     Processes: multiple cores, CPU-bound tasks, separate memory, higher overhead.",
             source: Some("crates/spindle-cli/src/tour/pool.rs"),
@@ -84,21 +84,22 @@ fn sleep_ms(ms: u64) -> u64 {
 
 fn empty() {}
 
-/// utime + stime of a process (or of this one), in seconds (clock ticks of 1/100 s).
+/// The CPU time of every thread of a process (or of this one), in seconds: the first field of
+/// each `/proc/PID/task/TID/schedstat`, in nanoseconds. (The clock ticks of `/proc/PID/stat`
+/// count in hundredths of a second, too coarse for the few milliseconds of `--quick`.)
 fn cpu_seconds(pid: Option<u32>) -> f64 {
-    let path = match pid {
-        Some(p) => format!("/proc/{p}/stat"),
-        None => "/proc/self/stat".to_string(),
+    let dir = match pid {
+        Some(p) => format!("/proc/{p}/task"),
+        None => "/proc/self/task".to_string(),
     };
-    let stat = std::fs::read_to_string(path).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    f.iter().sum::<u64>() as f64 / 100.0
+    let Ok(tasks) = std::fs::read_dir(dir) else {
+        return 0.0;
+    };
+    let ns: u64 = tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e9
 }
 
 /// This process's private memory (Private_Clean + Private_Dirty).

@@ -17,6 +17,7 @@
 //! | `TimeoutError`                             | [`Error::Timeout`](crate::Error::Timeout); from `as_completed`, [`Error::Unfinished`](crate::Error::Unfinished) ("2 (of 4) futures unfinished") |
 //! | `BrokenThreadPool`                         | a failed [`TaskError`](crate::TaskError) from `submit` and the queued futures |
 //! | `RuntimeError` (submit after shutdown)     | [`Error::Shutdown`](crate::Error::Shutdown) |
+//! | `mpi4py.futures.MPICommExecutor`, `MPIPoolExecutor` (`submit`, `map`, `starmap`, `initializer`) | `MpiPoolExecutor` (feature `mpi`): `if let Some(ex) = MpiPoolExecutor::start()? { ... }` |
 //!
 //! Differences worth knowing:
 //!
@@ -47,6 +48,8 @@
 mod executor;
 mod future;
 mod map;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod process_pool;
 mod promise;
 mod thread_pool;
@@ -55,6 +58,8 @@ mod wait;
 pub use executor::Executor;
 pub use future::Future;
 pub use map::Map;
+#[cfg(feature = "mpi")]
+pub use mpi::{MpiPoolBuilder, MpiPoolExecutor, RankInfo};
 pub use process_pool::{MapOptions, ProcessPoolBuilder, ProcessPoolExecutor, STOP_GRACE};
 pub use promise::{promise, Promise};
 pub use thread_pool::{ThreadPoolBuilder, ThreadPoolExecutor};

@@ -124,9 +124,9 @@ impl ProcessPoolBuilder {
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MapOptions {
-    chunksize: Option<usize>,
-    buffersize: Option<usize>,
-    timeout: Option<Duration>,
+    pub(crate) chunksize: Option<usize>,
+    pub(crate) buffersize: Option<usize>,
+    pub(crate) timeout: Option<Duration>,
 }
 
 impl MapOptions {

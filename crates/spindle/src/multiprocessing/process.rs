@@ -5,6 +5,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,10 @@ use crate::error::{Error, Result, TaskError};
 use crate::latch::lock;
 use crate::panic::PanicReport;
 use crate::sys::{self, fd::Tracked};
+
+// `Process::join_async`, for coroutines (feature `tokio`).
+#[cfg(feature = "tokio")]
+mod join_async;
 
 type Sock = Arc<Tracked<std::os::unix::net::UnixStream>>;
 
@@ -178,6 +183,8 @@ pub struct Process<R> {
     child: OnceLock<Arc<ChildRef>>,
     waiter: Mutex<Waiter>,
     exit: OnceLock<i32>,
+    /// Set by `close`; read without the waiter's lock, which a `join` holds while it waits.
+    closed: AtomicBool,
     _result: PhantomData<fn() -> R>,
 }
 
@@ -235,6 +242,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
             child: OnceLock::new(),
             waiter: Mutex::new(Waiter::default()),
             exit: OnceLock::new(),
+            closed: AtomicBool::new(false),
             _result: PhantomData,
         }
     }
@@ -381,16 +389,28 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
     }
 
     /// Sends `SIGTERM` (Python's `terminate()`). Nothing happens if the child has exited.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] before `start` and after [`close`](Process::close) (Python's
+    /// `ValueError`).
     pub fn terminate(&self) -> Result<()> {
         self.signal(sys::proc::Signal::Term)
     }
 
     /// Sends `SIGKILL` (Python's `kill()`). Nothing happens if the child has exited.
+    ///
+    /// # Errors
+    ///
+    /// As [`terminate`](Process::terminate).
     pub fn kill(&self) -> Result<()> {
         self.signal(sys::proc::Signal::Kill)
     }
 
     fn signal(&self, sig: sys::proc::Signal) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::InvalidState("the process has been closed"));
+        }
         let child = self
             .child
             .get()
@@ -419,6 +439,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
         }
         self.release(&mut w);
         w.closed = true;
+        self.closed.store(true, Ordering::Release);
         lock(&self.job).take();
         Ok(())
     }

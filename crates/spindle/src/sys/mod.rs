@@ -12,6 +12,8 @@
 //! Linux is the only implementation today (pidfd, signalfd, `PR_SET_PDEATHSIG`); a macOS
 //! implementation would add a sibling folder behind the same names.
 
+#[cfg(feature = "tokio")]
+pub(crate) mod async_fd;
 pub(crate) mod clone;
 pub(crate) mod event;
 pub(crate) mod fd;

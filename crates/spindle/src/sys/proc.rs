@@ -492,19 +492,31 @@ pub(crate) fn fork_run(
     }
 }
 
-static AT_EXIT: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+static AT_EXIT: std::sync::Mutex<Vec<fn()>> = std::sync::Mutex::new(Vec::new());
 
 /// Runs `hook` when the process exits through `exit` (a return from `main`,
-/// `std::process::exit`), once; later calls keep the first hook.
+/// `std::process::exit`), once; hooks run in the order they were first registered, and a
+/// hook registered again is kept once.
 pub(crate) fn at_exit(hook: fn()) {
-    if AT_EXIT.set(hook).is_ok() {
+    let mut hooks = AT_EXIT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if hooks.iter().any(|h| std::ptr::fn_addr_eq(*h, hook)) {
+        return;
+    }
+    if hooks.is_empty() {
         // SAFETY: registers a function with the C signature atexit expects.
         unsafe { libc::atexit(run_at_exit) };
     }
+    hooks.push(hook);
 }
 
 extern "C" fn run_at_exit() {
-    if let Some(hook) = AT_EXIT.get() {
+    let hooks = AT_EXIT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    for hook in hooks {
         // A panic must not unwind into libc's exit: it ends here.
         let _ = std::panic::catch_unwind(hook);
     }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::mem;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -27,9 +27,23 @@ const MAIN_IDENT: u64 = 1;
 static NEXT_IDENT: AtomicU64 = AtomicU64::new(MAIN_IDENT + 1);
 /// The `N` of `Thread-N` and `Dummy-N` default names, shared as in CPython.
 static NEXT_NAME: AtomicU64 = AtomicU64::new(1);
-/// Started spindle threads whose target has not returned yet, by ident.
-static REGISTRY: Mutex<BTreeMap<u64, Arc<Shared>>> = Mutex::new(BTreeMap::new());
-static MAIN: OnceLock<Arc<Shared>> = OnceLock::new();
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    threads: BTreeMap::new(),
+    main: None,
+    fork_main: 0,
+});
+
+/// The threads this process knows about; its lock is held across `fork()`.
+struct Registry {
+    /// Started spindle threads whose target has not returned yet, by ident.
+    threads: BTreeMap<u64, Arc<Shared>>,
+    /// The main thread's identity, made when first needed. In a forked child it is the thread
+    /// that forked, the only one the child has (Python's `_after_fork`).
+    main: Option<Arc<Shared>>,
+    /// In a forked child whose forking thread had no identity yet: that thread's ident, the
+    /// ident of the main thread made when first needed (0: [`MAIN_IDENT`]).
+    fork_main: u64,
+}
 
 thread_local! {
     /// This thread's ident, 0 until first needed. No destructor, so always accessible.
@@ -102,6 +116,11 @@ impl Shared {
     }
 
     fn native_id(&self) -> Option<u64> {
+        if self.kind == Kind::Main && cfg!(target_os = "linux") {
+            // The main thread's OS id is the process id (read afresh: a forked child's main
+            // thread is not its parent's).
+            return Some(u64::from(crate::sys::proc::getpid()));
+        }
         nonzero(self.native_id.load(Ordering::Acquire))
     }
 
@@ -151,17 +170,23 @@ fn is_main_thread() -> bool {
     }
 }
 
-fn main_shared() -> &'static Arc<Shared> {
-    MAIN.get_or_init(|| {
+fn main_shared() -> Arc<Shared> {
+    let mut registry = lock(&REGISTRY);
+    let ident = match registry.fork_main {
+        0 => MAIN_IDENT,
+        forked => forked,
+    };
+    let main = registry.main.get_or_insert_with(|| {
         let shared = Shared::new("MainThread".to_owned(), false, Kind::Main);
-        shared.ident.store(MAIN_IDENT, Ordering::Release);
-        if cfg!(target_os = "linux") {
-            shared
-                .native_id
-                .store(u64::from(std::process::id()), Ordering::Release);
-        }
+        shared.ident.store(ident, Ordering::Release);
         Arc::new(shared)
-    })
+    });
+    Arc::clone(main)
+}
+
+/// Whether `ident` is the main thread's (ident 1, or in a forked child the forking thread's).
+fn is_main_ident(ident: u64) -> bool {
+    ident == MAIN_IDENT || ident == lock(&REGISTRY).fork_main
 }
 
 /// The identity of the calling thread, creating it for a foreign thread.
@@ -183,8 +208,8 @@ fn current_shared() -> Arc<Shared> {
 /// A fresh identity for the calling (main or foreign) thread.
 fn adopt(may_ask_std: bool) -> Arc<Shared> {
     let ident = get_ident();
-    if ident == MAIN_IDENT {
-        return Arc::clone(main_shared());
+    if is_main_ident(ident) {
+        return main_shared();
     }
     let std_name = if may_ask_std {
         std::thread::current().name().map(str::to_owned)
@@ -266,7 +291,7 @@ pub fn current_thread() -> ThreadInfo {
 /// ```
 pub fn main_thread() -> ThreadInfo {
     ThreadInfo {
-        shared: Arc::clone(main_shared()),
+        shared: main_shared(),
     }
 }
 
@@ -290,7 +315,7 @@ pub fn main_thread() -> ThreadInfo {
 /// # Ok::<(), spindle::Error>(())
 /// ```
 pub fn active_count() -> usize {
-    1 + lock(&REGISTRY).len()
+    1 + lock(&REGISTRY).threads.len()
 }
 
 /// The threads [`active_count`] counts: the main thread first, then started spindle threads
@@ -302,7 +327,7 @@ pub fn active_count() -> usize {
 /// ```
 pub fn enumerate() -> Vec<ThreadInfo> {
     let mut all = vec![main_thread()];
-    all.extend(lock(&REGISTRY).values().map(|s| ThreadInfo {
+    all.extend(lock(&REGISTRY).threads.values().map(|s| ThreadInfo {
         shared: Arc::clone(s),
     }));
     all
@@ -480,7 +505,9 @@ impl<R: Send + 'static> Thread<R> {
         let ident = NEXT_IDENT.fetch_add(1, Ordering::Relaxed);
         self.shared.ident.store(ident, Ordering::Release);
         self.shared.started.store(true, Ordering::Release);
-        lock(&REGISTRY).insert(ident, Arc::clone(&self.shared));
+        lock(&REGISTRY)
+            .threads
+            .insert(ident, Arc::clone(&self.shared));
 
         let mut builder = std::thread::Builder::new().name(self.shared.name.clone());
         if let Some(bytes) = self.stack_size {
@@ -494,7 +521,7 @@ impl<R: Send + 'static> Thread<R> {
                 Ok(())
             }
             Err(e) => {
-                lock(&REGISTRY).remove(&ident);
+                lock(&REGISTRY).threads.remove(&ident);
                 self.shared.finished.set();
                 Err(Error::Io(e))
             }
@@ -593,7 +620,7 @@ impl<R> Thread<R> {
 /// The thread registry's lock, held by a forking thread across `fork()` so that the child
 /// never finds it held by a thread that does not exist in it (see
 /// `multiprocessing::start::fork`).
-pub(crate) struct RegistryForkGuard(MutexGuard<'static, BTreeMap<u64, Arc<Shared>>>);
+pub(crate) struct RegistryForkGuard(MutexGuard<'static, Registry>);
 
 /// Takes the registry's lock for a fork.
 pub(crate) fn lock_registry_for_fork() -> RegistryForkGuard {
@@ -601,18 +628,45 @@ pub(crate) fn lock_registry_for_fork() -> RegistryForkGuard {
 }
 
 impl RegistryForkGuard {
-    /// In the new child, where only the forking thread exists: forgets every other thread.
-    /// Their shared state is leaked rather than dropped, since a thread of the parent may have
-    /// been using it at the moment of the fork.
+    /// In the new child, where only the forking thread exists: forgets every other thread,
+    /// and makes the forking thread the main thread, as Python's `_after_fork` does. The
+    /// others' shared state is leaked rather than dropped, since a thread of the parent may
+    /// have been using it at the moment of the fork. Nothing is allocated here: a main
+    /// identity the child lacks is made when first asked for.
     pub(crate) fn in_child(mut self) {
+        // This thread's cached OS ids are the parent's. (Written only when set: every page
+        // the child writes is a copy-on-write fault, docs/decisions.md D104.)
+        let _ = OS_IDS.try_with(|c| {
+            if c.get().is_some() {
+                c.set(None);
+            }
+        });
         let me = get_ident();
-        let threads = std::mem::take(&mut *self.0);
-        for (ident, shared) in threads {
+        let mut own = None;
+        for (ident, shared) in std::mem::take(&mut self.0.threads) {
             if ident == me {
-                self.0.insert(ident, shared);
+                own = Some(shared);
             } else {
                 std::mem::forget(shared);
             }
+        }
+        if me == MAIN_IDENT {
+            // The main thread forked: it stays the main thread (its OS id is read afresh).
+            return;
+        }
+        if self.0.main.is_some() {
+            std::mem::forget(self.0.main.take());
+        }
+        let known = CURRENT.try_with(|c| c.borrow().0.clone()).ok().flatten();
+        match known.or(own) {
+            Some(shared) => {
+                if let Some((_, tid)) = os_ids() {
+                    shared.native_id.store(tid, Ordering::Release);
+                }
+                self.0.main = Some(shared);
+            }
+            None if self.0.fork_main != me => self.0.fork_main = me,
+            None => {}
         }
     }
 }
@@ -644,7 +698,7 @@ fn run<R>(
 
     let out = panic::catch(target);
 
-    lock(&REGISTRY).remove(&ident);
+    lock(&REGISTRY).threads.remove(&ident);
     let detached = lock(&shared.detached);
     if *detached {
         if let Err(report) = &out {

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod futures;
+pub(crate) mod mpi;
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -10,6 +11,19 @@ use std::time::Duration;
 /// 30 s, so that a hang fails instead of stalling CI. A panic in `body` is re-raised.
 pub(crate) fn watchdog<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
     watchdog_for(Duration::from_secs(30), body)
+}
+
+/// The lock that makes the tests of one binary take turns when they fork: a forked child
+/// inherits every descriptor its parent holds at that moment, its neighbours' channel ends
+/// among them, and would keep them from ever seeing end of stream (nix's `FORK_MTX`).
+static FORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// [`watchdog`], one test of this binary at a time (see [`FORK`]).
+pub(crate) fn serial_watchdog<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
+    let _turn = FORK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    watchdog(body)
 }
 
 /// [`watchdog`] with another limit.

@@ -296,6 +296,48 @@ impl<S, R> Connection<S, R> {
     /// stream once every copy of this end (in every process) is closed.
     pub fn close(self) {}
 
+    /// Another handle on this same end, in this process: what Python does when it pickles
+    /// one `Connection` into the arguments of several processes. Give each
+    /// [`Process`](super::Process) its own handle; the peer sees end of stream once every
+    /// handle is gone.
+    ///
+    /// A pipe's end may be used through several handles (and processes) at once: its frames
+    /// are ring records, whole or absent. The handles of a stream connection (a
+    /// [`Listener`]'s or [`client`]'s) share the socket but not what each has read ahead,
+    /// so only one of them may receive at a time, and one send at a time (as in Python).
+    ///
+    /// ```
+    /// use spindle::multiprocessing::connection::pipe;
+    /// let (reader, writer) = pipe::<(), u8>(false)?;
+    /// let second = writer.clone_handle()?;
+    /// drop(writer);
+    /// second.send(&7)?;
+    /// assert_eq!(reader.recv()?, 7);
+    /// drop(second); // the last writer: end of stream
+    /// assert!(reader.recv().is_err());
+    /// # Ok::<(), spindle::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the system refuses another descriptor.
+    pub fn clone_handle(&self) -> crate::Result<Connection<S, R>> {
+        let transport = match &self.transport {
+            Transport::Stream(s) => Transport::Stream(Stream::new(s.fd().try_clone_to_owned()?)),
+            Transport::Rings { out, inn } => Transport::Rings {
+                out: out.as_ref().map(RingEnd::clone_handle).transpose()?,
+                inn: inn.as_ref().map(RingEnd::clone_handle).transpose()?,
+            },
+        };
+        Ok(Connection {
+            transport,
+            readable: self.readable,
+            writable: self.writable,
+            max_frame: self.max_frame,
+            _types: PhantomData,
+        })
+    }
+
     fn send_with(&self, item: &dyn Encode, deadline: Option<Instant>) -> Result<(), SendError> {
         if !self.writable {
             return Err(SendError::WrongDirection);

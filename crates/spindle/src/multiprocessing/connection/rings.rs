@@ -24,16 +24,34 @@ pub(super) const RING: usize = 1 << 20;
 pub(super) struct RingEnd {
     #[serde(serialize_with = "ser_shared", deserialize_with = "de_shared")]
     shared: Arc<Shared>,
-    #[serde(serialize_with = "ser_fd", deserialize_with = "deserialize_fd")]
-    sock: OwnedFd,
+    #[serde(serialize_with = "ser_sock", deserialize_with = "de_sock")]
+    sock: Sock,
     #[serde(skip)]
     scratch: Mutex<Vec<u8>>,
     #[serde(skip)]
     peer: PeerCheck,
 }
 
-fn ser_fd<S: serde::Serializer>(fd: &OwnedFd, s: S) -> Result<S::Ok, S::Error> {
-    serialize_fd(fd.as_fd(), s)
+/// This end's socket: always open but while the end is dropped, when it is closed first and
+/// the ring told after (see `Drop for RingEnd`).
+#[derive(Debug)]
+struct Sock(Option<OwnedFd>);
+
+impl AsFd for Sock {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0
+            .as_ref()
+            .expect("a ring end's socket is open until the end is dropped")
+            .as_fd()
+    }
+}
+
+fn ser_sock<S: serde::Serializer>(sock: &Sock, s: S) -> Result<S::Ok, S::Error> {
+    serialize_fd(sock.as_fd(), s)
+}
+
+fn de_sock<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Sock, D::Error> {
+    deserialize_fd(d).map(|fd| Sock(Some(fd)))
 }
 
 fn ser_shared<S: serde::Serializer>(shared: &Arc<Shared>, s: S) -> Result<S::Ok, S::Error> {
@@ -52,10 +70,18 @@ impl RingEnd {
     fn new(shared: Arc<Shared>, sock: OwnedFd) -> RingEnd {
         RingEnd {
             shared,
-            sock,
+            sock: Sock(Some(sock)),
             scratch: Mutex::new(Vec::new()),
             peer: PeerCheck::default(),
         }
+    }
+
+    /// Another handle on the same end (the same ring, a copy of the socket end).
+    pub(super) fn clone_handle(&self) -> crate::Result<RingEnd> {
+        Ok(RingEnd::new(
+            Arc::clone(&self.shared),
+            self.sock.as_fd().try_clone_to_owned()?,
+        ))
     }
 
     /// A new direction with a ring of `capacity` bytes: (the sending end, the receiving end).
@@ -172,6 +198,17 @@ impl RingEnd {
     /// For `wait`: announce (or withdraw) a sleeper.
     pub(super) fn register(&self, on: bool) {
         self.shared.announce(on);
+    }
+}
+
+impl Drop for RingEnd {
+    fn drop(&mut self) {
+        // Closed first, then counted: a sender that sees the count move asks the kernel,
+        // which then knows whether this was the last receiving end (`queues/ring.rs`).
+        if let Some(sock) = self.sock.0.take() {
+            drop(sock);
+            self.shared.end_closed();
+        }
     }
 }
 

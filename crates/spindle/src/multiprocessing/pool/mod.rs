@@ -80,7 +80,7 @@ mod flat;
 mod imap;
 mod job;
 mod progress;
-mod protocol;
+pub(crate) mod protocol;
 mod reports;
 mod result;
 mod runs;
@@ -108,7 +108,10 @@ pub use imap::{IMap, IMapUnordered};
 pub use worker::InitResult;
 
 pub(crate) use runs::{map_run, Entries};
-pub(crate) use worker::map_item;
+/// The MPI executor's trampolines are the pool's.
+#[cfg(feature = "mpi")]
+pub(crate) use worker::{init_entry, star_item};
+pub(crate) use worker::{map_item, Hook};
 
 /// The worker side's state slot, shared with the thread pool.
 pub(crate) mod worker_state {
@@ -125,7 +128,7 @@ pub(crate) use self::reports::Reports;
 pub(crate) use self::result::{collect, Block, ByteSink, Order, Outcomes, Pull, Sink};
 use self::spawn::Settings;
 use self::supervisor::Supervisor;
-use self::worker::{Hook, Hooks};
+use self::worker::Hooks;
 /// The framed codec of one item and one outcome, for executors that run the pool's item
 /// trampolines elsewhere (the MPI executor's ranks).
 #[allow(unused_imports)]

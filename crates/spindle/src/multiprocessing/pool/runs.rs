@@ -186,7 +186,7 @@ where
                         results.value(&r);
                     }
                     Err(e) => results.failed(&Error::Codec(format!(
-                        "the argument (a {}) cannot be decoded: {e}",
+                        "cannot decode the argument (a {}): {e}",
                         std::any::type_name::<A>()
                     ))),
                 }

@@ -116,7 +116,7 @@ impl std::fmt::Debug for Hook {
 }
 
 impl Hook {
-    fn run(&self) -> std::result::Result<(), String> {
+    pub(crate) fn run(&self) -> std::result::Result<(), String> {
         match self {
             Hook::Entry(entry, args) => {
                 let mut out = Vec::new();

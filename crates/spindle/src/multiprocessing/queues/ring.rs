@@ -46,6 +46,9 @@ const DONE: usize = 384;
 const OOL_ID: usize = 448;
 const MAXSIZE: usize = 512;
 const CAPACITY: usize = 520;
+/// Counts the handles' ends closed in an orderly way (a `Drop`), so that a put asks the kernel
+/// about the receivers again at once (see [`PeerCheck`]).
+const ENDS_GONE: usize = 576;
 const RING: usize = 4096;
 
 const POS_BITS: u32 = 40;
@@ -60,6 +63,13 @@ const KIND_PAD: u32 = 3;
 
 /// The default ring size: 1 MiB.
 pub(crate) const DEFAULT_CAPACITY: usize = 1 << 20;
+/// How long a call whose time is up waits for a neighbour that holds its side's mutex while
+/// copying a record (see `Shared::lock`): a copy takes microseconds, but its holder may be
+/// descheduled for a while on a busy machine. Only a holder stopped mid-copy (`SIGSTOP`) makes
+/// a `_nowait` call wait that long.
+const NOWAIT_LOCK: Duration = Duration::from_secs(1);
+/// The slices of that wait, between which the call checks whether the holder went to sleep.
+const NOWAIT_SLICE: Duration = Duration::from_millis(1);
 /// How long a side spins on the other's commit before it sleeps.
 const SPIN: Duration = Duration::from_micros(20);
 
@@ -158,8 +168,26 @@ impl Shared {
         })
     }
 
+    /// A ring over `seg` as it is, without initialising anything (what a peer could send).
+    #[cfg(test)]
+    pub(crate) fn from_parts_for_test(seg: Segment) -> Shared {
+        Shared {
+            seg,
+            data_bell: sysfd::eventfd().expect("eventfd"),
+            space_bell: sysfd::eventfd().expect("eventfd"),
+            seen_head: AtomicU64::new(0),
+            seen_tail: AtomicU64::new(0),
+        }
+    }
+
     /// Checks what arrived from another process before it is used.
     pub(crate) fn validate(&self) -> crate::Result<()> {
+        if self.seg.len() < RING {
+            return Err(Error::Protocol(format!(
+                "queue segment of {} bytes is smaller than its header",
+                self.seg.len()
+            )));
+        }
         let cap = self.capacity_raw();
         if !cap.is_power_of_two() || cap < 4096 || RING as u64 + cap > self.seg.len() as u64 {
             return Err(Error::Protocol(format!(
@@ -193,6 +221,15 @@ impl Shared {
     /// The largest payload that travels inline.
     pub(crate) fn max_inline(&self) -> usize {
         self.capacity() / 2 - REC_HEADER
+    }
+
+    /// Records that a handle closed one of its ends (after closing it): the next put of
+    /// every handle asks the kernel whether a receiver is left.
+    pub(crate) fn end_closed(&self) {
+        // A segment that failed `validate` (too small) is left alone.
+        if self.seg.len() >= RING {
+            self.word32(ENDS_GONE).fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// Items in the queue now.
@@ -252,9 +289,33 @@ impl Shared {
         }
     }
 
-    fn lock(&self, off: usize, deadline: Option<Instant>) -> Result<Held<'_>, Stop> {
+    /// Takes the side's mutex at `off` by `deadline`. A call whose time is already up (a
+    /// `_nowait`) still waits up to [`NOWAIT_LOCK`] for a holder that is copying a record,
+    /// rather than report "empty" or "full" because a neighbour held the mutex for a
+    /// microsecond; it stops waiting as soon as the holder sleeps for data or room (`sleepers`
+    /// of the side is nonzero), whose answer is this call's answer too.
+    fn lock(
+        &self,
+        off: usize,
+        sleepers: usize,
+        deadline: Option<Instant>,
+    ) -> Result<Held<'_>, Stop> {
         let m = RobustMutex::at(self.seg.map(), off);
-        match m.lock(deadline)? {
+        let mut locked = m.lock(deadline)?;
+        if matches!(locked, Locked::Busy) && deadline.is_some_and(|d| d <= Instant::now()) {
+            // In slices, so that a holder that goes to sleep meanwhile is noticed.
+            let give_up = Instant::now() + NOWAIT_LOCK;
+            while matches!(locked, Locked::Busy)
+                && self.word32(sleepers).load(Ordering::SeqCst) == 0
+            {
+                let now = Instant::now();
+                if now >= give_up {
+                    break;
+                }
+                locked = m.lock(Some((now + NOWAIT_SLICE).min(give_up)))?;
+            }
+        }
+        match locked {
             // A holder killed mid-operation left the ring consistent (commits are single
             // stores): nothing to repair.
             Locked::Acquired | Locked::OwnerDied => Ok(Held(m)),
@@ -337,13 +398,18 @@ impl Shared {
         let cap = self.capacity() as u64;
         let max_inline = self.max_inline();
         let maxsize = self.maxsize() as u64;
-        let _held = self.lock(PUT_LOCK, deadline)?;
+        let _held = self.lock(PUT_LOCK, SPACE_SLEEPERS, deadline)?;
         // Every receiving end gone (closed, or its process dead): nobody could ever take it.
-        // Asking the kernel costs a system call, so a handle asks at most once a millisecond
-        // (and always before it waits).
-        if check_peer.due()
-            && sysfd::poll(&[(sock, Interest::Write)], Some(Duration::ZERO))?[0].hangup
+        // Asking the kernel costs a system call, so a handle asks when an end was closed since
+        // it last asked (the `ENDS_GONE` count), and otherwise, for an end whose process died
+        // without closing it, at most once a millisecond (and always before it waits).
+        // Once the kernel said so, it stays so: no receiving end can be made again.
+        let ends_gone = self.word32(ENDS_GONE).load(Ordering::Acquire);
+        if check_peer.gone()
+            || (check_peer.due(ends_gone)
+                && sysfd::poll(&[(sock, Interest::Write)], Some(Duration::ZERO))?[0].hangup)
         {
+            check_peer.set_gone();
             return Err(Stop::Disconnected);
         }
         // Set once the item had to be encoded aside: (record size, out-of-line memfd).
@@ -461,6 +527,7 @@ impl Shared {
                 fits,
             )?;
             if hung_up {
+                check_peer.set_gone();
                 return Err(Stop::Disconnected);
             }
         }
@@ -529,7 +596,7 @@ impl Shared {
         decode: impl FnOnce(&[u8]) -> crate::Result<R>,
     ) -> Result<R, Stop> {
         let cap = self.capacity() as u64;
-        let held = self.lock(GET_LOCK, deadline)?;
+        let held = self.lock(GET_LOCK, DATA_SLEEPERS, deadline)?;
         // When this get first found nothing (the clock is read only then).
         let mut began: Option<Instant> = None;
         let (head, tail) = loop {
@@ -713,12 +780,30 @@ fn take_out_of_line(sock: BorrowedFd<'_>, id: u64, len: usize) -> Result<Vec<u8>
 pub(crate) struct PeerCheck {
     last: std::sync::Mutex<Option<Instant>>,
     calls: std::sync::atomic::AtomicU32,
+    /// The `ENDS_GONE` count this handle last asked the kernel at.
+    ends_gone: AtomicU32,
+    /// The kernel said every receiving end is gone.
+    gone: std::sync::atomic::AtomicBool,
 }
 
 impl PeerCheck {
-    /// Whether it is time to ask again: on the first put, then when 64 more puts and more
-    /// than a millisecond have passed (the clock is read once per 64 puts).
-    fn due(&self) -> bool {
+    /// Whether every receiving end was found gone before.
+    fn gone(&self) -> bool {
+        self.gone.load(Ordering::Relaxed)
+    }
+
+    fn set_gone(&self) {
+        self.gone.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether it is time to ask again: when an end was closed since the last time
+    /// (`ends_gone` moved), on the first put, then when 64 more puts and more than a
+    /// millisecond have passed (the clock is read once per 64 puts).
+    fn due(&self, ends_gone: u32) -> bool {
+        if self.ends_gone.load(Ordering::Relaxed) != ends_gone {
+            self.ends_gone.store(ends_gone, Ordering::Relaxed);
+            return true;
+        }
         if self.calls.fetch_add(1, Ordering::Relaxed) % 64 != 0 {
             return false;
         }

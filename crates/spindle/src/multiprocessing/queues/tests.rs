@@ -73,3 +73,13 @@ fn joinable_counts_ignore_fillers() {
     q.join_timeout(Duration::from_millis(10)).unwrap();
     assert_eq!(small.qsize(), 0);
 }
+
+#[test]
+fn a_segment_smaller_than_the_header_is_refused_not_a_panic() {
+    // What a hostile peer could hand over: a valid descriptor of a one-byte segment.
+    let shared = ring::Shared::from_parts_for_test(
+        crate::multiprocessing::shared_memory::Segment::new("tiny", 1).unwrap(),
+    );
+    assert!(matches!(shared.validate(), Err(Error::Protocol(_))));
+    shared.end_closed(); // what dropping a handle over it does: nothing, and no panic
+}

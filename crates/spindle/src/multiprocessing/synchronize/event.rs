@@ -10,9 +10,17 @@ use crate::error::Result;
 use crate::multiprocessing::shared_memory::Segment;
 use crate::sys::futex;
 
-const FLAG: usize = 0;
+/// The event's word: bit 0 is the flag; the bits above count the `set`s that raised it
+/// (wrapping), so that a waiter woken by a `set(); clear()` pulse knows that a set happened
+/// while it waited, though the flag is down again by the time it runs.
+const WORD: usize = 0;
+const FLAG: u32 = 1;
 
 /// A process-shared flag that processes wait for: Python's `multiprocessing.Event`.
+///
+/// As `threading.Event` (which Python's is a clone of), a wait returns `true` when the flag
+/// was set before the wait or at any moment during it, even if it was cleared again before
+/// the waiter ran: a `set(); clear()` pulse wakes every waiter of that moment.
 ///
 /// ```
 /// use spindle::multiprocessing::synchronize::Event;
@@ -37,38 +45,56 @@ impl Event {
         })
     }
 
-    fn flag(&self) -> &AtomicU32 {
-        self.seg.map().atomic_u32(FLAG)
+    fn word(&self) -> &AtomicU32 {
+        self.seg.map().atomic_u32(WORD)
     }
 
     /// Whether the flag is set.
     pub fn is_set(&self) -> bool {
-        self.flag().load(Ordering::Acquire) != 0
+        self.word().load(Ordering::Acquire) & FLAG != 0
     }
 
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) {
-        self.flag().store(1, Ordering::Release);
-        futex::wake(self.flag(), u32::MAX);
+        let word = self.word();
+        let mut cur = word.load(Ordering::Relaxed);
+        loop {
+            if cur & FLAG != 0 {
+                return;
+            }
+            // One more set (the count is in the bits above the flag), and the flag.
+            let next = cur.wrapping_add(2) | FLAG;
+            match word.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        futex::wake(word, u32::MAX);
     }
 
     /// Clears the flag.
     pub fn clear(&self) {
-        self.flag().store(0, Ordering::Release);
+        self.word().fetch_and(!FLAG, Ordering::AcqRel);
     }
 
-    /// Waits until the flag is set.
+    /// Waits until the flag is set (or was set while this call waited).
     pub fn wait(&self) {
-        while !self.is_set() {
-            futex::wait(self.flag(), 0, None);
-        }
+        self.wait_until(None);
     }
 
-    /// Waits at most `timeout`; returns whether the flag is set.
+    /// Waits at most `timeout`; returns whether the flag was set before or during the wait
+    /// (`false` means the time ran out).
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let end = Instant::now().checked_add(timeout);
+        self.wait_until(Instant::now().checked_add(timeout))
+    }
+
+    fn wait_until(&self, end: Option<Instant>) -> bool {
+        let word = self.word();
+        let start = word.load(Ordering::Acquire);
+        let mut seen = start;
         loop {
-            if self.is_set() {
+            // Set now, or set (and maybe cleared again) since this wait began.
+            if seen & FLAG != 0 || (seen >> 1) != (start >> 1) {
                 return true;
             }
             let left = match end {
@@ -81,7 +107,8 @@ impl Event {
                     Some(e - now)
                 }
             };
-            futex::wait(self.flag(), 0, left);
+            futex::wait(word, seen, left);
+            seen = word.load(Ordering::Acquire);
         }
     }
 }

@@ -159,7 +159,10 @@ fn an_argument_that_does_not_decode_fails_alone() {
     assert_eq!(b.values, [1, 0, 1]);
     assert_eq!(b.errors[0].0, 2);
     let m = b.errors[0].1.to_string();
-    assert!(m.contains("cannot be decoded") && m.contains("bool"), "{m}");
+    assert!(
+        m.contains("cannot decode the argument") && m.contains("bool"),
+        "{m}"
+    );
 }
 
 fn unit(_: u64) {}
