@@ -7,24 +7,29 @@
 //! pool and loses every pending result: `BrokenProcessPool`); the others go on and the next
 //! submit is served.
 
-use std::collections::HashMap;
+use std::any::Any;
+use std::collections::hash_map::{Entry, HashMap};
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::map::{Feed, Part, Slice};
-use super::{promise, Executor, Future, Map, Promise};
-use crate::error::{Result, TaskError};
+use super::{promise, Executor, Future, Map};
+use crate::error::{Error, Result};
 use crate::latch::{deadline, lock};
 use crate::multiprocessing::pool::{
-    self as mp, arg_error, decode_one, encode_item, ByteSink, Chunking, Command, InitResult,
-    ProcJob, Sink, MAX_WINDOW,
+    self as mp, arg_error, ByteSink, Chunking, Command, Encoded, Entries, InitResult, ItemEncoder,
+    ProcJob, MAX_WINDOW,
 };
 use crate::multiprocessing::{Context, Pool, PoolBuilder, StartMethod, Target};
+
+mod promises;
+
+use promises::Promises;
 
 /// How long [`ProcessPoolExecutor::stop`] lets a task handle `SIGTERM` before `SIGKILL`,
 /// unless told otherwise.
@@ -105,7 +110,7 @@ impl ProcessPoolBuilder {
         let pool = self.pool.build()?;
         Ok(ProcessPoolExecutor {
             pool,
-            running: Mutex::new(HashMap::new()),
+            singles: Mutex::new(Singles::default()),
         })
     }
 }
@@ -179,8 +184,38 @@ impl MapOptions {
 /// their end, then the workers exit.
 pub struct ProcessPoolExecutor {
     pool: Pool,
-    /// The call of each submitted future not finished, by the future's address (for `stop`).
-    running: Mutex<HashMap<usize, Weak<ProcJob>>>,
+    /// The pool call that the single submits of each function share.
+    singles: Mutex<Singles>,
+}
+
+/// Every function's shared call for single submits (D162): one queue, so that thousands of
+/// submits travel in a few messages, and one table of promises.
+#[derive(Default)]
+struct Singles {
+    /// `shutdown` was called: no more submits.
+    closed: bool,
+    /// By the offset of the function's item trampoline.
+    calls: HashMap<i64, Single>,
+}
+
+struct Single {
+    job: Arc<ProcJob>,
+    /// The call's `Promises<R>`, typed and for lookups.
+    typed: Arc<dyn Any + Send + Sync>,
+    find: Arc<dyn FindKey>,
+    /// The index of the next item.
+    next: u64,
+}
+
+/// Looks up a future's task in a [`Promises`] of any type.
+trait FindKey: Send + Sync {
+    fn find(&self, key: usize) -> Option<u64>;
+}
+
+impl<R: Send + 'static> FindKey for Promises<R> {
+    fn find(&self, key: usize) -> Option<u64> {
+        Promises::find(self, key)
+    }
 }
 
 impl fmt::Debug for ProcessPoolExecutor {
@@ -237,6 +272,11 @@ impl ProcessPoolExecutor {
 
     /// Schedules `f(arg)` in a worker and returns its future (Python's `submit`).
     ///
+    /// The submits of one function share one queue: once the function's time per task is
+    /// known, the tasks queued together travel to a worker in one message (about 2 ms of
+    /// work each), and their values come back together. Plain data (numbers, tuples and
+    /// structs of them) travels flat, without a length or a varint per value.
+    ///
     /// # Errors
     ///
     /// [`Error::Shutdown`](crate::Error::Shutdown) after [`shutdown`](ProcessPoolExecutor::shutdown). An argument
@@ -250,33 +290,65 @@ impl ProcessPoolExecutor {
         zst!(F);
         let _ = f;
         let (p, future) = promise::<R>();
-        let sink = Arc::new(PromiseSink {
-            promise: Mutex::new(Some(p)),
-        });
-        let mut encoded = Vec::new();
-        let pushed = encode_item(&arg, &mut encoded);
-        let job = self
-            .pool
-            .call()
-            .job(mp::map_item::<F, A, R>, sink, Some(1), false)?;
-        match pushed {
-            Ok(()) => {
-                let mut q = lock(&job.q);
-                q.push_encoded(0, &encoded);
-                q.input_done = true;
+        let key = key_of(&future);
+        // Encoded before any lock is taken: an argument's `Serialize` is the user's code.
+        let mut batch = Encoded::default();
+        ItemEncoder::default().push(&arg, &mut batch);
+        let entries = Entries {
+            item: mp::map_item::<F, A, R>,
+            run: mp::map_run::<F, A, R>,
+        };
+        let mut singles = lock(&self.singles);
+        if singles.closed {
+            return Err(Error::Shutdown);
+        }
+        let offset = crate::sys::image::entry_offset(entries.item);
+        let single = match singles.calls.entry(offset) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                let table = Arc::new(Promises::<R>::new());
+                let job = self.pool.call().job(
+                    entries,
+                    Arc::clone(&table) as Arc<dyn ByteSink>,
+                    None,
+                    false,
+                )?;
+                self.pool.shared().submit(&job)?;
+                let find: Arc<dyn FindKey> = Arc::clone(&table) as _;
+                v.insert(Single {
+                    job,
+                    typed: table,
+                    find,
+                    next: 0,
+                })
             }
+        };
+        let Some(table) = single.typed.downcast_ref::<Promises<R>>() else {
+            return Err(Error::InvalidState("a function's submits changed type"));
+        };
+        let index = single.next;
+        single.next += 1;
+        if let Some((_, e)) = batch.failed.pop() {
+            drop(singles);
+            let _ = p.set_exception(arg_error::<A>(&e));
+            return Ok(future);
+        }
+        table.insert(index, key, p);
+        match single.job.push_batch(self.pool.shared(), index, &mut batch) {
+            Ok(()) => Ok(future),
             Err(e) => {
-                job.sink.fail(0, 1, &arg_error::<A>(&e));
-                return Ok(future);
+                let p = table.remove(index);
+                drop(singles);
+                match (e, p) {
+                    // A broken pool ends the task with its failure (as a call it accepts).
+                    (Error::Task(why), Some(p)) => {
+                        let _ = p.set_exception(why);
+                        Ok(future)
+                    }
+                    (e, _) => Err(e),
+                }
             }
         }
-        self.pool.shared().submit(&job)?;
-        let mut running = lock(&self.running);
-        if running.len() >= 1024 && running.len().is_power_of_two() {
-            running.retain(|_, j| j.strong_count() > 0);
-        }
-        running.insert(key_of(&future), Arc::downgrade(&job));
-        Ok(future)
     }
 
     /// Applies `f` to every item, results in input order (Python's `map`), with adaptive
@@ -331,11 +403,12 @@ impl ProcessPoolExecutor {
         let chunking = options
             .chunksize
             .map_or(Chunking::Adaptive, Chunking::Fixed);
-        let sink = Arc::new(MapSink::<R> {
-            promises: Mutex::new(HashMap::new()),
-        });
+        let sink = Arc::new(Promises::<R>::new());
         let job = self.pool.call().chunking(chunking).job(
-            mp::map_item::<F, A, R>,
+            Entries {
+                item: mp::map_item::<F, A, R>,
+                run: mp::map_run::<F, A, R>,
+            },
             Arc::clone(&sink) as Arc<dyn ByteSink>,
             None,
             true,
@@ -349,7 +422,8 @@ impl ProcessPoolExecutor {
             next: 0,
             chunks_ahead: options.buffersize,
             exhausted: false,
-            scratch: Vec::new(),
+            encoder: ItemEncoder::default(),
+            batch: Encoded::default(),
             _a: PhantomData,
         };
         let first = feed.next_part();
@@ -360,6 +434,7 @@ impl ProcessPoolExecutor {
     /// `cancel_futures` the tasks not started are cancelled; with `wait`, returns once every
     /// task has ended and every worker has exited. Idempotent.
     pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        self.close_singles();
         if cancel_futures {
             let jobs: Vec<Arc<ProcJob>> = lock(&self.pool.shared().sched)
                 .jobs
@@ -376,10 +451,22 @@ impl ProcessPoolExecutor {
         }
     }
 
+    /// No more submits: the shared calls take no more items, so the pool can finish them.
+    fn close_singles(&self) {
+        let mut singles = lock(&self.singles);
+        singles.closed = true;
+        for single in singles.calls.values() {
+            lock(&single.job.q).input_done = true;
+        }
+        drop(singles);
+        self.pool.shared().nudge();
+    }
+
     /// Sends every worker `SIGTERM` and ends every pending future with a cancellation
     /// (Python 3.14's `terminate_workers()`); no task is accepted afterwards. Returns once
     /// the workers are reaped.
     pub fn terminate_workers(&self) {
+        self.close_singles();
         self.pool.shared().command(Command::Signal { kill: false });
         self.pool.close();
         let _ = self.pool.join();
@@ -388,6 +475,7 @@ impl ProcessPoolExecutor {
     /// As [`terminate_workers`](ProcessPoolExecutor::terminate_workers) with `SIGKILL`
     /// (Python 3.14's `kill_workers()`).
     pub fn kill_workers(&self) {
+        self.close_singles();
         self.pool.shared().command(Command::Signal { kill: true });
         self.pool.close();
         let _ = self.pool.join();
@@ -395,12 +483,16 @@ impl ProcessPoolExecutor {
 
     /// Stops the task of `future` even if it runs: a task not started is cancelled (as
     /// [`Future::cancel`]); a running one gets `SIGTERM`, then `SIGKILL` after
-    /// [`STOP_GRACE`]; its future ends with a cancelled [`TaskError`] and its worker is
+    /// [`STOP_GRACE`]; its future ends with a cancelled [`TaskError`](crate::TaskError) and its worker is
     /// replaced. Returns `false` when the future is done already (or not this executor's).
     ///
     /// A running task shares its worker's fate with the tasks sent to the same worker in the
     /// same message: tiny tasks are batched, and those of them that ran just before it
-    /// (their values not yet sent) end with [`is_worker_died`](TaskError::is_worker_died).
+    /// (their values not yet sent) end with [`is_worker_died`](crate::TaskError::is_worker_died).
+    /// A task already handed to a worker but not started there (queued behind the running
+    /// message) is cancelled and the worker is told not to run it; it looks before each
+    /// message and every 100 µs while it works, so one that would start within that time
+    /// may still run, its value dropped.
     pub fn stop<R>(&self, future: &Future<R>) -> bool {
         self.stop_with_grace(future, STOP_GRACE)
     }
@@ -413,16 +505,18 @@ impl ProcessPoolExecutor {
         if future.cancel() {
             return true;
         }
-        let Some(job) = lock(&self.running)
-            .get(&key_of(future))
-            .and_then(Weak::upgrade)
-        else {
+        let key = key_of(future);
+        let found = lock(&self.singles).calls.values().find_map(|s| {
+            s.find
+                .find(key)
+                .map(|index| (Arc::as_ptr(&s.job) as *const () as usize, index))
+        });
+        let Some((job, index)) = found else {
             return false;
         };
-        self.pool.shared().command(Command::Stop {
-            job: Arc::as_ptr(&job) as *const () as usize,
-            grace,
-        });
+        self.pool
+            .shared()
+            .command(Command::Stop { job, index, grace });
         true
     }
 }
@@ -470,121 +564,17 @@ impl Executor for ProcessPoolExecutor {
     }
 }
 
-/// The outcome of one submitted task goes to its promise.
-struct PromiseSink<R> {
-    promise: Mutex<Option<Promise<R>>>,
-}
-
-impl<R: Send> Sink for PromiseSink<R> {
-    fn start(&self) -> bool {
-        lock(&self.promise)
-            .as_ref()
-            .is_some_and(Promise::set_running_or_notify_cancel)
-    }
-
-    fn fail(&self, _first: u64, _len: u64, error: &TaskError) {
-        if let Some(p) = lock(&self.promise).take() {
-            if !(error.is_cancelled() && p.cancel()) {
-                let _ = p.set_exception(error.clone());
-            }
-        }
-    }
-
-    fn terminate(&self, error: &TaskError) {
-        self.fail(0, 1, error);
-    }
-}
-
-impl<R: DeserializeOwned + Send> ByteSink for PromiseSink<R> {
-    fn deliver_bytes(&self, _first: u64, _count: u32, bytes: &[u8]) -> Result<usize> {
-        let (outcome, rest) = match decode_one::<R>(bytes) {
-            Ok(x) => x,
-            Err(e) => {
-                self.fail(
-                    0,
-                    1,
-                    &TaskError::failed(format!("the result could not be read: {e}")),
-                );
-                return Err(e);
-            }
-        };
-        if let Some(p) = lock(&self.promise).take() {
-            let _ = match outcome {
-                Ok(v) => p.set_result(v),
-                Err(e) => p.set_exception(e),
-            };
-        }
-        Ok(bytes.len() - rest.len())
-    }
-}
-
-/// The outcomes of an executor `map` go to one promise per item.
-struct MapSink<R> {
-    promises: Mutex<HashMap<u64, Promise<R>>>,
-}
-
-impl<R: Send> MapSink<R> {
-    fn take(&self, index: u64) -> Option<Promise<R>> {
-        lock(&self.promises).remove(&index)
-    }
-}
-
-impl<R: Send> Sink for MapSink<R> {
-    fn start(&self) -> bool {
-        true
-    }
-
-    fn fail(&self, first: u64, len: u64, error: &TaskError) {
-        for i in first..first + len {
-            if let Some(p) = self.take(i) {
-                let _ = p.set_exception(error.clone());
-            }
-        }
-    }
-
-    fn terminate(&self, error: &TaskError) {
-        let all: Vec<Promise<R>> = lock(&self.promises).drain().map(|(_, p)| p).collect();
-        for p in all {
-            let _ = p.set_exception(error.clone());
-        }
-    }
-}
-
-impl<R: DeserializeOwned + Send> ByteSink for MapSink<R> {
-    fn deliver_bytes(&self, first: u64, count: u32, bytes: &[u8]) -> Result<usize> {
-        let mut rest = bytes;
-        for i in first..first + u64::from(count) {
-            match decode_one::<R>(rest) {
-                Ok((outcome, tail)) => {
-                    rest = tail;
-                    if let Some(p) = self.take(i) {
-                        let _ = match outcome {
-                            Ok(v) => p.set_result(v),
-                            Err(e) => p.set_exception(e),
-                        };
-                    }
-                }
-                Err(e) => {
-                    let err = TaskError::failed(format!("the result could not be read: {e}"));
-                    self.fail(i, first + u64::from(count) - i, &err);
-                    return Err(e);
-                }
-            }
-        }
-        Ok(bytes.len() - rest.len())
-    }
-}
-
 /// Pulls an executor `map`'s input one item (one future) at a time, as [`Map`] asks.
 struct ExecFeed<A, R, I> {
     iter: I,
     job: Arc<ProcJob>,
-    sink: Arc<MapSink<R>>,
+    sink: Arc<Promises<R>>,
     shared: Arc<mp::Shared>,
     next: u64,
     chunks_ahead: Option<usize>,
     exhausted: bool,
-    scratch: Vec<u8>,
+    encoder: ItemEncoder,
+    batch: Encoded,
     _a: PhantomData<fn(A)>,
 }
 
@@ -604,17 +594,16 @@ where
         let index = self.next;
         self.next += 1;
         let (p, future) = promise::<R>();
-        lock(&self.sink.promises).insert(index, p);
-        let encoded = &mut self.scratch;
-        encoded.clear();
-        match encode_item(&a, encoded) {
-            Ok(()) => {
-                if let Err(e) = self.job.push(&self.shared, index, encoded) {
-                    self.sink.take(index);
-                    return Some(Part::Failed(e));
-                }
-            }
-            Err(e) => self.sink.fail(index, 1, &arg_error::<A>(&e)),
+        self.batch.clear();
+        self.encoder.push(&a, &mut self.batch);
+        if let Some((_, e)) = self.batch.failed.pop() {
+            let _ = p.set_exception(arg_error::<A>(&e));
+            return Some(Part::One(future));
+        }
+        self.sink.insert(index, key_of(&future), p);
+        if let Err(e) = self.job.push_batch(&self.shared, index, &mut self.batch) {
+            self.sink.remove(index);
+            return Some(Part::Failed(e));
         }
         Some(Part::One(future))
     }

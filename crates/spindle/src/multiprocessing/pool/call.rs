@@ -11,14 +11,14 @@ use serde::Serialize;
 use super::async_result::{AsyncResult, AsyncShared};
 use super::chunking::{Chunking, Sizer};
 use super::imap::{IMap, IMapUnordered, Stream};
-use super::job::{arg_error, encode_item, Feed, JobQueue, ProcJob};
+use super::job::{arg_error, Encoded, Feed, ItemEncoder, JobQueue, ProcJob};
 use super::result::{collect, Order, Outcomes};
-use super::worker;
+use super::runs::Entries;
 use super::Pool;
 use crate::error::{Error, Result};
 use crate::latch::lock;
 use crate::multiprocessing::Target;
-use crate::sys::image::{entry_offset, EntryFn};
+use crate::sys::image::entry_offset;
 
 /// The options of one call of a [`Pool`], then the call itself:
 /// `pool.call().chunksize(100).timeout(d).map(f, items)`.
@@ -96,12 +96,12 @@ impl<'a, S: 'static> Call<'a, S> {
     /// A new call of `entry` whose outcomes go to `sink` (not yet handed to the pool).
     pub(crate) fn job(
         &self,
-        entry: EntryFn,
+        entries: Entries,
         sink: Arc<dyn super::result::ByteSink>,
         len: Option<usize>,
         is_map: bool,
     ) -> Result<Arc<ProcJob>> {
-        let offset = entry_offset(entry);
+        let offset = entry_offset(entries.item);
         let key = offset as u64;
         let sizer = Sizer::new(
             self.chunking,
@@ -112,6 +112,7 @@ impl<'a, S: 'static> Call<'a, S> {
         )?;
         Ok(Arc::new(ProcJob {
             entry: offset,
+            run_entry: entry_offset(entries.run),
             key,
             timeout: self.timeout,
             sink,
@@ -122,7 +123,7 @@ impl<'a, S: 'static> Call<'a, S> {
     /// A streamed call: the outcomes, and the input pulled by whoever iterates.
     fn stream<A, R, I>(
         &self,
-        entry: EntryFn,
+        entry: Entries,
         iter: I,
         order: Order,
         is_map: bool,
@@ -143,7 +144,8 @@ impl<'a, S: 'static> Call<'a, S> {
             out: Arc::clone(&out),
             shared: Arc::clone(self.pool.shared()),
             limit: self.buffersize,
-            scratch: Vec::new(),
+            encoder: ItemEncoder::default(),
+            batch: Encoded::default(),
             _a: PhantomData,
         };
         let bar = self
@@ -156,7 +158,7 @@ impl<'a, S: 'static> Call<'a, S> {
     /// assembled by `finish` when the last item is in.
     fn collected<A, R, T>(
         &self,
-        entry: EntryFn,
+        entry: Entries,
         items: Vec<A>,
         is_map: bool,
         finish: impl FnOnce(Vec<super::result::Block<R>>) -> Result<T> + Send + 'static,
@@ -172,22 +174,18 @@ impl<'a, S: 'static> Call<'a, S> {
         out.on_finish(move |blocks| done.complete(finish(blocks)));
         let job = self.job(entry, Arc::clone(&out) as _, Some(items.len()), is_map)?;
         let first = out.register(items.len() as u64);
-        let mut failed = Vec::new();
+        let mut batch = Encoded::default();
+        let mut encoder = ItemEncoder::default();
+        encoder.expect(items.len());
+        encoder.extend(items.iter(), &mut batch);
         {
-            let mut encoded = Vec::new();
             let mut q = lock(&job.q);
-            for (i, a) in items.iter().enumerate() {
-                encoded.clear();
-                match encode_item(a, &mut encoded) {
-                    Ok(()) => q.push_encoded(first + i as u64, &encoded),
-                    Err(e) => failed.push((first + i as u64, e)),
-                }
-            }
+            q.push_batch(first, &mut batch);
             q.input_done = true;
         }
         self.pool.shared().submit(&job)?;
-        for (i, e) in failed {
-            job.sink.fail(i, 1, &arg_error::<A>(&e));
+        for (k, e) in batch.failed.drain(..) {
+            job.sink.fail(first + k, 1, &arg_error::<A>(&e));
         }
         out.input_done();
         Ok(AsyncResult::from_shared(result))
@@ -213,10 +211,10 @@ impl<'a, S: 'static> Call<'a, S> {
     {
         zst!(F);
         let _ = f;
-        self.run_all(worker::map_item::<F, A, R>, items)
+        self.run_all(Entries::map::<F, A, R>(), items)
     }
 
-    fn run_all<A, R, I>(self, entry: EntryFn, items: I) -> Result<Vec<R>>
+    fn run_all<A, R, I>(self, entry: Entries, items: I) -> Result<Vec<R>>
     where
         A: Serialize,
         R: DeserializeOwned + Send + 'static,
@@ -251,7 +249,7 @@ impl<'a, S: 'static> Call<'a, S> {
         zst!(F);
         let _ = f;
         let items: Vec<A> = items.into_iter().collect();
-        self.collected(worker::map_item::<F, A, R>, items, true, collect)
+        self.collected(Entries::map::<F, A, R>(), items, true, collect)
     }
 
     /// The results in input order, lazily (Python's `imap`): see [`IMap`].
@@ -270,7 +268,7 @@ impl<'a, S: 'static> Call<'a, S> {
         zst!(F);
         let _ = f;
         let s = self.stream(
-            worker::map_item::<F, A, R>,
+            Entries::map::<F, A, R>(),
             items.into_iter(),
             Order::Ordered,
             false,
@@ -294,7 +292,7 @@ impl<'a, S: 'static> Call<'a, S> {
         zst!(F);
         let _ = f;
         let s = self.stream(
-            worker::map_item::<F, A, R>,
+            Entries::map::<F, A, R>(),
             items.into_iter(),
             Order::Unordered,
             false,
@@ -316,7 +314,7 @@ impl<'a, S: 'static> Call<'a, S> {
     {
         zst!(F);
         let _ = f;
-        self.run_all(worker::star_item::<F, Args>, items)
+        self.run_all(Entries::star::<F, Args>(), items)
     }
 
     /// Like [`starmap`](Call::starmap), without waiting (Python's `starmap_async`).
@@ -334,7 +332,7 @@ impl<'a, S: 'static> Call<'a, S> {
         zst!(F);
         let _ = f;
         let items: Vec<Args> = items.into_iter().collect();
-        self.collected(worker::star_item::<F, Args>, items, true, collect)
+        self.collected(Entries::star::<F, Args>(), items, true, collect)
     }
 
     /// Runs `f(args...)` on a worker and waits for its value (Python's `apply`).
@@ -364,7 +362,7 @@ impl<'a, S: 'static> Call<'a, S> {
     {
         zst!(F);
         let _ = f;
-        self.collected(worker::star_item::<F, Args>, vec![args], false, single)
+        self.collected(Entries::star::<F, Args>(), vec![args], false, single)
     }
 
     /// [`map`](Call::map) with a task that takes its worker's state first.
@@ -381,7 +379,7 @@ impl<'a, S: 'static> Call<'a, S> {
     {
         zst!(F);
         let _ = f;
-        self.run_all(worker::state_item::<F, S, A, R>, items)
+        self.run_all(Entries::state::<F, S, A, R>(), items)
     }
 
     /// [`imap`](Call::imap) with a task that takes its worker's state first.
@@ -400,7 +398,7 @@ impl<'a, S: 'static> Call<'a, S> {
         zst!(F);
         let _ = f;
         let s = self.stream(
-            worker::state_item::<F, S, A, R>,
+            Entries::state::<F, S, A, R>(),
             items.into_iter(),
             Order::Ordered,
             false,
@@ -421,7 +419,7 @@ impl<'a, S: 'static> Call<'a, S> {
     {
         zst!(F);
         let _ = f;
-        self.collected(worker::state_item::<F, S, A, R>, vec![arg], false, single)
+        self.collected(Entries::state::<F, S, A, R>(), vec![arg], false, single)
     }
 }
 

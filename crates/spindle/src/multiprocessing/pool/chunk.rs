@@ -5,8 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::job::ProcJob;
-use super::protocol as wire;
+use super::job::{offset_of, Piece, ProcJob};
 use crate::error::TaskError;
 
 /// A slice of a call sent to a worker in one chunk.
@@ -14,8 +13,23 @@ pub(crate) struct Segment {
     pub(crate) job: Arc<ProcJob>,
     pub(crate) first: u64,
     pub(crate) count: u32,
-    /// The encoded items, each `varint length + bytes`.
+    /// The items' layout: flat values of this many bytes, or `FRAMED`.
+    pub(crate) stride: u32,
+    /// The encoded items.
     pub(crate) bytes: Vec<u8>,
+}
+
+impl Segment {
+    /// A piece of `job` cut for a chunk.
+    pub(crate) fn new(job: Arc<ProcJob>, piece: Piece) -> Segment {
+        Segment {
+            job,
+            first: piece.first,
+            count: piece.count,
+            stride: piece.stride,
+            bytes: piece.bytes,
+        }
+    }
 }
 
 /// One `TASK` message in flight.
@@ -82,12 +96,19 @@ impl Chunk {
         Some((&s.job, s.first + u64::from(off)))
     }
 
-    /// The position of the first unreported item of `job` (by address), if any.
-    pub(crate) fn position_of(&self, job: usize) -> Option<u32> {
-        (self.reported..self.total).find(|p| {
-            self.item_at(*p)
-                .is_some_and(|(j, _)| Arc::as_ptr(j) as *const () as usize == job)
-        })
+    /// The position of item `index` of `job` (by address) if it is not reported yet.
+    pub(crate) fn position_of(&self, job: usize, index: u64) -> Option<u32> {
+        let mut at = 0u32;
+        for s in &self.segments {
+            if Arc::as_ptr(&s.job) as *const () as usize == job
+                && (s.first..s.first + u64::from(s.count)).contains(&index)
+            {
+                let p = at + (index - s.first) as u32;
+                return (p >= self.reported).then_some(p);
+            }
+            at += s.count;
+        }
+        None
     }
 
     /// The items from position `pos` on, as a chunk numbered `seq` to send again.
@@ -98,11 +119,12 @@ impl Chunk {
         rest.estimate = None;
         for (i, s) in self.segments.into_iter().enumerate().skip(first_seg) {
             if i == first_seg && off > 0 {
-                if let Ok(at) = wire::skip_items(&s.bytes, off as usize) {
+                if let Some(at) = offset_of(&s.bytes, s.stride, off as usize) {
                     rest.push(Segment {
                         job: s.job,
                         first: s.first + u64::from(off),
                         count: s.count - off,
+                        stride: s.stride,
                         bytes: s.bytes[at..].to_vec(),
                     });
                 }
@@ -111,6 +133,46 @@ impl Chunk {
             }
         }
         (rest.total > 0).then_some(rest)
+    }
+
+    /// The chunk without the items of `stops` (by call address and index), which end
+    /// cancelled now; `None` when nothing is left. For a chunk no worker has reported on (one
+    /// to send again).
+    pub(crate) fn without_stopped(self, stops: &[(usize, u64)]) -> Option<Chunk> {
+        if stops.is_empty() {
+            return Some(self);
+        }
+        let mut out = Chunk::new(self.seq);
+        out.flush_each = self.flush_each;
+        out.estimate = self.estimate;
+        for s in self.segments {
+            let call = Arc::as_ptr(&s.job) as *const () as usize;
+            let end = s.first + u64::from(s.count);
+            let mut skip: Vec<u64> = stops
+                .iter()
+                .filter(|(j, i)| *j == call && (s.first..end).contains(i))
+                .map(|(_, i)| *i)
+                .collect();
+            if skip.is_empty() {
+                out.push(s);
+                continue;
+            }
+            skip.sort_unstable();
+            for &i in &skip {
+                s.job.sink.fail(i, 1, &TaskError::cancelled());
+            }
+            let job = s.job;
+            let piece = Piece {
+                first: s.first,
+                count: s.count,
+                stride: s.stride,
+                bytes: s.bytes,
+            };
+            for p in piece.without(&skip) {
+                out.push(Segment::new(Arc::clone(&job), p));
+            }
+        }
+        (out.total > 0).then_some(out)
     }
 
     pub(crate) fn push(&mut self, s: Segment) {
@@ -139,8 +201,8 @@ impl Chunk {
 pub(crate) enum KillReason {
     /// The item at `(chunk seq, position)` ran past its limit.
     Timeout { seq: u64, at: u32 },
-    /// A caller stopped the task of this job.
-    Stop { job: usize },
+    /// A caller stopped item `index` of this job.
+    Stop { job: usize, index: u64 },
     /// `terminate_workers` / `kill_workers` / `terminate()`.
     Terminate,
 }

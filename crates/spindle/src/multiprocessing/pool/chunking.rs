@@ -15,9 +15,10 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Chunking {
     /// Start with one item per chunk and grow while the items are short: chunks of about
-    /// 2 ms of work, smaller toward the end of a known input so that every worker finishes
-    /// at about the same time. Slow items travel alone (the notes' 50 sleeps of 0.2 s on 10
-    /// workers take 1.0 s); tiny items travel in chunks of thousands.
+    /// 2 ms of work, and a known input cut in at least four chunks per worker (Python's
+    /// split) so that every worker finishes at about the same time, but none under 10 µs of
+    /// work. Slow items travel alone (the notes' 50 sleeps of 0.2 s on 10 workers take
+    /// 1.0 s); tiny items travel in chunks of thousands.
     #[default]
     Adaptive,
     /// Python's rule: `ceil(len / (4 × workers))` items per chunk for `map` and `starmap`
@@ -37,8 +38,9 @@ impl Chunking {
 
 /// Work per chunk the adaptive rule aims at.
 const TARGET: Duration = Duration::from_millis(2);
-/// Near the end of a known input, chunks shrink toward this much work, not below.
-const FLOOR: Duration = Duration::from_micros(100);
+/// A known input's chunks hold at least this much work (a chunk's own cost, its writes and
+/// wake-ups, is ten-odd microseconds of CPU; D164).
+const FLOOR: Duration = Duration::from_micros(10);
 /// The most items in one chunk.
 pub(crate) const MAX_CHUNK: usize = 1 << 16;
 
@@ -50,6 +52,8 @@ pub(crate) struct Sizer {
     /// Seconds per item, smoothed over the chunks seen (or known from earlier calls of the
     /// same function).
     per_item: Option<f64>,
+    /// The input's length, when known.
+    len: Option<usize>,
 }
 
 impl Sizer {
@@ -80,11 +84,12 @@ impl Sizer {
             fixed,
             workers: workers.max(1),
             per_item: prior,
+            len,
         })
     }
 
     /// The length of the next chunk; `remaining` is how many items of a known input are
-    /// left to cut.
+    /// left to cut (none are cut beyond it).
     pub(crate) fn next(&self, remaining: Option<usize>) -> usize {
         if let Some(n) = self.fixed {
             return n;
@@ -94,13 +99,15 @@ impl Sizer {
         };
         let t = t.max(1e-9);
         let mut n = TARGET.as_secs_f64() / t;
-        if let Some(rem) = remaining {
-            // Cut the rest in about two chunks per worker, so the workers finish together,
-            // but never below FLOOR of work per chunk.
-            let balanced = rem as f64 / (2 * self.workers) as f64;
+        if let Some(len) = self.len {
+            // A known input: at least four chunks per worker (Python's split), so that the
+            // workers finish together and a chunk's transfer overlaps another's work, but
+            // never under FLOOR of work per chunk.
+            let balanced = len as f64 / (4 * self.workers) as f64;
             n = n.min(balanced.max(FLOOR.as_secs_f64() / t));
         }
-        (n as usize).clamp(1, MAX_CHUNK)
+        let n = (n as usize).clamp(1, MAX_CHUNK);
+        remaining.map_or(n, |rem| n.min(rem.max(1)))
     }
 
     /// A chunk of `items` took `elapsed` on a worker.
@@ -153,15 +160,19 @@ mod tests {
     }
 
     #[test]
-    fn adaptive_grows_for_tiny_items_and_shrinks_toward_the_end() {
+    fn adaptive_grows_for_tiny_items_and_splits_a_known_input_for_every_worker() {
         let mut s = Sizer::new(Chunking::Adaptive, 2, Some(100_000), true, None).unwrap();
         s.observe(1, Duration::from_nanos(20));
-        let big = s.next(Some(100_000));
-        assert_eq!(big, 25_000, "balanced: 100,000 / (2 × 2)");
+        assert_eq!(s.next(Some(100_000)), 12_500, "balanced: 100,000 / (4 × 2)");
+        assert_eq!(s.next(Some(10)), 10, "never past the input's end");
+        let mut s = Sizer::new(Chunking::Adaptive, 2, None, true, None).unwrap();
+        s.observe(1, Duration::from_nanos(20));
         assert_eq!(s.next(None), MAX_CHUNK, "2 ms of 20 ns items, capped");
-        // Near the end, no smaller than 100 µs of work (5,000 items of 20 ns).
-        assert_eq!(s.next(Some(10)), 5_000);
-        // Items of 1 ms: two per chunk, one at the end.
+        // A small input: no smaller than 10 µs of work (500 items of 20 ns).
+        let mut s = Sizer::new(Chunking::Adaptive, 2, Some(1_000), true, None).unwrap();
+        s.observe(1, Duration::from_nanos(20));
+        assert_eq!(s.next(Some(1_000)), 500);
+        // Items of 1 ms: two per chunk.
         s.observe(1, Duration::from_millis(1));
         s.observe(1, Duration::from_millis(1));
         s.observe(1, Duration::from_millis(1));

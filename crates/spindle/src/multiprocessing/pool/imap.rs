@@ -110,10 +110,13 @@ impl<R: Send + 'static, P: Pull + ?Sized> Stream<R, P> {
                     if let Some(bar) = &self.bar {
                         bar.add(b.len);
                     }
-                    if first.is_none() && b.errors.is_empty() {
-                        // The common case: a whole block of values, moved at once.
-                        let mut vs = b.values;
-                        values.append(&mut vs);
+                    if first.is_none() {
+                        // The common case: a whole block of values, moved (or decoded) at
+                        // once; the first error by position stops the values.
+                        let errors = b.drain_into(values);
+                        if let Some((_, e)) = errors.into_iter().next() {
+                            *first = Some(Error::Task(e));
+                        }
                         continue;
                     }
                     let mut c = Cursor::new(b);

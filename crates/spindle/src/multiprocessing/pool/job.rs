@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::chunking::Sizer;
+use super::flat::{self, FRAMED};
 use super::protocol as wire;
 use super::result::{ByteSink, Outcomes, Pull};
 use crate::error::{Error, Result, TaskError};
@@ -22,7 +23,10 @@ pub(crate) const MAX_WINDOW: usize = 1 << 16;
 
 /// One call: its function, its limits, its items, its outcomes.
 pub(crate) struct ProcJob {
+    /// The offset of the item trampoline (framed items, one at a time).
     pub(crate) entry: i64,
+    /// The offset of the run trampoline (flat items, a run at a time).
+    pub(crate) run_entry: i64,
     /// Which function this is, for the per-function time estimates.
     pub(crate) key: u64,
     /// The per-item time limit.
@@ -40,26 +44,32 @@ impl std::fmt::Debug for ProcJob {
 }
 
 impl ProcJob {
-    /// Adds item `index`, already encoded, and makes sure the supervisor sees it.
+    /// Adds the items of `batch` as items `first..` of the call and makes sure the supervisor
+    /// sees them (the items that failed to encode stay in `batch.failed`).
     ///
     /// # Errors
     ///
-    /// [`Error::Shutdown`] when the pool took the call back.
-    pub(crate) fn push(
+    /// [`Error::Shutdown`] (or the pool's failure) when the pool took the call back.
+    pub(crate) fn push_batch(
         self: &Arc<Self>,
         shared: &Shared,
-        index: u64,
-        encoded: &[u8],
+        first: u64,
+        batch: &mut Encoded,
     ) -> Result<()> {
         let mut q = lock(&self.q);
-        if q.closed {
-            return Err(Error::Shutdown);
+        if q.closed || q.input_done {
+            return Err(q.refusal());
         }
-        q.push_encoded(index, encoded);
+        q.push_batch(first, batch);
         let was_queued = q.queued;
-        q.queued = true;
+        let wake = !q.is_empty();
+        if wake {
+            q.queued = true;
+        }
         drop(q);
-        shared.requeue(self, was_queued);
+        if wake {
+            shared.requeue(self, was_queued);
+        }
         Ok(())
     }
 
@@ -78,14 +88,90 @@ impl ProcJob {
     }
 }
 
+/// A run of items with consecutive indices, encoded in one layout: flat values of `stride`
+/// bytes each, or (`stride == FRAMED`) each `varint length + postcard`.
+#[derive(Debug)]
+struct Run {
+    first: u64,
+    count: u64,
+    stride: u32,
+    bytes: Vec<u8>,
+    /// Bytes of `bytes` already cut off the front.
+    off: usize,
+}
+
+/// Items cut off a call's queue for one segment of a chunk.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Piece {
+    pub(crate) first: u64,
+    pub(crate) count: u32,
+    pub(crate) stride: u32,
+    pub(crate) bytes: Vec<u8>,
+}
+
+impl Piece {
+    /// The byte offset of item `n` of the piece.
+    pub(crate) fn offset_of(&self, n: u32) -> Option<usize> {
+        offset_of(&self.bytes, self.stride, n as usize)
+    }
+
+    /// The piece without the items whose indices are in `skip` (sorted), as the pieces
+    /// left between them.
+    pub(crate) fn without(self, skip: &[u64]) -> Vec<Piece> {
+        let mut out = Vec::new();
+        let mut at = 0u32;
+        for &s in skip {
+            if s < self.first + u64::from(at) || s >= self.first + u64::from(self.count) {
+                continue;
+            }
+            let k = (s - self.first) as u32;
+            if k > at {
+                if let (Some(a), Some(b)) = (self.offset_of(at), self.offset_of(k)) {
+                    out.push(Piece {
+                        first: self.first + u64::from(at),
+                        count: k - at,
+                        stride: self.stride,
+                        bytes: self.bytes[a..b].to_vec(),
+                    });
+                }
+            }
+            at = k + 1;
+        }
+        if at == 0 {
+            out.push(self);
+        } else if at < self.count {
+            if let Some(a) = self.offset_of(at) {
+                out.push(Piece {
+                    first: self.first + u64::from(at),
+                    count: self.count - at,
+                    stride: self.stride,
+                    bytes: self.bytes[a..].to_vec(),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// The byte offset of item `n` in items of the given layout.
+pub(crate) fn offset_of(items: &[u8], stride: u32, n: usize) -> Option<usize> {
+    if stride == FRAMED {
+        wire::skip_items(items, n).ok()
+    } else {
+        let at = n.checked_mul(stride as usize)?;
+        (at <= items.len()).then_some(at)
+    }
+}
+
+/// Runs below this many bytes are appended to the run before them when they follow on
+/// (single submits share a run); bigger ones stay whole, so that a cut can take them
+/// without a copy.
+const MERGE_BELOW: usize = 4096;
+
 /// The items of a call not yet cut into a chunk.
 #[derive(Debug)]
 pub(crate) struct JobQueue {
-    /// Encoded items, each `varint length + bytes`, from `head` on.
-    bytes: Vec<u8>,
-    head: usize,
-    /// Runs of consecutive items in `bytes`, as pushed: `(index of the first, count, bytes)`.
-    runs: VecDeque<(u64, u64, usize)>,
+    runs: VecDeque<Run>,
     /// No more items will come.
     pub(crate) input_done: bool,
     /// The pool took the call back (terminated, broken): no more items are accepted.
@@ -103,8 +189,6 @@ pub(crate) struct JobQueue {
 impl JobQueue {
     pub(crate) fn new(sizer: Sizer, total: Option<u64>) -> Self {
         JobQueue {
-            bytes: Vec::new(),
-            head: 0,
             runs: VecDeque::new(),
             input_done: false,
             closed: false,
@@ -135,30 +219,50 @@ impl JobQueue {
         self.why.clone().map_or(Error::Shutdown, Error::Task)
     }
 
-    /// Appends item `index`, already encoded (`varint length + bytes`).
-    pub(crate) fn push_encoded(&mut self, index: u64, encoded: &[u8]) {
-        self.push_run(index, 1, encoded);
-    }
-
-    /// Appends items `first..first + count`, encoded one after another.
-    pub(crate) fn push_run(&mut self, first: u64, count: u64, encoded: &[u8]) {
+    /// Appends items `first..first + count` of the given layout, taking `bytes` as they are.
+    pub(crate) fn push_owned(&mut self, first: u64, count: u64, stride: u32, bytes: Vec<u8>) {
         if count == 0 {
             return;
         }
-        self.bytes.extend_from_slice(encoded);
-        self.runs.push_back((first, count, encoded.len()));
+        if let Some(last) = self.mergeable(first, stride, bytes.len()) {
+            last.bytes.extend_from_slice(&bytes);
+            last.count += count;
+            return;
+        }
+        self.runs.push_back(Run {
+            first,
+            count,
+            stride,
+            bytes,
+            off: 0,
+        });
+    }
+
+    /// Appends every run of `batch`, its item `k` being item `first + k` of the call.
+    pub(crate) fn push_batch(&mut self, first: u64, batch: &mut Encoded) {
+        for (offset, count, stride, bytes) in batch.runs.drain(..) {
+            self.push_owned(first + offset, count, stride, bytes);
+        }
+    }
+
+    /// The last run, when a small run of the same layout following on may join it.
+    fn mergeable(&mut self, first: u64, stride: u32, len: usize) -> Option<&mut Run> {
+        let last = self.runs.back_mut()?;
+        (len < MERGE_BELOW
+            && last.stride == stride
+            && last.first + last.count == first
+            && u32::try_from(last.count + 1).is_ok())
+        .then_some(last)
     }
 
     /// The indices of the items not cut yet.
     pub(crate) fn indices(&self) -> impl Iterator<Item = u64> + '_ {
-        self.runs.iter().flat_map(|&(f, n, _)| f..f + n)
+        self.runs.iter().flat_map(|r| r.first..r.first + r.count)
     }
 
     /// Drops every item not cut yet.
     pub(crate) fn clear(&mut self) {
         self.runs.clear();
-        self.bytes.clear();
-        self.head = 0;
     }
 
     /// How many items are left to cut, when the input's length is known.
@@ -166,49 +270,220 @@ impl JobQueue {
         self.total.map(|t| t.saturating_sub(self.cut) as usize)
     }
 
-    /// Cuts up to `max` items with consecutive indices off the front: `(first index,
-    /// count, encoded items)`.
-    pub(crate) fn cut(&mut self, max: usize) -> Option<(u64, u32, Vec<u8>)> {
+    /// Cuts up to `max` items with consecutive indices off the front, as pieces (one per run
+    /// they come from; a whole run is moved, not copied).
+    pub(crate) fn cut(&mut self, max: usize) -> Option<Vec<Piece>> {
         let max = max.clamp(1, u32::MAX as usize) as u64;
-        let (first, _, _) = *self.runs.front()?;
-        let (mut n, mut len) = (0u64, 0usize);
-        // Whole runs while they fit and follow on: their byte lengths are known.
-        while let Some(&(f, count, bytes)) = self.runs.front() {
-            if f != first + n || n + count > max {
+        let first = self.runs.front()?.first;
+        let mut n = 0u64;
+        let mut pieces = Vec::new();
+        while n < max {
+            let Some(run) = self.runs.front_mut() else {
+                break;
+            };
+            if run.first != first + n {
                 break;
             }
-            n += count;
-            len += bytes;
-            self.runs.pop_front();
-        }
-        // Part of the next run: its items' lengths are read.
-        if n < max {
-            if let Some(front) = self.runs.front_mut() {
-                if front.0 == first + n {
-                    let take = (max - n).min(front.1);
-                    let rest = &self.bytes[self.head + len..];
-                    // Our own encoding: the lengths are well formed.
-                    let part = wire::skip_items(rest, take as usize).unwrap_or(front.2);
-                    *front = (front.0 + take, front.1 - take, front.2 - part);
-                    if front.1 == 0 {
-                        self.runs.pop_front();
-                    }
-                    n += take;
-                    len += part;
+            let take = (max - n).min(run.count);
+            if take == run.count {
+                let run = self.runs.pop_front().expect("checked");
+                let bytes = if run.off == 0 {
+                    run.bytes
+                } else {
+                    run.bytes[run.off..].to_vec()
+                };
+                pieces.push(Piece {
+                    first: run.first,
+                    count: take as u32,
+                    stride: run.stride,
+                    bytes,
+                });
+            } else {
+                let rest = &run.bytes[run.off..];
+                // Our own encoding: the lengths are well formed.
+                let len = offset_of(rest, run.stride, take as usize).unwrap_or(rest.len());
+                pieces.push(Piece {
+                    first: run.first,
+                    count: take as u32,
+                    stride: run.stride,
+                    bytes: rest[..len].to_vec(),
+                });
+                run.off += len;
+                run.first += take;
+                run.count -= take;
+                if run.off > run.bytes.len() / 2 && run.off > 1 << 16 {
+                    run.bytes.drain(..run.off);
+                    run.off = 0;
                 }
             }
-        }
-        let chunk = self.bytes[self.head..self.head + len].to_vec();
-        self.head += len;
-        if self.runs.is_empty() {
-            self.bytes.clear();
-            self.head = 0;
-        } else if self.head > self.bytes.len() / 2 && self.head > 1 << 16 {
-            self.bytes.drain(..self.head);
-            self.head = 0;
+            n += take;
         }
         self.cut += n;
-        Some((first, n as u32, chunk))
+        Some(join(pieces))
+    }
+}
+
+/// Joins pieces of one layout that follow on into one (one segment, one block of outcomes,
+/// one wake-up of the consumer, instead of one per piece); the first one's buffer grows.
+fn join(pieces: Vec<Piece>) -> Vec<Piece> {
+    let mut out: Vec<Piece> = Vec::with_capacity(pieces.len());
+    for p in pieces {
+        match out.last_mut() {
+            Some(last)
+                if last.stride == p.stride
+                    && last.first + u64::from(last.count) == p.first
+                    && last.count.checked_add(p.count).is_some() =>
+            {
+                last.bytes.extend_from_slice(&p.bytes);
+                last.count += p.count;
+            }
+            _ => out.push(p),
+        }
+    }
+    out
+}
+
+/// Items encoded outside a queue's lock, in runs: `(offset of the first in the batch,
+/// count, stride, bytes)`, and the items that encode in no layout.
+#[derive(Debug, Default)]
+pub(crate) struct Encoded {
+    pub(crate) runs: Vec<(u64, u64, u32, Vec<u8>)>,
+    pub(crate) failed: Vec<(u64, Error)>,
+    /// Items encoded so far (failed ones included).
+    pub(crate) items: u64,
+}
+
+impl Encoded {
+    pub(crate) fn clear(&mut self) {
+        self.runs.clear();
+        self.failed.clear();
+        self.items = 0;
+    }
+}
+
+/// Encodes a call's items: flat while their type allows it (D160), else framed.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ItemEncoder {
+    /// The type refused the flat layout: every item is framed.
+    refused: bool,
+    /// Room to reserve in a new run.
+    expect: usize,
+}
+
+impl ItemEncoder {
+    /// The next batch holds about `n` items (to size its buffers).
+    pub(crate) fn expect(&mut self, n: usize) {
+        self.expect = n.clamp(1, 1 << 16);
+    }
+
+    /// Encodes every item of `items` as the next items of `batch`. While the items stay flat
+    /// at one stride they are appended in a tight loop to one run.
+    pub(crate) fn extend<A: Serialize>(
+        &mut self,
+        mut items: impl Iterator<Item = A>,
+        batch: &mut Encoded,
+    ) {
+        while let Some(a) = items.next() {
+            self.push(&a, batch);
+            if self.refused {
+                continue;
+            }
+            // The run `a` went to, if flat: the rest follows in a local buffer.
+            let Some((offset, count, stride, bytes)) = batch.runs.last_mut() else {
+                continue;
+            };
+            if *stride == FRAMED || *offset + *count != batch.items {
+                continue;
+            }
+            // Written in place into room made ahead (the loop carries its position in a
+            // register, not in the buffer's length).
+            let width = *stride as usize;
+            let mut buf = std::mem::take(bytes);
+            let mut pos = buf.len();
+            let ahead = items.size_hint().1.unwrap_or(1024).min(1 << 16);
+            buf.resize(pos + ahead * width, 0);
+            let mut n = 0u64;
+            let mut odd = None;
+            for a in items.by_ref() {
+                if pos + width > buf.len() {
+                    buf.resize(buf.len() * 2 + width, 0);
+                }
+                match flat::write(&a, &mut buf[pos..pos + width]) {
+                    Ok(()) => {
+                        pos += width;
+                        n += 1;
+                    }
+                    Err(_) => {
+                        odd = Some(a);
+                        break;
+                    }
+                }
+            }
+            buf.truncate(pos);
+            let (_, count, _, bytes) = batch.runs.last_mut().expect("checked");
+            *bytes = buf;
+            *count += n;
+            batch.items += n;
+            if let Some(a) = odd {
+                self.push(&a, batch);
+            }
+        }
+    }
+
+    /// Encodes `value` as the next item of `batch`.
+    #[inline]
+    pub(crate) fn push<A: Serialize>(&mut self, value: &A, batch: &mut Encoded) {
+        let k = batch.items;
+        batch.items += 1;
+        if !self.refused {
+            if let Some((offset, count, stride, bytes)) = batch.runs.last_mut() {
+                if *stride != FRAMED && *offset + *count == k {
+                    let at = bytes.len();
+                    match flat::append(value, bytes) {
+                        Ok(n) if n == *stride as usize => {
+                            *count += 1;
+                            return;
+                        }
+                        Ok(_) => bytes.truncate(at),
+                        Err(_) => {}
+                    }
+                }
+            }
+            self.push_new_flat(value, k, batch);
+            if batch.runs.last().is_some_and(|r| r.0 + r.1 == k + 1) {
+                return;
+            }
+        }
+        self.push_framed(value, k, batch);
+    }
+
+    #[cold]
+    fn push_new_flat<A: Serialize>(&mut self, value: &A, k: u64, batch: &mut Encoded) {
+        let mut bytes = Vec::new();
+        match flat::append(value, &mut bytes) {
+            Ok(n) if n < FRAMED as usize => {
+                bytes.reserve(n.saturating_mul(self.expect).min(1 << 22));
+                batch.runs.push((k, 1, n as u32, bytes));
+            }
+            _ => self.refused = true,
+        }
+    }
+
+    fn push_framed<A: Serialize>(&mut self, value: &A, k: u64, batch: &mut Encoded) {
+        if let Some((offset, count, FRAMED, bytes)) = batch.runs.last_mut() {
+            if *offset + *count == k {
+                match encode_item(value, bytes) {
+                    Ok(()) => *count += 1,
+                    Err(e) => batch.failed.push((k, e)),
+                }
+                return;
+            }
+        }
+        let mut bytes = Vec::new();
+        match encode_item(value, &mut bytes) {
+            Ok(()) => batch.runs.push((k, 1, FRAMED, bytes)),
+            Err(e) => batch.failed.push((k, e)),
+        }
     }
 }
 
@@ -237,8 +512,13 @@ impl std::fmt::Debug for Shared {
 /// A request from a caller to the supervisor.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Command {
-    /// Stop the task of this job if it runs: `SIGTERM` its worker, `SIGKILL` after `grace`.
-    Stop { job: usize, grace: Duration },
+    /// Stop item `index` of this job if it runs: `SIGTERM` its worker, `SIGKILL` after
+    /// `grace`.
+    Stop {
+        job: usize,
+        index: u64,
+        grace: Duration,
+    },
     /// Send every worker `SIGTERM` (`kill`: `SIGKILL`) and end every pending call.
     Signal { kill: bool },
 }
@@ -381,7 +661,8 @@ pub(crate) struct Feed<A, R, I> {
     pub(crate) shared: Arc<Shared>,
     /// The user's bound on items ahead (`buffersize`), if any.
     pub(crate) limit: Option<usize>,
-    pub(crate) scratch: Vec<u8>,
+    pub(crate) encoder: ItemEncoder,
+    pub(crate) batch: Encoded,
     pub(crate) _a: PhantomData<fn(A)>,
 }
 
@@ -393,8 +674,13 @@ where
 {
     fn pull(&mut self, n: usize) -> Result<usize> {
         // In a few parts, each handed to the supervisor at once, so that workers start while
-        // the rest is being encoded.
-        let step = (n / 4).clamp(64, MAX_WINDOW);
+        // the rest is being encoded; a part is at least the chunk the supervisor will cut
+        // next (one wake-up and one run per chunk, not several).
+        let chunk = {
+            let q = lock(&self.job.q);
+            q.sizer.next(q.remaining())
+        };
+        let step = (n / 4).max(chunk).clamp(64, MAX_WINDOW);
         let mut total = 0;
         while total < n {
             match self.pull_some(step.min(n - total))? {
@@ -432,54 +718,39 @@ where
     /// Pulls up to `n` items (`n` = 0: checks the end of the input).
     fn pull_some(&mut self, n: usize) -> Result<usize> {
         // Encoded here, outside the queue's lock; the indices are known once it is taken.
-        let mut encoded = std::mem::take(&mut self.scratch);
-        encoded.clear();
-        let mut failed: Vec<(usize, Error)> = Vec::new();
-        let mut got = 0usize;
-        for a in self.iter.by_ref().take(n) {
-            if let Err(e) = encode_item(&a, &mut encoded) {
-                failed.push((got, e));
-            }
-            got += 1;
-        }
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear();
+        self.encoder.expect(n);
+        self.encoder.extend(self.iter.by_ref().take(n), &mut batch);
+        let got = batch.items;
         let mut q = lock(&self.job.q);
         if q.closed {
-            self.scratch = encoded;
+            self.batch = batch;
             return Err(q.refusal());
         }
         if got == 0 {
             q.input_done = true;
             drop(q);
-            self.scratch = encoded;
+            self.batch = batch;
             // The supervisor may be waiting for this call to end (close, then join).
             self.shared.nudge();
             return Ok(0);
         }
-        let first = self.out.register(got as u64);
-        // Runs of items between the ones that failed to encode.
-        let mut at = 0u64;
-        let mut start = 0usize;
-        for (k, _) in &failed {
-            let k = *k as u64;
-            let len = wire::skip_items(&encoded[start..], (k - at) as usize).unwrap_or(0);
-            q.push_run(first + at, k - at, &encoded[start..start + len]);
-            start += len;
-            at = k + 1;
-        }
-        q.push_run(first + at, got as u64 - at, &encoded[start..]);
+        let first = self.out.register(got);
+        q.push_batch(first, &mut batch);
         let was_queued = q.queued;
         let wake = !q.is_empty();
         if wake {
             q.queued = true;
         }
         drop(q);
-        self.scratch = encoded;
-        for (k, e) in failed {
-            self.job.sink.fail(first + k as u64, 1, &arg_error::<A>(&e));
+        for (k, e) in batch.failed.drain(..) {
+            self.job.sink.fail(first + k, 1, &arg_error::<A>(&e));
         }
+        self.batch = batch;
         if wake {
             self.shared.requeue(&self.job, was_queued);
         }
-        Ok(got)
+        Ok(got as usize)
     }
 }

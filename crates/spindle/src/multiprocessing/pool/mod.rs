@@ -76,11 +76,14 @@ mod async_result;
 mod call;
 mod chunk;
 mod chunking;
+mod flat;
 mod imap;
 mod job;
 mod progress;
 pub(crate) mod protocol;
+mod reports;
 mod result;
+mod runs;
 mod spawn;
 mod stderr;
 mod supervisor;
@@ -104,6 +107,7 @@ pub use chunking::Chunking;
 pub use imap::{IMap, IMapUnordered};
 pub use worker::InitResult;
 
+pub(crate) use runs::{map_run, Entries};
 /// The MPI executor's trampolines are the pool's.
 #[cfg(feature = "mpi")]
 pub(crate) use worker::{init_entry, star_item};
@@ -118,12 +122,17 @@ pub(crate) use self::async_result::AsyncShared;
 pub(crate) use self::call::{drain, single};
 pub(crate) use self::chunking::Sizer;
 pub(crate) use self::imap::Stream;
-pub(crate) use self::job::{arg_error, encode_item, Command, ProcJob, Shared, MAX_WINDOW};
+pub(crate) use self::job::{arg_error, Command, Encoded, ItemEncoder, ProcJob, Shared, MAX_WINDOW};
 pub(crate) use self::progress::Bar;
-pub(crate) use self::result::{collect, decode_one, Block, ByteSink, Order, Outcomes, Pull, Sink};
+pub(crate) use self::reports::Reports;
+pub(crate) use self::result::{collect, Block, ByteSink, Order, Outcomes, Pull, Sink};
 use self::spawn::Settings;
 use self::supervisor::Supervisor;
 use self::worker::Hooks;
+/// The framed codec of one item and one outcome, for executors that run the pool's item
+/// trampolines elsewhere (the MPI executor's ranks).
+#[allow(unused_imports)]
+pub(crate) use self::{job::encode_item, reports::decode_one};
 use crate::error::{Error, Result};
 use crate::latch::lock;
 use crate::multiprocessing::{get_start_method, Context, StartMethod, Target};
@@ -446,6 +455,9 @@ impl<S: 'static> PoolBuilder<S> {
             relay_stderr: self.relay_stderr,
             name: "SpindlePoolWorker".into(),
         });
+        // Computed once here, so that forked workers find it known instead of each reading
+        // the program's headers before their first task.
+        crate::sys::image::compute_checks();
         let shared = Shared::new(processes)?;
         let mut sup = Supervisor::new(Arc::clone(&shared), Arc::clone(&settings))?;
         // The workers first, the pool's thread after: a program that builds its pool from a

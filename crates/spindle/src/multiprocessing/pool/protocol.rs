@@ -5,13 +5,15 @@
 //!
 //! | kind | direction | payload |
 //! |---|---|---|
-//! | `TASK` | pool → worker | `seq: u64, flags: u8, segments: u32`, then per segment `entry: i64, count: u32, bytes: u32` and `bytes` of items, each `varint length + postcard` |
+//! | `TASK` | pool → worker | `seq: u64, flags: u8, segments: u32`, then per segment `entry: i64, count: u32, stride: u32, bytes: u32` and `bytes` of items: `count` flat values of `stride` bytes each (`flat.rs`), or, when `stride` is `u32::MAX`, each `varint length + postcard` |
 //! | `STOP` | pool → worker | empty: finish, run the exit hook, exit |
+//! | `SKIP` | pool → worker | `seq: u64, position: u32`: do not run that item of that chunk (a caller stopped it before it started); it is reported `TAG_CANCELLED` |
 //! | `READY` | worker → pool | empty: the initializer succeeded |
 //! | `INIT_FAILED` | worker → pool | the initializer's message (UTF-8) |
-//! | `RESULTS` | worker → pool | `seq: u64, offset: u32, count: u32, last: u8, elapsed_ns: u64`, then `count` items, each a tag byte and a self-delimiting postcard value |
+//! | `RESULTS` | worker → pool | `seq: u64, offset: u32, count: u32, last: u8, elapsed_ns: u64`, then the outcomes of `count` items: tagged postcard values, and runs of flat values (`trampoline.rs`) |
 //!
-//! A chunk (`TASK`) is a list of segments: one segment for a `map` chunk, several one-item
+//! The entry of a segment of flat values is its function's run trampoline; of framed values,
+//! its item trampoline. A chunk (`TASK`) is a list of segments: one segment for a `map` chunk, several one-item
 //! segments when the pool batches single submits of different calls into one message. A
 //! worker reports a chunk's results in one or more `RESULTS` frames; `offset` counts the
 //! chunk's items reported before, `last` marks the final one. A worker writes a chunk's last
@@ -29,6 +31,7 @@ pub(crate) const MAX_FRAME: usize = 1 << 30;
 
 pub(crate) const TASK: u8 = 1;
 pub(crate) const STOP: u8 = 2;
+pub(crate) const SKIP: u8 = 3;
 pub(crate) const READY: u8 = 10;
 pub(crate) const INIT_FAILED: u8 = 11;
 pub(crate) const RESULTS: u8 = 12;
@@ -41,6 +44,10 @@ pub(crate) const FLUSH_EACH: u8 = 1;
 pub(crate) const TAG_VALUE: u8 = 0;
 pub(crate) const TAG_PANIC: u8 = 1;
 pub(crate) const TAG_CODEC: u8 = 2;
+/// A run of flat values: `count: u32, stride: u32`, then `count × stride` bytes.
+pub(crate) const TAG_RUN: u8 = 3;
+/// An item not run because the pool said `SKIP`; nothing follows.
+pub(crate) const TAG_CANCELLED: u8 = 4;
 
 /// Appends the postcard encoding of `value` to `out`; on failure `out` is left as it was.
 ///
@@ -222,14 +229,27 @@ impl InBuf {
         }
     }
 
+    /// Appends `bytes` after the data.
+    pub(crate) fn extend(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.buf.truncate(self.end);
+        self.buf.extend_from_slice(bytes);
+        self.end = self.buf.len();
+    }
+
     /// Forgets everything.
     pub(crate) fn clear(&mut self) {
         self.start = 0;
         self.end = 0;
     }
 
-    /// How many more bytes the frame at the front needs (at least `min`).
+    /// How many more bytes the frame at the front needs (at least `min`, or, while the buffer
+    /// is smaller than `min`, at least its size or 4 KiB: a worker that only ever gets small
+    /// frames never fills and faults in a big buffer).
     pub(crate) fn wanted(&self, min: usize) -> usize {
+        let min = min.min(self.buf.len().max(4096));
         let d = self.data();
         if d.len() >= HEADER {
             let len = u32::from_le_bytes([d[2], d[3], d[4], d[5]]) as usize;

@@ -12,19 +12,77 @@ use std::time::Instant;
 
 use serde::de::DeserializeOwned;
 
-use super::protocol as wire;
+use super::flat;
+use super::reports::{decode_block, unreadable, whole_run, RAW_FROM};
 use crate::error::{Error, Result, TaskError};
 use crate::latch::{lock, wait_until_std as wait_until};
-use crate::panic::PanicReport;
 
 /// The outcomes of consecutive items `first..first + len`: the values of those that
-/// succeeded and the errors of those that failed, both in input order.
+/// succeeded and the errors of those that failed, both in input order — or, for a run of
+/// flat values from a worker, their bytes, decoded by whoever takes the block (the consumer's
+/// thread, straight into its own buffer: the supervisor only copies them).
 #[derive(Debug)]
 pub(crate) struct Block<R> {
     pub(crate) first: u64,
     pub(crate) len: u64,
     pub(crate) values: Vec<R>,
     pub(crate) errors: Vec<(u64, TaskError)>,
+    /// Every item's value, not decoded yet (then `values` and `errors` are empty).
+    raw: Option<Raw<R>>,
+}
+
+/// A run of flat values not decoded yet, and how to decode them.
+pub(crate) struct Raw<R> {
+    bytes: Vec<u8>,
+    stride: usize,
+    decode: DecodeRun<R>,
+}
+
+impl<R> std::fmt::Debug for Raw<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Raw({} bytes, stride {})", self.bytes.len(), self.stride)
+    }
+}
+
+/// Decodes the flat values of items `first..first + count` into `values` (the ones that
+/// decode) and `errors` (the others, by index). Monomorphised where `R` can be decoded, so
+/// that a block's taker needs no bound on `R`.
+type DecodeRun<R> = fn(
+    bytes: &[u8],
+    stride: usize,
+    first: u64,
+    count: u64,
+    values: &mut Vec<R>,
+    errors: &mut Vec<(u64, TaskError)>,
+);
+
+fn decode_run<R: DeserializeOwned>(
+    bytes: &[u8],
+    stride: usize,
+    first: u64,
+    count: u64,
+    values: &mut Vec<R>,
+    errors: &mut Vec<(u64, TaskError)>,
+) {
+    values.reserve(count as usize);
+    if stride == 0 {
+        for i in 0..count {
+            match flat::decode::<R>(&[]) {
+                Ok(x) => values.push(x),
+                Err(e) => errors.push((first + i, unreadable::<R>(&e).with_task(first + i))),
+            }
+        }
+        return;
+    }
+    for (i, v) in bytes.chunks_exact(stride).take(count as usize).enumerate() {
+        match flat::decode::<R>(v) {
+            Ok(x) => values.push(x),
+            Err(e) => {
+                let at = first + i as u64;
+                errors.push((at, unreadable::<R>(&e).with_task(at)));
+            }
+        }
+    }
 }
 
 impl<R> Block<R> {
@@ -34,6 +92,62 @@ impl<R> Block<R> {
             len: 0,
             values: Vec::with_capacity(capacity),
             errors: Vec::new(),
+            raw: None,
+        }
+    }
+
+    /// Items `first..first + count` whose values are the flat `bytes` (`count × stride`).
+    pub(super) fn raw(first: u64, count: u64, bytes: Vec<u8>, stride: usize) -> Self
+    where
+        R: DeserializeOwned,
+    {
+        Block {
+            first,
+            len: count,
+            values: Vec::new(),
+            errors: Vec::new(),
+            raw: Some(Raw {
+                bytes,
+                stride,
+                decode: decode_run::<R>,
+            }),
+        }
+    }
+
+    /// Decodes the values still raw.
+    pub(crate) fn materialize(&mut self) {
+        if let Some(raw) = self.raw.take() {
+            (raw.decode)(
+                &raw.bytes,
+                raw.stride,
+                self.first,
+                self.len,
+                &mut self.values,
+                &mut self.errors,
+            );
+        }
+    }
+
+    /// Appends the block's values to `values` and returns its errors (decoding raw values
+    /// straight into `values`).
+    pub(crate) fn drain_into(mut self, values: &mut Vec<R>) -> Vec<(u64, TaskError)> {
+        match self.raw.take() {
+            Some(raw) => {
+                let mut errors = Vec::new();
+                (raw.decode)(
+                    &raw.bytes,
+                    raw.stride,
+                    self.first,
+                    self.len,
+                    values,
+                    &mut errors,
+                );
+                errors
+            }
+            None => {
+                values.append(&mut self.values);
+                self.errors
+            }
         }
     }
 
@@ -46,6 +160,17 @@ impl<R> Block<R> {
         let at = self.first + self.len;
         self.errors.push((at, e.with_task(at)));
         self.len += 1;
+    }
+
+    /// An item whose flat value is `bytes`.
+    pub(super) fn flat(&mut self, bytes: &[u8])
+    where
+        R: DeserializeOwned,
+    {
+        match flat::decode::<R>(bytes) {
+            Ok(v) => self.value(v),
+            Err(e) => self.error(unreadable::<R>(&e)),
+        }
     }
 
     /// `len` items that all failed with `e`.
@@ -64,6 +189,13 @@ pub(crate) trait Sink: Send + Sync {
     /// outcome any more (the consumer is gone, the future was cancelled), so the items are
     /// dropped instead.
     fn start(&self) -> bool;
+    /// Items `first..first + count` are about to be handed to a worker: the indices of those
+    /// nobody wants any more (a future cancelled while queued) are added to `skip`, in
+    /// order, and they are dropped instead of run. (For sinks with an outcome per item;
+    /// by default every item runs.)
+    fn start_items(&self, first: u64, count: u32, skip: &mut Vec<u64>) {
+        let _ = (first, count, skip);
+    }
     /// Items `first..first + len` failed with `error`.
     fn fail(&self, first: u64, len: u64, error: &TaskError);
     /// Every item not delivered yet ends with `error` now; later deliveries are ignored.
@@ -77,56 +209,6 @@ pub(crate) trait ByteSink: Sink {
     /// from there on end with a codec error and the error is returned (the rest of `bytes`
     /// cannot be split any more).
     fn deliver_bytes(&self, first: u64, count: u32, bytes: &[u8]) -> Result<usize>;
-}
-
-/// Decodes one tagged outcome from the front of `bytes`: the item's value or its own error,
-/// and the bytes after it.
-pub(crate) fn decode_one<R: DeserializeOwned>(
-    bytes: &[u8],
-) -> Result<(std::result::Result<R, TaskError>, &[u8])> {
-    match bytes.split_first() {
-        None => Err(Error::Protocol("a pool result ends early".into())),
-        Some((&wire::TAG_VALUE, tail)) => wire::take::<R>(tail).map(|(v, t)| (Ok(v), t)),
-        Some((&wire::TAG_PANIC, tail)) => {
-            wire::take::<PanicReport>(tail).map(|(report, t)| (Err(TaskError::panicked(report)), t))
-        }
-        Some((&wire::TAG_CODEC, tail)) => {
-            wire::take::<String>(tail).map(|(m, t)| (Err(TaskError::failed(m)), t))
-        }
-        Some((tag, _)) => Err(Error::Protocol(format!("unknown result tag {tag}"))),
-    }
-}
-
-/// Decodes `count` tagged outcomes into a block: `(block, bytes used, error at the first
-/// undecodable one)`.
-pub(crate) fn decode_block<R: DeserializeOwned>(
-    first: u64,
-    count: u32,
-    bytes: &[u8],
-) -> (Block<R>, usize, Option<Error>) {
-    let mut block = Block::new(first, count as usize);
-    let mut rest = bytes;
-    for _ in 0..count {
-        match decode_one::<R>(rest) {
-            Ok((outcome, tail)) => {
-                match outcome {
-                    Ok(v) => block.value(v),
-                    Err(e) => block.error(e),
-                }
-                rest = tail;
-            }
-            Err(e) => {
-                let err = TaskError::failed(format!("the result could not be read: {e}"));
-                while block.len < u64::from(count) {
-                    block.error(err.clone());
-                }
-                let used = bytes.len() - rest.len();
-                return (block, used, Some(e));
-            }
-        }
-    }
-    let used = bytes.len() - rest.len();
-    (block, used, None)
 }
 
 /// How the consumer takes the outcomes.
@@ -345,6 +427,13 @@ impl<R: Send + 'static> Sink for Outcomes<R> {
 
 impl<R: DeserializeOwned + Send + 'static> ByteSink for Outcomes<R> {
     fn deliver_bytes(&self, first: u64, count: u32, bytes: &[u8]) -> Result<usize> {
+        // A big run of plain values: copied as they are, decoded by the consumer.
+        if count >= RAW_FROM {
+            if let Some((values, stride, used)) = whole_run(bytes, count) {
+                self.deliver(Block::raw(first, u64::from(count), values.to_vec(), stride));
+                return Ok(used);
+            }
+        }
         let (block, used, err) = decode_block::<R>(first, count, bytes);
         self.deliver(block);
         match err {
@@ -413,7 +502,8 @@ pub(crate) struct Cursor<R> {
 }
 
 impl<R> Cursor<R> {
-    pub(crate) fn new(b: Block<R>) -> Self {
+    pub(crate) fn new(mut b: Block<R>) -> Self {
+        b.materialize();
         let mut errors = b.errors.into_iter();
         let next_error = errors.next();
         Cursor {
@@ -448,10 +538,9 @@ pub(crate) fn collect<R>(blocks: Vec<Block<R>>) -> Result<Vec<R>> {
     let total: u64 = blocks.iter().map(|b| b.len).sum();
     let mut values = Vec::with_capacity(total as usize);
     for b in blocks {
-        if let Some((_, e)) = b.errors.into_iter().next() {
+        if let Some((_, e)) = b.drain_into(&mut values).into_iter().next() {
             return Err(Error::Task(e));
         }
-        values.extend(b.values);
     }
     Ok(values)
 }
@@ -468,132 +557,4 @@ pub(crate) trait Pull {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    /// Every outcome handed out now, one by one.
-    fn items(out: &Outcomes<u32>, until: Option<Instant>) -> Vec<Result<u32>> {
-        let mut got = Vec::new();
-        while let Some(b) = out.next_block(until) {
-            match b {
-                Ok(b) => {
-                    let mut c = Cursor::new(b);
-                    while let Some(item) = c.next() {
-                        got.push(item);
-                    }
-                }
-                Err(e) => {
-                    got.push(Err(e));
-                    break;
-                }
-            }
-        }
-        got
-    }
-
-    fn block(first: u64, vals: &[u32]) -> Block<u32> {
-        let mut b = Block::new(first, vals.len());
-        for v in vals {
-            b.value(*v);
-        }
-        b
-    }
-
-    #[test]
-    fn ordered_outcomes_come_in_input_order_whatever_the_arrival() {
-        let out = Outcomes::<u32>::new(Order::Ordered);
-        out.register(5);
-        out.input_done();
-        out.deliver(block(3, &[30, 40]));
-        let mut b = block(0, &[0]);
-        b.error(TaskError::cancelled());
-        b.value(20);
-        out.deliver(b);
-        let got = items(&out, None);
-        assert_eq!(got.len(), 5);
-        assert_eq!(*got[0].as_ref().unwrap(), 0);
-        let e = got[1].as_ref().unwrap_err().as_task().unwrap().clone();
-        assert!(e.is_cancelled());
-        assert_eq!(e.task(), Some(1));
-        assert_eq!(*got[4].as_ref().unwrap(), 40);
-        assert!(out.exhausted());
-    }
-
-    #[test]
-    fn termination_fails_every_gap_once_and_ignores_late_deliveries() {
-        for order in [Order::Ordered, Order::Unordered] {
-            let out = Outcomes::<u32>::new(order);
-            out.register(6);
-            out.deliver(block(1, &[1]));
-            out.deliver(block(4, &[4]));
-            out.terminate(&TaskError::cancelled());
-            out.deliver(block(0, &[99]));
-            let got = items(&out, None);
-            assert_eq!(got.len(), 6, "{order:?}");
-            let failed: Vec<u64> = got
-                .iter()
-                .filter_map(|r| r.as_ref().err()?.as_task()?.task())
-                .collect();
-            let mut sorted = failed.clone();
-            sorted.sort_unstable();
-            assert_eq!(sorted, [0, 2, 3, 5], "{order:?}");
-            assert!(!got.iter().any(|r| matches!(r, Ok(99))));
-        }
-    }
-
-    #[test]
-    fn collect_finishes_once_with_the_first_error_by_position() {
-        let out = Outcomes::<u32>::new(Order::Collect);
-        let (tx, rx) = std::sync::mpsc::channel();
-        out.on_finish(move |blocks| tx.send(collect(blocks)).unwrap());
-        out.register(4);
-        let mut late = Block::new(2, 2);
-        late.value(2);
-        late.error(TaskError::timed_out());
-        out.deliver(late);
-        let mut early = Block::new(0, 2);
-        early.error(TaskError::cancelled());
-        early.value(1);
-        out.deliver(early);
-        assert!(rx.try_recv().is_err(), "the input is not done yet");
-        out.input_done();
-        let e = rx.recv().unwrap().unwrap_err();
-        assert!(e.as_task().unwrap().is_cancelled());
-        assert_eq!(e.as_task().unwrap().task(), Some(0));
-    }
-
-    #[test]
-    fn a_timeout_leaves_the_outcome_coming() {
-        let out = Outcomes::<u32>::new(Order::Unordered);
-        out.register(1);
-        let until = Some(Instant::now() + Duration::from_millis(5));
-        assert!(matches!(out.next_block(until), Some(Err(Error::Timeout))));
-        out.deliver(block(0, &[7]));
-        let got = items(&out, None);
-        assert_eq!(*got[0].as_ref().unwrap(), 7);
-        assert_eq!(got.len(), 1);
-        assert!(out.next_block(None).is_none());
-    }
-
-    #[test]
-    fn decoding_tagged_outcomes_and_a_bad_value() {
-        let mut bytes = Vec::new();
-        bytes.push(wire::TAG_VALUE);
-        wire::append(&5u32, &mut bytes).unwrap();
-        bytes.push(wire::TAG_PANIC);
-        wire::append(&PanicReport::new("boom".into(), None, None), &mut bytes).unwrap();
-        bytes.push(wire::TAG_CODEC);
-        wire::append("cannot encode", &mut bytes).unwrap();
-        let (b, used, err) = decode_block::<u32>(10, 3, &bytes);
-        assert_eq!((b.len, used, err.is_none()), (3, bytes.len(), true));
-        assert_eq!(b.values, [5]);
-        assert_eq!(b.errors[0].1.panic_message(), Some("boom"));
-        assert_eq!(b.errors[1].0, 12);
-        let (b, _, err) = decode_block::<u32>(0, 2, &[wire::TAG_VALUE]);
-        assert_eq!(b.len, 2);
-        assert!(err.is_some());
-        let (_, _, err) = decode_block::<u32>(0, 1, &[77]);
-        assert!(err.is_some());
-    }
-}
+mod tests;

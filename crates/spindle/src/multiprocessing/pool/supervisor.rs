@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod death;
+mod dispatch;
 
 pub(crate) use super::chunk::{Chunk, KillReason, Segment};
 use super::job::{Command, Shared};
@@ -30,14 +31,6 @@ const CHAN: u64 = 0;
 const EXIT: u64 = 1;
 const ERR: u64 = 2;
 
-/// A chunk of estimated work below this may be followed by a second one on the same worker
-/// (hiding the round trip); above it, one chunk at a time keeps slow items spread out.
-const PREFETCH_BELOW: Duration = Duration::from_millis(5);
-/// Pack single items of different calls into one message while their estimated work stays
-/// below this.
-const PACK_TARGET: Duration = Duration::from_millis(2);
-/// The most items (and calls) packed into one message.
-const PACK_MAX: usize = 4096;
 /// How long the supervisor busy-waits around tiny tasks (see `Supervisor::spin`).
 const SPIN_FOR: Duration = Duration::from_micros(60);
 /// Wait this long before trying again to start a worker that failed to start.
@@ -124,8 +117,10 @@ impl Supervisor {
 
     /// The loop; returns when the pool is terminated, or closed and done.
     pub(crate) fn run(mut self) {
-        // Read here, off the caller's path (`build`).
-        self.oom_seen = sys::memory::oom_kill_count();
+        // The cgroup's OOM count is read right after the first chunk is sent, off the path of
+        // the pool's first result (reading two files takes tens of microseconds); a worker
+        // killed by the OOM killer before any chunk held no task to report it for.
+        let mut oom_read = false;
         loop {
             let timeout = self.arm_timer();
             let mut events = self.spin();
@@ -177,6 +172,10 @@ impl Supervisor {
             }
             self.maintain();
             self.dispatch();
+            if !oom_read && self.next_seq > 0 {
+                oom_read = true;
+                self.oom_seen = sys::memory::oom_kill_count();
+            }
         }
         self.end();
     }
@@ -228,7 +227,7 @@ impl Supervisor {
         }
         for c in commands {
             match c {
-                Command::Stop { job, grace } => self.stop_task(job, grace),
+                Command::Stop { job, index, grace } => self.stop_task(job, index, grace),
                 Command::Signal { kill } => {
                     for w in &mut self.workers {
                         w.kill = Some(KillReason::Terminate);
@@ -249,24 +248,49 @@ impl Supervisor {
         false
     }
 
-    fn stop_task(&mut self, job: usize, grace: Duration) {
-        for w in &mut self.workers {
-            for (ci, c) in w.inflight.iter().enumerate() {
-                let Some(pos) = c.position_of(job) else {
-                    continue;
-                };
-                let running = ci == 0 && (pos == c.reported || !c.flush_each);
-                if running && w.kill.is_none() {
-                    w.kill = Some(KillReason::Stop { job });
-                    let _ = w.process.terminate();
-                    w.kill_at = Some(Instant::now() + grace);
-                } else if !running {
-                    // Not started: it ends now; its result, if it ever comes, is dropped.
-                    if let Some((j, index)) = c.item_at(pos) {
-                        j.sink.fail(index, 1, &TaskError::cancelled());
-                    }
-                }
+    fn stop_task(&mut self, job: usize, index: u64, grace: Duration) {
+        for i in 0..self.workers.len() {
+            let w = &mut self.workers[i];
+            let Some((ci, seq, pos, running)) =
+                w.inflight.iter().enumerate().find_map(|(ci, c)| {
+                    let pos = c.position_of(job, index)?;
+                    let running = ci == 0 && (pos == c.reported || !c.flush_each);
+                    Some((ci, c.seq, pos, running))
+                })
+            else {
+                continue;
+            };
+            if running && w.kill.is_none() {
+                w.kill = Some(KillReason::Stop { job, index });
+                let _ = w.process.terminate();
+                w.kill_at = Some(Instant::now() + grace);
                 return;
+            }
+            // If the worker dies (it may be being killed for another item of its chunk), the
+            // item ends cancelled and is not sent again.
+            w.also_stop.push((job, index));
+            if !running {
+                // Not started: it ends now, and the worker is told not to run it (it looks
+                // for that before each chunk and while it works, D162); should it run
+                // anyway, its result is dropped.
+                if let Some((j, index)) = w.inflight[ci].item_at(pos) {
+                    j.sink.fail(index, 1, &TaskError::cancelled());
+                }
+                let mut f = Vec::with_capacity(wire::HEADER + 12);
+                let at = wire::begin_frame(&mut f, wire::SKIP);
+                f.extend_from_slice(&seq.to_le_bytes());
+                f.extend_from_slice(&pos.to_le_bytes());
+                if wire::end_frame(&mut f, at).is_ok() {
+                    w.out.extend_from_slice(&f);
+                    self.flush(i);
+                }
+            }
+            return;
+        }
+        // Cut but waiting to be sent again (its worker died): taken out, cancelled.
+        for c in std::mem::take(&mut self.retry) {
+            if let Some(c) = c.without_stopped(&[(job, index)]) {
+                self.retry.push_back(c);
             }
         }
     }
@@ -454,19 +478,22 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Learns how long the chunk's items took, per function.
+    /// Learns how long the chunk's items took, per call and per function.
     fn observe(&self, chunk: &Chunk) {
         if chunk.total == 0 {
             return;
         }
         let elapsed = Duration::from_nanos(chunk.elapsed_ns);
         let per_item = elapsed.as_secs_f64() / f64::from(chunk.total);
-        let mut seen = Vec::new();
+        // A call's segments follow one another (a cut in pieces); packed single tasks are
+        // thousands of calls of a few functions: each call learns once, each function once.
+        let mut last: Option<*const super::job::ProcJob> = None;
+        let mut learned: Vec<(u64, f64)> = Vec::new();
         for s in &chunk.segments {
-            if s.count == 0 || seen.contains(&Arc::as_ptr(&s.job)) {
+            if s.count == 0 || last == Some(Arc::as_ptr(&s.job)) {
                 continue;
             }
-            seen.push(Arc::as_ptr(&s.job));
+            last = Some(Arc::as_ptr(&s.job));
             let mut q = lock(&s.job.q);
             q.sizer.observe(
                 s.count as usize,
@@ -475,7 +502,16 @@ impl Supervisor {
             let t = q.sizer.per_item();
             drop(q);
             if let Some(t) = t {
-                lock(&self.shared.estimates).insert(s.job.key, t);
+                match learned.iter_mut().find(|(k, _)| *k == s.job.key) {
+                    Some(slot) => slot.1 = t,
+                    None => learned.push((s.job.key, t)),
+                }
+            }
+        }
+        if !learned.is_empty() {
+            let mut estimates = lock(&self.shared.estimates);
+            for (key, t) in learned {
+                estimates.insert(key, t);
             }
         }
     }
@@ -518,227 +554,6 @@ impl Supervisor {
                     .iter()
                     .filter_map(std::sync::Weak::upgrade)
                     .all(|j| lock(&j.q).input_done)
-        }
-    }
-
-    fn has_room(&self, w: &Worker) -> bool {
-        if w.retiring || w.kill.is_some() || w.exited || w.stop_sent {
-            return false;
-        }
-        if let Some(limit) = self.settings.maxtasksperchild {
-            if w.items_sent >= limit {
-                return false;
-            }
-        }
-        match w.inflight.len() {
-            0 => true,
-            // Not when a memory bound may retire the worker after its chunk: the next one
-            // must go to a fresh worker.
-            1 => {
-                self.settings.max_memory.is_none()
-                    && w.inflight[0].estimate.is_some_and(|e| e < PREFETCH_BELOW)
-            }
-            _ => false,
-        }
-    }
-
-    /// Sends chunks to every worker with room.
-    fn dispatch(&mut self) {
-        self.shared.fresh.store(false, Ordering::Release);
-        for i in 0..self.workers.len() {
-            while self.has_room(&self.workers[i]) {
-                let allowance = self
-                    .settings
-                    .maxtasksperchild
-                    .map_or(usize::MAX, |l| (l - self.workers[i].items_sent) as usize);
-                let Some(chunk) = self.next_chunk(allowance) else {
-                    break;
-                };
-                self.send(i, chunk);
-            }
-            self.retire_if_done(i);
-        }
-    }
-
-    /// Sends `STOP` to a worker that must go once it holds nothing.
-    fn retire_if_done(&mut self, i: usize) {
-        let closing = lock(&self.shared.sched).closed;
-        let w = &mut self.workers[i];
-        let spent = self
-            .settings
-            .maxtasksperchild
-            .is_some_and(|l| w.items_sent >= l);
-        if spent {
-            w.retiring = true;
-        }
-        if w.inflight.is_empty() && !w.stop_sent && !w.exited && w.kill.is_none() {
-            let done = closing && self.retry.is_empty() && {
-                let s = lock(&self.shared.sched);
-                s.jobs.is_empty()
-                    && s.live
-                        .iter()
-                        .filter_map(std::sync::Weak::upgrade)
-                        .all(|j| lock(&j.q).input_done)
-            };
-            let w = &mut self.workers[i];
-            if w.retiring || done {
-                let mut f = Vec::new();
-                let _ = wire::push_frame(&mut f, wire::STOP, b"");
-                w.out.extend_from_slice(&f);
-                w.stop_sent = true;
-                self.flush(i);
-            }
-        }
-    }
-
-    /// The next chunk to send: one to send again first, else cut from the queued calls.
-    fn next_chunk(&mut self, allowance: usize) -> Option<Chunk> {
-        if let Some(c) = self.retry.pop_front() {
-            return Some(c);
-        }
-        let seq = self.next_seq;
-        let mut chunk = Chunk::new(seq);
-        let mut s = lock(&self.shared.sched);
-        let mut est = Duration::ZERO;
-        while let Some(job) = s.jobs.front().cloned() {
-            let mut q = lock(&job.q);
-            if q.closed || q.is_empty() {
-                q.queued = false;
-                drop(q);
-                s.jobs.pop_front();
-                continue;
-            }
-            let per_item = q.sizer.per_item();
-            // Only one-task calls (apply, submit) are packed together, and only while every
-            // function is timed and the work stays small; a call's own chunks keep their size.
-            let single = q.total == Some(1);
-            if !chunk.segments.is_empty() {
-                let Some(t) = per_item.filter(|_| single) else {
-                    break;
-                };
-                if est.as_secs_f64() + t > PACK_TARGET.as_secs_f64()
-                    || chunk.segments.len() >= PACK_MAX
-                    || chunk.total as usize >= allowance
-                {
-                    break;
-                }
-            }
-            if !job.sink.start() {
-                q.clear();
-                q.queued = false;
-                drop(q);
-                s.jobs.pop_front();
-                continue;
-            }
-            let room = allowance.saturating_sub(chunk.total as usize).max(1);
-            let n = q.sizer.next(q.remaining()).min(room);
-            let Some((first, count, bytes)) = q.cut(n) else {
-                break;
-            };
-            if q.is_empty() {
-                q.queued = false;
-                drop(q);
-                s.jobs.pop_front();
-            } else {
-                drop(q);
-            }
-            chunk.flush_each |= job.timeout.is_some();
-            match (chunk.estimate, per_item) {
-                (Some(e), Some(t)) => {
-                    let add = Duration::from_secs_f64(t * f64::from(count));
-                    chunk.estimate = Some(e + add);
-                    est += add;
-                }
-                _ => chunk.estimate = None,
-            }
-            chunk.push(Segment {
-                job,
-                first,
-                count,
-                bytes,
-            });
-            if per_item.is_none()
-                || !single
-                || est >= PACK_TARGET
-                || chunk.total as usize >= allowance.min(PACK_MAX)
-            {
-                break;
-            }
-        }
-        drop(s);
-        if chunk.segments.is_empty() {
-            return None;
-        }
-        self.next_seq += 1;
-        Some(chunk)
-    }
-
-    /// Writes `chunk` to worker `i` and keeps it in flight.
-    fn send(&mut self, i: usize, chunk: Chunk) {
-        let w = &mut self.workers[i];
-        let at = wire::begin_frame(&mut w.out, wire::TASK);
-        w.out.extend_from_slice(&chunk.seq.to_le_bytes());
-        w.out.push(if chunk.flush_each {
-            wire::FLUSH_EACH
-        } else {
-            0
-        });
-        let live: Vec<&Segment> = chunk.segments.iter().filter(|s| s.count > 0).collect();
-        w.out.extend_from_slice(&(live.len() as u32).to_le_bytes());
-        for s in live {
-            w.out.extend_from_slice(&s.job.entry.to_le_bytes());
-            w.out.extend_from_slice(&s.count.to_le_bytes());
-            w.out
-                .extend_from_slice(&(s.bytes.len() as u32).to_le_bytes());
-            w.out.extend_from_slice(&s.bytes);
-        }
-        if wire::end_frame(&mut w.out, at).is_err() {
-            // Larger than a frame may be: the items fail, nothing is sent.
-            w.out.truncate(at);
-            chunk.fail_unreported(&TaskError::failed(
-                "the chunk's arguments exceed the 1 GiB message limit",
-            ));
-            return;
-        }
-        if w.inflight.is_empty() {
-            w.item_started = Instant::now();
-        }
-        w.items_sent += u64::from(chunk.total);
-        let mut chunk = chunk;
-        chunk.segments.retain(|s| s.count > 0);
-        w.inflight.push_back(chunk);
-        self.flush(i);
-    }
-
-    /// Writes what worker `i`'s buffer holds; waits for writability if the socket is full.
-    fn flush(&mut self, i: usize) {
-        let w = &mut self.workers[i];
-        while w.out_pos < w.out.len() {
-            match std::io::Write::write(&mut w.chan, &w.out[w.out_pos..]) {
-                Ok(n) => w.out_pos += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    // The worker is gone; its pidfd says so next.
-                    w.out.clear();
-                    w.out_pos = 0;
-                    break;
-                }
-            }
-        }
-        if w.out_pos == w.out.len() {
-            w.out.clear();
-            w.out_pos = 0;
-        }
-        let want = w.out_pos < w.out.len();
-        if want != w.want_write {
-            w.want_write = want;
-            let interest = if want {
-                Interest::READ_WRITE
-            } else {
-                Interest::READ
-            };
-            let _ = self.epoll.modify(w.chan.as_fd(), w.id * 4 + CHAN, interest);
         }
     }
 

@@ -17,12 +17,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use super::flat::FRAMED;
 use super::protocol::{self as wire, Reader, ResultsHeader};
+use super::runs::{open_run, set_run_shape, RUN_DONE};
 use crate::error::{Error, Result};
-use crate::multiprocessing::handles;
 use crate::multiprocessing::Target;
+use crate::panic::PanicReport;
 use crate::sys::{self, image::EntryFn};
 
 /// Report at least this often (in work time) while a chunk runs, so that a consumer sees the
@@ -31,6 +33,10 @@ const FLUSH_AFTER: Duration = Duration::from_millis(1);
 
 /// How long a worker watches for the next chunk after a tiny one before it sleeps.
 const SPIN_FOR: Duration = Duration::from_micros(30);
+
+/// While it works, a worker looks at its channel for `SKIP`s at most this often (a read of
+/// the clock it makes anyway, and one `poll`).
+const LOOK_EVERY: Duration = Duration::from_micros(100);
 
 /// A trampoline's outcome for a hook (initializer, state, exit): success, or a message.
 const HOOK_OK: u8 = 0;
@@ -262,7 +268,7 @@ fn run_item<R: Serialize>(f: impl FnOnce() -> R, out: &mut Vec<u8>) -> u8 {
     }
 }
 
-fn codec_failure(e: &Error, out: &mut Vec<u8>) -> u8 {
+pub(crate) fn codec_failure(e: &Error, out: &mut Vec<u8>) -> u8 {
     let message = match e {
         Error::Codec(m) => m.clone(),
         other => other.to_string(),
@@ -272,117 +278,19 @@ fn codec_failure(e: &Error, out: &mut Vec<u8>) -> u8 {
     wire::TAG_CODEC
 }
 
-/// A descriptor in a worker's arguments: it travels with `SCM_RIGHTS` beside a spawned or
-/// forkserver child's call (`handles::stash_fd` / `take_fd`).
-#[derive(Debug)]
-pub(crate) struct FdHandle(pub(crate) OwnedFd);
-
-thread_local! {
-    /// Why the last handle could not be encoded (the codec keeps only "serialization error").
-    static HANDLE_ERROR: RefCell<Option<Error>> = const { RefCell::new(None) };
-}
-
-/// The error of the last handle this thread failed to encode, if any.
-pub(crate) fn take_handle_error() -> Option<Error> {
-    HANDLE_ERROR.with(|e| e.borrow_mut().take())
-}
-
-impl Serialize for FdHandle {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        match handles::stash_fd(self.0.as_fd()) {
-            Ok(index) => s.serialize_u32(index),
-            Err(e) => {
-                let message = e.to_string();
-                HANDLE_ERROR.with(|slot| *slot.borrow_mut() = Some(e));
-                Err(serde::ser::Error::custom(message))
-            }
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for FdHandle {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let index = u32::deserialize(d)?;
-        handles::take_fd(index)
-            .map(FdHandle)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-/// A named hook as it travels to a spawned or forkserver child.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct HookBytes {
-    entry: i64,
-    args: Vec<u8>,
-}
-
-/// What a spawned or forkserver worker receives: its channel, the write end of its standard
-/// error pipe, and its hooks by offset.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct WorkerArgs {
-    pub(crate) chan: FdHandle,
-    pub(crate) stderr: Option<FdHandle>,
-    init: Option<HookBytes>,
-    state: Option<HookBytes>,
-    exit: Option<HookBytes>,
-}
-
-impl WorkerArgs {
-    /// The arguments of a worker whose hooks are all named functions.
-    pub(crate) fn new(chan: OwnedFd, stderr: Option<OwnedFd>, hooks: &Hooks) -> Result<Self> {
-        let bytes = |h: &Option<Hook>| -> Result<Option<HookBytes>> {
-            match h {
-                None => Ok(None),
-                Some(Hook::Entry(entry, args)) => Ok(Some(HookBytes {
-                    entry: sys::image::entry_offset(*entry),
-                    args: args.to_vec(),
-                })),
-                Some(Hook::Closure(_)) => Err(Error::InvalidArgument(
-                    "a closure hook (fork_initializer, fork_worker_state) can only run under \
-                     StartMethod::Fork"
-                        .into(),
-                )),
-            }
-        };
-        Ok(WorkerArgs {
-            chan: FdHandle(chan),
-            stderr: stderr.map(FdHandle),
-            init: bytes(&hooks.init)?,
-            state: bytes(&hooks.state)?,
-            exit: bytes(&hooks.exit)?,
-        })
-    }
-}
-
-/// The target of a spawned or forkserver worker.
-pub(crate) fn spawned_main(args: WorkerArgs) -> u64 {
-    let hook = |h: Option<HookBytes>| -> std::result::Result<Option<Hook>, String> {
-        match h {
-            None => Ok(None),
-            Some(h) => sys::image::entry_at(h.entry, sys::image::build_identity())
-                .map(|e| Some(Hook::Entry(e, Arc::new(h.args)))),
-        }
-    };
-    let hooks = (|| {
-        Ok::<_, String>(Hooks {
-            init: hook(args.init)?,
-            state: hook(args.state)?,
-            exit: hook(args.exit)?,
-        })
-    })();
-    let chan = UnixStream::from(args.chan.0);
-    if let Some(fd) = args.stderr {
-        let _ = sys::stdio::redirect_stderr(fd.0);
-    }
-    match hooks {
-        Ok(hooks) => run(chan, &hooks),
-        Err(e) => {
-            let mut chan = chan;
-            let mut out = Vec::new();
-            let _ = wire::push_frame(&mut out, wire::INIT_FAILED, e.as_bytes());
-            let _ = chan.write_all(&out);
-            0
-        }
+/// Appends a panicked item's outcome (the report, with this process's pid).
+pub(crate) fn push_panic(report: PanicReport, out: &mut Vec<u8>) {
+    let at = out.len();
+    out.push(wire::TAG_PANIC);
+    let report = report.with_pid(sys::proc::getpid());
+    if wire::append(&report, out).is_err() {
+        out.truncate(at);
+        out.push(0);
+        let tag = codec_failure(
+            &Error::Codec("the panic report cannot be encoded".into()),
+            out,
+        );
+        out[at] = tag;
     }
 }
 
@@ -407,6 +315,8 @@ pub(crate) fn run(chan: UnixStream, hooks: &Hooks) -> u64 {
         stride: 1,
         ran: 0,
         last_chunk_short: false,
+        skips: Vec::new(),
+        last_look: Instant::now(),
     };
     let init = hooks
         .init
@@ -448,6 +358,20 @@ struct Worker {
     ran: u64,
     /// The last chunk took less than `SPIN_FOR`.
     last_chunk_short: bool,
+    /// Items the pool said not to run: `(chunk seq, position)`.
+    skips: Vec<(u64, u32)>,
+    /// When it last looked at its channel while working.
+    last_look: Instant,
+}
+
+/// Notes a `SKIP` payload: `(chunk seq, position)` not to run.
+fn note_skip(skips: &mut Vec<(u64, u32)>, payload: &[u8]) {
+    let mut r = Reader::new(payload);
+    if let (Ok(seq), Ok(pos)) = (r.u64(), r.u32()) {
+        if !skips.contains(&(seq, pos)) {
+            skips.push((seq, pos));
+        }
+    }
 }
 
 /// One `RESULTS` frame being filled.
@@ -474,6 +398,9 @@ impl Batch {
 
 /// Where a chunk's run stands: the report being filled, the clock, the items left.
 struct Step {
+    /// The chunk, and the position in it of the next item.
+    seq: u64,
+    pos: u32,
     batch: Batch,
     since_clock: u32,
     last_clock: Instant,
@@ -488,11 +415,23 @@ impl Worker {
             while let Some((kind, range)) = wire::split_frame(self.inbuf.data())? {
                 match kind {
                     wire::TASK => {
+                        // The pool may have said not to run some of its items: look first.
+                        let now = Instant::now();
+                        if now - self.last_look >= LOOK_EVERY {
+                            self.look(now);
+                        } else {
+                            self.note_skips();
+                        }
                         let inbuf = std::mem::take(&mut self.inbuf);
                         let r = self.run_chunk(&inbuf.data()[range.clone()]);
-                        self.inbuf = inbuf;
+                        // What was read while the chunk ran follows what was there before.
+                        let during = std::mem::replace(&mut self.inbuf, inbuf);
+                        self.inbuf.consume(range.end);
+                        self.inbuf.extend(during.data());
                         r?;
+                        continue;
                     }
+                    wire::SKIP => note_skip(&mut self.skips, &self.inbuf.data()[range.clone()]),
                     wire::STOP => return Ok(()),
                     other => {
                         return Err(Error::Protocol(format!(
@@ -541,6 +480,44 @@ impl Worker {
         Ok(f)
     }
 
+    /// Reads what the pool sent meanwhile, without waiting, and notes the `SKIP`s in it (they
+    /// are handled again, harmlessly, when their turn comes).
+    fn look(&mut self, now: Instant) {
+        self.last_look = now;
+        if sys::fd::poll_readable(&[self.chan.as_fd()], Some(Duration::ZERO)).is_ok_and(|r| r[0]) {
+            let want = self.inbuf.wanted(64 * 1024).min(1 << 22);
+            let _ = self.inbuf.fill(&mut self.chan, want);
+        }
+        self.note_skips();
+    }
+
+    /// Notes the `SKIP`s among the whole frames received and not handled yet.
+    fn note_skips(&mut self) {
+        let mut rest = self.inbuf.data();
+        let mut found = Vec::new();
+        while let Ok(Some((kind, range))) = wire::split_frame(rest) {
+            if kind == wire::SKIP {
+                found.push(rest[range.clone()].to_vec());
+            }
+            rest = &rest[range.end..];
+        }
+        for payload in found {
+            note_skip(&mut self.skips, &payload);
+        }
+    }
+
+    /// Whether the pool said not to run item `pos` of chunk `seq`.
+    #[inline]
+    fn skipped(&self, seq: u64, pos: u32) -> bool {
+        !self.skips.is_empty() && self.skips.contains(&(seq, pos))
+    }
+
+    /// Reports the item at `st.pos` as not run (the pool said `SKIP`).
+    fn skip_one(&mut self, st: &mut Step) -> Result<()> {
+        self.out.push(wire::TAG_CANCELLED);
+        self.after_items(1, st)
+    }
+
     fn run_chunk(&mut self, payload: &[u8]) -> Result<()> {
         let began = Instant::now();
         let r = self.run_chunk_inner(payload);
@@ -555,6 +532,7 @@ impl Worker {
         let segments = r.u32()?;
         let flush_each = flags & wire::FLUSH_EACH != 0;
         let batch = self.begin(seq, 0);
+        self.skips.retain(|(s, _)| *s >= seq);
         // Items left in the chunk after the current one (the last one is reported by the
         // chunk's final report, not by a partial one).
         let mut left: u64 = 0;
@@ -563,11 +541,14 @@ impl Worker {
             for _ in 0..segments {
                 let _ = peek.i64();
                 left += u64::from(peek.u32().unwrap_or(0));
+                let _ = peek.u32();
                 let len = peek.u32().unwrap_or(0) as usize;
                 let _ = peek.bytes(len);
             }
         }
         let mut st = Step {
+            seq,
+            pos: 0,
             last_clock: batch.began,
             batch,
             since_clock: 0,
@@ -577,9 +558,14 @@ impl Worker {
         for _ in 0..segments {
             let offset = r.i64()?;
             let count = r.u32()?;
+            let width = r.u32()?;
             let len = r.u32()? as usize;
             let items = r.bytes(len)?;
             let entry = self.entry(offset);
+            if width != FRAMED {
+                self.run_flat(&entry, items, count, width, &mut st)?;
+                continue;
+            }
             let (mut at, mut done) = (0usize, 0u32);
             while done < count {
                 // One catch for a run of items: a panic ends the run at its item, which is
@@ -600,24 +586,81 @@ impl Worker {
                     Ok(r) => r?,
                     Err(report) => {
                         self.out.truncate(tag_at);
-                        let report = report.with_pid(sys::proc::getpid());
-                        if wire::append(&report, &mut self.out).is_ok() {
-                            self.out.insert(tag_at, wire::TAG_PANIC);
-                        } else {
-                            self.out.push(0);
-                            let tag = codec_failure(
-                                &Error::Codec("the panic report cannot be encoded".into()),
-                                &mut self.out,
-                            );
-                            self.out[tag_at] = tag;
-                        }
+                        push_panic(report, &mut self.out);
                         done += 1;
-                        self.after_item(&mut st)?;
+                        self.after_items(1, &mut st)?;
                     }
                 }
             }
         }
         self.flush(st.batch, true)?;
+        Ok(())
+    }
+
+    /// Runs a segment of flat items through the run trampoline, as many at a time as fit
+    /// before the next look at the clock (one at a time when every item reports).
+    fn run_flat(
+        &mut self,
+        entry: &std::result::Result<EntryFn, String>,
+        items: &[u8],
+        count: u32,
+        width: u32,
+        st: &mut Step,
+    ) -> Result<()> {
+        let w = width as usize;
+        if (count as usize).checked_mul(w) != Some(items.len()) {
+            return Err(Error::Protocol(
+                "a segment's items do not fill its length".into(),
+            ));
+        }
+        let mut done = 0u32;
+        // The run this segment's last call left open: the next call extends it.
+        let mut open = None;
+        while done < count {
+            let mut k = if st.flush_each {
+                1
+            } else {
+                self.stride
+                    .saturating_sub(st.since_clock)
+                    .clamp(1, count - done)
+            };
+            if !self.skips.is_empty() {
+                // Up to the next item the pool said not to run; that one is reported so.
+                if let Some(q) = (st.pos..st.pos + k).find(|p| self.skipped(st.seq, *p)) {
+                    if q == st.pos {
+                        done += 1;
+                        self.skip_one(st)?;
+                        open = None;
+                        continue;
+                    }
+                    k = q - st.pos;
+                }
+            }
+            let part = &items[done as usize * w..(done + k) as usize * w];
+            match entry {
+                Ok(f) => {
+                    set_run_shape(k, width, open);
+                    if f(part, &mut self.out) != RUN_DONE {
+                        return Err(Error::Protocol("a run trampoline refused its items".into()));
+                    }
+                    open = open_run();
+                }
+                Err(why) => {
+                    for _ in 0..k {
+                        let at = self.out.len();
+                        self.out.push(0);
+                        let tag = codec_failure(&Error::Codec(why.clone()), &mut self.out);
+                        self.out[at] = tag;
+                    }
+                }
+            }
+            done += k;
+            self.after_items(k, st)?;
+            if st.batch.count == 0 {
+                // A report was sent: the next values start a new one.
+                open = None;
+            }
+        }
         Ok(())
     }
 
@@ -640,6 +683,11 @@ impl Worker {
                 .get(*at + used..*at + used + len as usize)
                 .ok_or_else(|| Error::Protocol("an item runs past its segment".into()))?;
             *at += used + len as usize;
+            if self.skipped(st.seq, st.pos) {
+                *done += 1;
+                self.skip_one(st)?;
+                continue;
+            }
             *tag_at = self.out.len();
             self.out.push(0);
             let tag = match entry {
@@ -651,25 +699,30 @@ impl Worker {
             };
             self.out[*tag_at] = tag;
             *done += 1;
-            self.after_item(st)?;
+            self.after_items(1, st)?;
         }
         Ok(())
     }
 
-    /// After an item: count it, and report when due.
-    fn after_item(&mut self, st: &mut Step) -> Result<()> {
-        st.batch.count += 1;
-        self.ran += 1;
-        st.left = st.left.saturating_sub(1);
+    /// After `k` items: count them, and report when due.
+    fn after_items(&mut self, k: u32, st: &mut Step) -> Result<()> {
+        st.batch.count += k;
+        st.pos += k;
+        self.ran += u64::from(k);
+        st.left = st.left.saturating_sub(u64::from(k));
         if st.left == 0 {
             return Ok(());
         }
         if st.flush_each {
             let b = std::mem::replace(&mut st.batch, Batch::empty());
             st.batch = self.flush(b, false)?;
+            let now = Instant::now();
+            if now - self.last_look >= LOOK_EVERY {
+                self.look(now);
+            }
             return Ok(());
         }
-        st.since_clock += 1;
+        st.since_clock += k;
         if st.since_clock >= self.stride {
             let now = Instant::now();
             let took = now - st.last_clock;
@@ -680,6 +733,9 @@ impl Worker {
             }
             st.since_clock = 0;
             st.last_clock = now;
+            if now - self.last_look >= LOOK_EVERY {
+                self.look(now);
+            }
             if now - st.batch.began >= FLUSH_AFTER {
                 let b = std::mem::replace(&mut st.batch, Batch::empty());
                 st.batch = self.flush(b, false)?;

@@ -94,9 +94,9 @@ impl Supervisor {
                 Some(KillReason::Timeout { seq, at }) if seq == front.seq && at == r => {
                     Some((r, TaskError::timed_out()))
                 }
-                Some(KillReason::Stop { job }) => {
-                    front.position_of(job).map(|p| (p, TaskError::cancelled()))
-                }
+                Some(KillReason::Stop { job, index }) => front
+                    .position_of(job, index)
+                    .map(|p| (p, TaskError::cancelled())),
                 _ => None,
             };
             let (pos, error, retry) = match victim {
@@ -106,29 +106,47 @@ impl Supervisor {
                 None if exact => (r, died(0), true),
                 None => (front.total, died(0), false),
             };
-            // Items before it ran (their results died with the worker).
+            // Items before it ran (their results died with the worker); one a caller stopped
+            // meanwhile ends cancelled.
+            let stopped = |job: &Arc<ProcJob>, index: u64| {
+                let call = Arc::as_ptr(job) as *const () as usize;
+                w.also_stop.contains(&(call, index))
+            };
             for p in r..pos.min(front.total) {
                 if let Some((job, index)) = front.item_at(p) {
-                    job.sink.fail(index, 1, &died(index));
+                    let e = if stopped(job, index) {
+                        TaskError::cancelled()
+                    } else {
+                        died(index)
+                    };
+                    job.sink.fail(index, 1, &e);
                 }
             }
             if let Some((job, index)) = front.item_at(pos) {
-                let e = if error.is_worker_died() {
-                    died(index)
-                } else {
+                let e = if !error.is_worker_died() {
                     error
+                } else if stopped(job, index) {
+                    TaskError::cancelled()
+                } else {
+                    died(index)
                 };
                 job.sink.fail(index, 1, &e);
             }
             if retry {
-                if let Some(rest) = front.tail_from(pos + 1, seq) {
+                if let Some(rest) = front
+                    .tail_from(pos + 1, seq)
+                    .and_then(|c| c.without_stopped(&w.also_stop))
+                {
                     self.retry.push_back(rest);
                 }
             }
         }
-        // The chunks behind the running one never started: they go to another worker.
+        // The chunks behind the running one never started: they go to another worker (less
+        // the items stopped meanwhile).
         for c in chunks {
-            self.retry.push_back(c);
+            if let Some(c) = c.without_stopped(&w.also_stop) {
+                self.retry.push_back(c);
+            }
         }
     }
 
