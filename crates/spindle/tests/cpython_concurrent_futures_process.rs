@@ -463,7 +463,6 @@ fn shutdown_no_wait_with_a_map_pending() {
 }
 
 #[test]
-#[ignore = "pool bug: dropping a ProcessPoolExecutor (shutdown(wait=True)) while one of its maps is not fully iterated hangs for ever; see report"]
 fn del_shutdown_with_a_map_pending() {
     serial_watchdog(|| {
         let e = ex(5);
@@ -478,11 +477,47 @@ fn del_shutdown_with_a_map_pending() {
 }
 
 #[test]
+fn kill_workers_with_a_map_pending_ends_the_map() {
+    serial_watchdog(|| {
+        let e = ex(2);
+        let pids = e.pids();
+        let res = e.map(i64::abs, -5..5).unwrap();
+        e.kill_workers();
+        for pid in pids {
+            assert!(!running(pid), "worker {pid} reaped");
+        }
+        // Every item pulled before the kill ends with its value or a cancellation, then
+        // at most one `Shutdown` ends the map: it never waits for a consumer.
+        let mut expect = (-5..5i64).map(i64::abs);
+        let mut seen = 0;
+        let mut stopped = false;
+        for r in res {
+            assert!(!stopped, "nothing after the Shutdown item");
+            match r {
+                Ok(v) => assert_eq!(Some(v), expect.next()),
+                Err(Error::Task(t)) => {
+                    assert!(t.is_cancelled() || t.is_worker_died(), "{t}");
+                    expect.next();
+                }
+                Err(Error::Shutdown) => stopped = true,
+                Err(other) => panic!("{other}"),
+            }
+            seen += 1;
+        }
+        assert!(seen <= 11, "{seen} outcomes for 10 items");
+    });
+}
+
+#[test]
 fn deadlock_error_at_task_pickle() {
     serial_watchdog(|| {
         let e = ex(2);
         let err = task_error(e.submit(id, Bomb::ErrorAtPickle).unwrap().result());
         assert!(err.to_string().contains("cannot be encoded"), "{err}");
+        assert!(
+            err.to_string().contains("error at pickle"),
+            "the serializer's own message: {err}"
+        );
         assert!(!err.is_worker_died());
         assert_eq!(e.submit(id, Bomb::Fine).unwrap().result().unwrap(), 0);
     });

@@ -273,7 +273,6 @@ fn async_result_and_timeout() {
 }
 
 #[test]
-#[ignore = "pool bug: AsyncResult::successful() says false once get()/get_timeout() took a successful value; see report"]
 fn successful_after_get() {
     serial_watchdog(|| {
         let p = pool(1);

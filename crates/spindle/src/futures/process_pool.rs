@@ -11,7 +11,7 @@ use std::any::Any;
 use std::collections::hash_map::{Entry, HashMap};
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -181,7 +181,10 @@ impl MapOptions {
 /// # Dropping
 ///
 /// Dropping it is `shutdown(wait=True)`, as Python's `with` block: the submitted tasks run to
-/// their end, then the workers exit.
+/// their end, then the workers exit. A [`map`](ProcessPoolExecutor::map) pulls its input as it
+/// is consumed, so a map still being consumed then is cut where it is: the items already
+/// pulled run to their end and come out in order, then one [`Error::Shutdown`](crate::Error::Shutdown)
+/// ends it (waiting for the rest would wait for a consumer that may be the thread dropping).
 pub struct ProcessPoolExecutor {
     pool: Pool,
     /// The pool call that the single submits of each function share.
@@ -196,6 +199,8 @@ struct Singles {
     closed: bool,
     /// By the offset of the function's item trampoline.
     calls: HashMap<i64, Single>,
+    /// The calls of the maps, whose input `shutdown(wait=True)` cuts.
+    maps: Vec<Weak<ProcJob>>,
 }
 
 struct Single {
@@ -414,6 +419,11 @@ impl ProcessPoolExecutor {
             true,
         )?;
         self.pool.shared().submit(&job)?;
+        {
+            let mut singles = lock(&self.singles);
+            singles.maps.retain(|m| m.strong_count() > 0);
+            singles.maps.push(Arc::downgrade(&job));
+        }
         let mut feed = ExecFeed {
             iter,
             job,
@@ -433,8 +443,16 @@ impl ProcessPoolExecutor {
     /// Stops accepting tasks (Python's `shutdown(wait, cancel_futures)`): with
     /// `cancel_futures` the tasks not started are cancelled; with `wait`, returns once every
     /// task has ended and every worker has exited. Idempotent.
+    ///
+    /// A [`map`](ProcessPoolExecutor::map) still being consumed goes on pulling its input
+    /// without `wait`; with `wait` it is cut where it is (its items already pulled finish,
+    /// then it yields one [`Error::Shutdown`](crate::Error::Shutdown)), since the thread that
+    /// would pull the rest may be the one waiting here.
     pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
         self.close_singles();
+        if wait {
+            self.cut_maps();
+        }
         if cancel_futures {
             let jobs: Vec<Arc<ProcJob>> = lock(&self.pool.shared().sched)
                 .jobs
@@ -462,11 +480,21 @@ impl ProcessPoolExecutor {
         self.pool.shared().nudge();
     }
 
+    /// Takes no more input into the maps still being consumed.
+    fn cut_maps(&self) {
+        let maps = std::mem::take(&mut lock(&self.singles).maps);
+        for job in maps.iter().filter_map(Weak::upgrade) {
+            lock(&job.q).input_done = true;
+        }
+        self.pool.shared().nudge();
+    }
+
     /// Sends every worker `SIGTERM` and ends every pending future with a cancellation
     /// (Python 3.14's `terminate_workers()`); no task is accepted afterwards. Returns once
     /// the workers are reaped.
     pub fn terminate_workers(&self) {
         self.close_singles();
+        self.cut_maps();
         self.pool.shared().command(Command::Signal { kill: false });
         self.pool.close();
         let _ = self.pool.join();
@@ -476,6 +504,7 @@ impl ProcessPoolExecutor {
     /// (Python 3.14's `kill_workers()`).
     pub fn kill_workers(&self) {
         self.close_singles();
+        self.cut_maps();
         self.pool.shared().command(Command::Signal { kill: true });
         self.pool.close();
         let _ = self.pool.join();

@@ -107,17 +107,24 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -
                     std::any::type_name::<T>()
                 )));
             }
-            let why = match e {
-                postcard::Error::SerdeSerCustom => {
-                    message::custom_error(value).unwrap_or_else(|| e.to_string())
-                }
-                other => other.to_string(),
-            };
             Err(Error::Codec(format!(
-                "cannot encode {}: {why}",
-                std::any::type_name::<T>()
+                "cannot encode {}: {}",
+                std::any::type_name::<T>(),
+                encode_failure(value, e)
             )))
         }
+    }
+}
+
+/// Why postcard could not encode `value`: the type's own message when its `Serialize` failed
+/// with one (postcard keeps only that there was one), postcard's otherwise.
+#[cold]
+pub(crate) fn encode_failure<T: Serialize + ?Sized>(value: &T, e: postcard::Error) -> String {
+    match e {
+        postcard::Error::SerdeSerCustom => {
+            message::custom_error(value).unwrap_or_else(|| e.to_string())
+        }
+        other => other.to_string(),
     }
 }
 

@@ -44,6 +44,9 @@ pub(crate) struct AsyncShared<T> {
 struct Slot<T> {
     outcome: Option<Result<T>>,
     done: bool,
+    /// The call ended well; kept once `get` has taken the value (Python's `successful()`
+    /// stays true after `get()`).
+    succeeded: bool,
     on_success: Vec<OnSuccess<T>>,
     on_error: Vec<OnError>,
 }
@@ -54,6 +57,7 @@ impl<T: Send + 'static> AsyncShared<T> {
             slot: Mutex::new(Slot {
                 outcome: None,
                 done: false,
+                succeeded: false,
                 on_success: Vec::new(),
                 on_error: Vec::new(),
             }),
@@ -68,6 +72,7 @@ impl<T: Send + 'static> AsyncShared<T> {
             let (ok, err) = {
                 let mut s = lock(&self.slot);
                 if s.on_success.is_empty() && s.on_error.is_empty() {
+                    s.succeeded = outcome.is_ok();
                     s.outcome = Some(outcome);
                     s.done = true;
                     break;
@@ -134,7 +139,8 @@ impl<T: Send + 'static> AsyncResult<T> {
         lock(&self.shared.slot).done
     }
 
-    /// Whether the call ended without an error (Python's `successful()`).
+    /// Whether the call ended without an error (Python's `successful()`), also after
+    /// [`get_timeout`](AsyncResult::get_timeout) took the value.
     ///
     /// # Errors
     ///
@@ -144,7 +150,7 @@ impl<T: Send + 'static> AsyncResult<T> {
         if !s.done {
             return Err(Error::InvalidState("the result is not ready"));
         }
-        Ok(matches!(s.outcome, Some(Ok(_))))
+        Ok(s.succeeded)
     }
 
     /// Blocks until the call has ended (Python's `wait()`).

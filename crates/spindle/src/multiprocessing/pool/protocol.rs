@@ -58,14 +58,14 @@ pub(crate) fn append<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>)
     let at = out.len();
     match postcard::serialize_with_flavor(value, Append(out)) {
         Ok(()) => Ok(()),
-        Err(e) => Err(encode_failed(out, at, e)),
+        Err(e) => {
+            out.truncate(at);
+            Err(Error::Codec(format!(
+                "cannot encode: {}",
+                crate::multiprocessing::reduction::encode_failure(value, e)
+            )))
+        }
     }
-}
-
-#[cold]
-fn encode_failed(out: &mut Vec<u8>, at: usize, e: postcard::Error) -> Error {
-    out.truncate(at);
-    Error::Codec(format!("cannot encode: {e}"))
 }
 
 struct Append<'a>(&'a mut Vec<u8>);
