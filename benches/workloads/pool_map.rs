@@ -146,8 +146,9 @@ pub(crate) fn submit_group(opts: &Options) -> Group {
     .note(format!(
         "`ProcessPoolExecutor::builder().max_workers({w}).start_method(Fork)`: `submit(square, i)` \
          for i in 0..{} (a future each), then every future's `result()`, summed; figures are \
-         per task. spindle packs single tasks of a function it has timed into shared messages \
-         (docs/decisions.md, D81). CPython: `[ex.submit(square, i) for i in range(n)]`, then \
+         per task. spindle's single submits of one function share one call, and tasks of a \
+         function it has timed travel packed in shared messages (docs/decisions.md, D81, \
+         D162). CPython: `[ex.submit(square, i) for i in range(n)]`, then \
          `wait(fs)`, with n = {} (about 13,000 a second).",
         thousands(n),
         thousands(py_n)
