@@ -547,14 +547,19 @@ impl Supervisor {
 
     /// Whether nothing is queued or running.
     fn idle_and_empty(&self) -> bool {
-        self.retry.is_empty() && self.workers.iter().all(|w| w.inflight.is_empty()) && {
-            let s = lock(&self.shared.sched);
-            s.jobs.is_empty()
-                && s.live
-                    .iter()
-                    .filter_map(std::sync::Weak::upgrade)
-                    .all(|j| lock(&j.q).input_done)
-        }
+        self.retry.is_empty()
+            && self.workers.iter().all(|w| w.inflight.is_empty())
+            && self.calls_drained()
+    }
+
+    /// Whether no call has items queued and every live call's input has ended.
+    fn calls_drained(&self) -> bool {
+        let s = lock(&self.shared.sched);
+        s.jobs.is_empty()
+            && s.live
+                .iter()
+                .filter_map(std::sync::Weak::upgrade)
+                .all(|j| lock(&j.q).input_done)
     }
 
     /// Whether the pool is done: closed with nothing left and every worker gone.

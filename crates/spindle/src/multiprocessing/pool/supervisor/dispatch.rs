@@ -115,14 +115,7 @@ impl Supervisor {
             w.retiring = true;
         }
         if w.inflight.is_empty() && !w.stop_sent && !w.exited && w.kill.is_none() {
-            let done = closing && self.retry.is_empty() && {
-                let s = lock(&self.shared.sched);
-                s.jobs.is_empty()
-                    && s.live
-                        .iter()
-                        .filter_map(std::sync::Weak::upgrade)
-                        .all(|j| lock(&j.q).input_done)
-            };
+            let done = closing && self.retry.is_empty() && self.calls_drained();
             let w = &mut self.workers[i];
             if w.retiring || done {
                 let mut f = Vec::new();
