@@ -106,12 +106,11 @@ unsafe extern "C" fn visit(
     for p in phdrs {
         if p.p_type == libc::PT_NOTE {
             let addr = base.wrapping_add(p.p_vaddr as usize);
-            // A `PT_NOTE` segment lies inside a loaded, readable segment of the object
-            // (the loader mapped it: that is how `dl_iterate_phdr` reports it), `p_memsz`
+            let len = p.p_memsz as usize;
+            // SAFETY: a `PT_NOTE` segment lies inside a loaded, readable segment of the
+            // object (the loader mapped it: that is how `dl_iterate_phdr` reports it), `len`
             // bytes long; it stays mapped while the object is loaded, which ours always is.
-            // SAFETY: sound for the reasons above.
-            let notes =
-                unsafe { std::slice::from_raw_parts(addr as *const u8, p.p_memsz as usize) };
+            let notes = unsafe { std::slice::from_raw_parts(addr as *const u8, len) };
             if let Some(id) = gnu_build_id(notes) {
                 build_id = Some(id.to_vec());
                 break;
@@ -121,13 +120,10 @@ unsafe extern "C" fn visit(
     let path = if info.dlpi_name.is_null() {
         OsString::new()
     } else {
-        // The loader's name of the object: a NUL-terminated string valid during the call.
-        // SAFETY: sound for the reason above.
-        OsString::from_vec(
-            unsafe { CStr::from_ptr(info.dlpi_name) }
-                .to_bytes()
-                .to_vec(),
-        )
+        // SAFETY: the loader's name of the object is a NUL-terminated string, valid during
+        // this callback, and not null (checked above).
+        let name = unsafe { CStr::from_ptr(info.dlpi_name) };
+        OsString::from_vec(name.to_bytes().to_vec())
     };
     search.found = Some(Image {
         base,
