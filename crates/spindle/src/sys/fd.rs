@@ -348,6 +348,24 @@ pub(crate) fn send_some_with_fds(
             "too many descriptors, or nothing to carry them",
         ));
     }
+    sendmsg_fds(sock, data, fds, libc::MSG_NOSIGNAL)
+}
+
+/// One `sendmsg` of `data` with `fds` (at most [`MAX_FDS`]) attached to its first byte, with
+/// `flags`; returns how many bytes went.
+fn sendmsg_fds(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+    flags: libc::c_int,
+) -> io::Result<usize> {
+    // The control buffer below has room for `MAX_FDS`; the unsafe block relies on it.
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many descriptors",
+        ));
+    }
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),
@@ -377,7 +395,7 @@ pub(crate) fn send_some_with_fds(
         }
     }
     // SAFETY: msg points at live iovec and control buffers for the duration of the call.
-    let n = cvt_retry(|| unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })?;
+    let n = cvt_retry(|| unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, flags) })?;
     Ok(n as usize)
 }
 
@@ -659,43 +677,8 @@ pub(crate) fn send_packet(
             "a packet needs data and at most 16 descriptors",
         ));
     }
-    let mut iov = libc::iovec {
-        iov_base: data.as_ptr() as *mut libc::c_void,
-        iov_len: data.len(),
-    };
-    let mut cmsg_buf = BigCmsgBuf([0; 128]);
-    // SAFETY: an all-zero msghdr is a valid empty message header.
-    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if !fds.is_empty() {
-        let payload = mem::size_of_val(fds);
-        // SAFETY: CMSG_SPACE is a pure size computation.
-        let space = unsafe { libc::CMSG_SPACE(payload as u32) } as usize;
-        msg.msg_control = cmsg_buf.0.as_mut_ptr().cast();
-        msg.msg_controllen = space;
-        // SAFETY: the buffer holds CMSG_SPACE(16 * 4) = 80 <= 128 bytes, so the first header
-        // and its data fit; CMSG_FIRSTHDR returns non-null for a non-empty control buffer.
-        unsafe {
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(payload as u32) as usize;
-            let data_ptr = libc::CMSG_DATA(cmsg).cast::<RawFd>();
-            for (i, fd) in fds.iter().enumerate() {
-                ptr::write_unaligned(data_ptr.add(i), fd.as_raw_fd());
-            }
-        }
-    }
-    // SAFETY: msg points at live iovec and control buffers for the duration of the call.
-    let n = cvt_retry(|| unsafe {
-        libc::sendmsg(
-            sock.as_raw_fd(),
-            &msg,
-            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-        )
-    })?;
-    if n as usize != data.len() {
+    let n = sendmsg_fds(sock, data, fds, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)?;
+    if n != data.len() {
         return Err(io::Error::new(
             io::ErrorKind::WriteZero,
             "short send of a packet",
