@@ -36,16 +36,19 @@ pub enum ForkRung {
     /// A socket pair made before the fork; the child writes one byte on it, the parent reads
     /// it: the channel a value comes back on.
     Channel,
-    /// The parent opens a pidfd of the child and sleeps on it before reaping.
+    /// The parent opens a pidfd of the child and sleeps on it before reaping: signals never
+    /// reach a recycled pid, and `join` sleeps on it.
     Pidfd,
     /// The child sets its death signal (`PR_SET_PDEATHSIG`).
     DeathSignal,
-    /// The child checks that its parent is still the one that forked it.
+    /// The child checks that its parent is still the one that forked it (the parent may have
+    /// died before the death signal was set).
     Liveness,
     /// spindle's locks held across the fork (stdout, stderr, the process identity and
     /// children, the launcher, the thread registry, the descriptor registry).
     Locks,
-    /// The child closes spindle's own descriptors.
+    /// The child closes spindle's own descriptors (other children's channels and pidfds, the
+    /// fork server's connection).
     CloseDescriptors,
     /// The child applies exec's signal rule.
     SignalRule,
@@ -87,19 +90,7 @@ impl ForkRung {
 /// same calls the fork start makes (see [`ForkRung`]). The child runs no job; with
 /// [`ForkRung::Channel`] and up it sends one byte. Creates the child on the calling thread.
 pub fn fork_ladder(upto: ForkRung) -> Result<()> {
-    use super::start::fork::Rung;
-    let rung = match upto {
-        ForkRung::Bare => Rung::Bare,
-        ForkRung::Channel => Rung::Channel,
-        ForkRung::Pidfd => Rung::Pidfd,
-        ForkRung::DeathSignal => Rung::DeathSignal,
-        ForkRung::Liveness => Rung::Liveness,
-        ForkRung::Locks => Rung::Locks,
-        ForkRung::CloseDescriptors => Rung::CloseDescriptors,
-        ForkRung::SignalRule => Rung::SignalRule,
-        ForkRung::OverflowReport => Rung::OverflowReport,
-    };
-    super::start::fork::ladder(rung)
+    super::start::fork::ladder(upto)
 }
 
 /// `posix_spawn` `program` with `args` (as spindle spawns: stdio inherited, every other

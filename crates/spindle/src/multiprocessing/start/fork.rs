@@ -25,6 +25,7 @@ use std::sync::Once;
 
 use super::{lock_launcher_for_fork, on_launcher, own_child, Job, Launch, Started};
 use crate::error::Result;
+use crate::multiprocessing::bench::ForkRung as Rung;
 use crate::multiprocessing::{bootstrap, handles, identity, reduction::Kind, StartMethod};
 use crate::sys;
 
@@ -186,36 +187,8 @@ pub(crate) fn start(launch: Launch) -> Result<Started> {
     })
 }
 
-/// The guarantees of a fork start, in the order [`ladder`] adds them to a bare
-/// `fork` + `waitpid`: each rung is the previous one and one more guarantee.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Rung {
-    /// `fork`; the child `_exit(0)`s; `waitpid`.
-    Bare,
-    /// A socket pair made before the fork; the child writes one byte, the parent reads it
-    /// after the exit: the channel a value comes back on.
-    Channel,
-    /// The parent opens a pidfd of the child and waits on it before reaping: signals never
-    /// reach a recycled pid, and `join` sleeps on it.
-    Pidfd,
-    /// The child asks for `SIGKILL` when its parent thread ends (`PR_SET_PDEATHSIG`).
-    DeathSignal,
-    /// The child checks that its parent is still the one that forked it (the parent may have
-    /// died before the death signal was set).
-    Liveness,
-    /// spindle's locks (stdout, stderr, identity, launcher, threads, descriptor registry) are
-    /// taken before the fork and released after it on both sides.
-    Locks,
-    /// The child closes spindle's own descriptors (other children's channels and pidfds, the
-    /// fork server's connection).
-    CloseDescriptors,
-    /// The child applies exec's signal rule (handled signals back to their default).
-    SignalRule,
-    /// The child installs the stack-overflow report (alternate stack, `SIGSEGV`/`SIGBUS`).
-    OverflowReport,
-}
-
-/// One fork and wait with every guarantee up to `upto` (see [`Rung`]): the scoreboard's ladder
+/// One fork and wait with every guarantee up to `upto` (see [`Rung`], the public
+/// `bench::ForkRung`): the scoreboard's ladder
 /// from a bare fork to spindle's fork start, built from the same calls as [`start`]. Run on
 /// the calling thread.
 pub(crate) fn ladder(upto: Rung) -> Result<()> {
