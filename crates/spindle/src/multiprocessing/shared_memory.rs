@@ -324,6 +324,30 @@ struct Block {
 }
 
 impl Block {
+    /// The block a handle received from another process names: a named segment (its data
+    /// after the header) or an anonymous sealed memfd, refused when it could still shrink.
+    fn received(
+        fd: OwnedFd,
+        name: Option<String>,
+        size: usize,
+        what: &str,
+    ) -> std::result::Result<Block, String> {
+        let offset = if name.is_some() { HEADER } else { 0 };
+        if name.is_none() && !shm::is_shrink_sealed(fd.as_fd()) {
+            return Err(format!("an anonymous {what} arrived unsealed"));
+        }
+        let map = Mapping::map(fd.as_fd(), offset + size.max(1)).map_err(|e| e.to_string())?;
+        Ok(Block {
+            map,
+            fd,
+            name,
+            offset,
+            size,
+            creator: 0,
+            unlinked: false,
+        })
+    }
+
     fn anonymous(size: usize) -> Result<Block> {
         let fd = shm::memfd("spindle-shared-memory", size.max(1) as u64)?;
         let map = Mapping::map(fd.as_fd(), size.max(1))?;
@@ -570,21 +594,8 @@ impl<'de> Deserialize<'de> for SharedMemory {
         let (idx, size, name): (u32, u64, Option<String>) = Deserialize::deserialize(d)?;
         let fd = take(idx).map_err(D::Error::custom)?;
         let size = usize::try_from(size).map_err(D::Error::custom)?;
-        let offset = if name.is_some() { HEADER } else { 0 };
-        if name.is_none() && !shm::is_shrink_sealed(fd.as_fd()) {
-            return Err(D::Error::custom("an anonymous segment arrived unsealed"));
-        }
-        let map = Mapping::map(fd.as_fd(), offset + size.max(1)).map_err(D::Error::custom)?;
         Ok(SharedMemory {
-            block: Block {
-                map,
-                fd,
-                name,
-                offset,
-                size,
-                creator: 0,
-                unlinked: false,
-            },
+            block: Block::received(fd, name, size, "segment").map_err(D::Error::custom)?,
         })
     }
 }
@@ -730,21 +741,8 @@ impl<'de, T: Plain> Deserialize<'de> for ShareableList<T> {
         let size = len
             .checked_mul(std::mem::size_of::<T>())
             .ok_or_else(|| D::Error::custom("a ShareableList's length overflows"))?;
-        let offset = if name.is_some() { HEADER } else { 0 };
-        if name.is_none() && !shm::is_shrink_sealed(fd.as_fd()) {
-            return Err(D::Error::custom("an anonymous list arrived unsealed"));
-        }
-        let map = Mapping::map(fd.as_fd(), offset + size.max(1)).map_err(D::Error::custom)?;
         Ok(ShareableList {
-            block: Block {
-                map,
-                fd,
-                name,
-                offset,
-                size,
-                creator: 0,
-                unlinked: false,
-            },
+            block: Block::received(fd, name, size, "list").map_err(D::Error::custom)?,
             len,
             _t: PhantomData,
         })
