@@ -740,34 +740,42 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
 impl<T> super::connection::sealed_waitable::Sealed for Queue<T> {}
 impl<T> Waitable for Queue<T> {
     fn wait_fds(&self) -> Vec<(BorrowedFd<'_>, bool)> {
-        match &self.ends.rx {
-            Some(rx) => vec![(self.ends.shared.data_bell(), false), (rx.as_fd(), true)],
-            None => Vec::new(),
-        }
+        wait_fds(&self.ends)
     }
     fn ready_now(&self, polled: bool) -> bool {
         ready_now(&self.ends, polled)
     }
     fn register(&self, on: bool) {
-        if self.ends.rx.is_some() {
-            self.ends.shared.announce(on);
-        }
+        register(&self.ends, on);
     }
 }
 
 impl<T> super::connection::sealed_waitable::Sealed for Receiver<T> {}
 impl<T> Waitable for Receiver<T> {
     fn wait_fds(&self) -> Vec<(BorrowedFd<'_>, bool)> {
-        match &self.ends.rx {
-            Some(rx) => vec![(self.ends.shared.data_bell(), false), (rx.as_fd(), true)],
-            None => Vec::new(),
-        }
+        wait_fds(&self.ends)
     }
     fn ready_now(&self, polled: bool) -> bool {
         ready_now(&self.ends, polled)
     }
     fn register(&self, on: bool) {
-        self.ends.shared.announce(on);
+        register(&self.ends, on);
+    }
+}
+
+/// What `connection::wait` sleeps on for a receiving end: the data bell and the end's own
+/// descriptor (nothing for an end that cannot receive).
+fn wait_fds<T>(ends: &Ends<T>) -> Vec<(BorrowedFd<'_>, bool)> {
+    match &ends.rx {
+        Some(rx) => vec![(ends.shared.data_bell(), false), (rx.as_fd(), true)],
+        None => Vec::new(),
+    }
+}
+
+/// Announces (or withdraws) a `wait` sleeping on the data bell of a receiving end.
+fn register<T>(ends: &Ends<T>, on: bool) {
+    if ends.rx.is_some() {
+        ends.shared.announce(on);
     }
 }
 
