@@ -616,3 +616,71 @@ fn a_random_mix_of_faults_ends_every_task_exactly_once() {
         eprintln!("mix: {kinds:?} (value, panic, worker died, timed out)");
     });
 }
+
+#[inline(never)]
+fn panics_with_a_backtrace(n: u64) -> u64 {
+    if n == 3 {
+        panic!("task {n} gave up");
+    }
+    n
+}
+
+#[test]
+fn a_panic_under_rust_backtrace_comes_back_with_its_backtrace_location_and_pid() {
+    // In a copy of this binary of its own, so that RUST_BACKTRACE=1 is set before the
+    // workers start and touches no other test.
+    if std::env::var_os("SPINDLE_POOL_BACKTRACE").is_none() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_panic_under_rust_backtrace_comes_back_with_its_backtrace_location_and_pid",
+                "--nocapture",
+            ])
+            .env("SPINDLE_POOL_BACKTRACE", "1")
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("backtrace checked"),
+            "the case ran: {stderr}"
+        );
+        return;
+    }
+    watchdog_for(Duration::from_secs(60), || {
+        for method in [StartMethod::Fork, StartMethod::Spawn] {
+            let p = Pool::builder()
+                .processes(2)
+                .start_method(method)
+                .build()
+                .unwrap();
+            let results = p.imap(panics_with_a_backtrace, 0..6u64).unwrap();
+            let results: Vec<_> = results.collect();
+            let pids: Vec<u32> = p.pids();
+            for (i, r) in results.iter().enumerate() {
+                if i == 3 {
+                    continue;
+                }
+                assert_eq!(*r.as_ref().unwrap(), i as u64, "{method:?}");
+            }
+            let err = results[3].as_ref().unwrap_err();
+            let t = err.as_task().expect("a task error");
+            assert!(t.is_panic(), "{method:?}: {t}");
+            let report = t.panic().expect("the panic's report");
+            assert_eq!(report.message(), "task 3 gave up");
+            let location = report.location().expect("a location");
+            assert!(location.contains("pool_faults.rs"), "{location}");
+            let bt = report.backtrace().expect("RUST_BACKTRACE=1: a backtrace");
+            assert!(bt.contains("panics_with_a_backtrace"), "{method:?}: {bt}");
+            let pid = t.pid().expect("the worker's pid");
+            assert_ne!(pid, std::process::id());
+            assert!(
+                pids.contains(&pid),
+                "{pid} is a worker of {pids:?}: it lives on"
+            );
+            assert_eq!(t.task(), Some(3));
+        }
+        eprintln!("backtrace checked");
+    });
+}
