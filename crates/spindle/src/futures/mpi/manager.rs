@@ -145,6 +145,31 @@ impl Shared {
         self.wake.notify_one();
     }
 
+    /// The manager has nothing to do: yields (a zero `d`), naps `d` (woken early by new
+    /// work), or, with no `d`, sleeps until a caller pushes work or closes the executor.
+    ///
+    /// `was_closed` is what the manager's last look at the queue saw: a `close` that came
+    /// after it (its notification sent while no one waited) ends the sleep at once, instead
+    /// of being taken for the state to wait in.
+    pub(super) fn nap(&self, d: Option<Duration>, was_closed: bool) {
+        if d.is_some_and(|d| d.is_zero()) {
+            std::thread::yield_now();
+            return;
+        }
+        let mut s = lock(&self.state);
+        if !s.queue.is_empty() || s.cancel || s.closed != was_closed {
+            return;
+        }
+        s.sleeping = true;
+        let (mut s, _) = self
+            .wake
+            .wait_timeout_while(s, d.unwrap_or(Duration::from_secs(3600)), |s| {
+                s.queue.is_empty() && s.closed == was_closed && !s.cancel
+            })
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.sleeping = false;
+    }
+
     pub(super) fn is_closed(&self) -> bool {
         lock(&self.state).closed
     }
@@ -281,9 +306,9 @@ impl Manager {
                 if closed {
                     break;
                 }
-                self.sleep(nap.idle_for());
+                self.shared.nap(nap.idle_for(), closed);
             } else {
-                self.sleep(nap.busy_for());
+                self.shared.nap(nap.busy_for(), closed);
             }
         }
         for w in &self.workers {
@@ -307,29 +332,6 @@ impl Manager {
         for w in self.backlog.drain(..) {
             w.sink.fail(TaskError::cancelled());
         }
-    }
-
-    /// Nothing to do: yields (a zero `d`), naps `d` (woken early by new work), or, with no
-    /// `d`, sleeps until a caller pushes work or closes the executor.
-    fn sleep(&self, d: Option<Duration>) {
-        if d.is_some_and(|d| d.is_zero()) {
-            std::thread::yield_now();
-            return;
-        }
-        let mut s = lock(&self.shared.state);
-        let was_closed = s.closed;
-        if !s.queue.is_empty() || s.cancel {
-            return;
-        }
-        s.sleeping = true;
-        let (mut s, _) = self
-            .shared
-            .wake
-            .wait_timeout_while(s, d.unwrap_or(Duration::from_secs(3600)), |s| {
-                s.queue.is_empty() && s.closed == was_closed && !s.cancel
-            })
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        s.sleeping = false;
     }
 
     /// Sends work to every worker with room; returns whether anything was sent.

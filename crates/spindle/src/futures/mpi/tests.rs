@@ -183,3 +183,27 @@ fn the_public_types_are_send_and_sync() {
     both::<super::MpiPoolBuilder>();
     both::<super::RankInfo>();
 }
+
+#[test]
+fn a_close_between_the_managers_last_look_and_its_sleep_ends_the_sleep() {
+    // The lost wake-up behind a hang at shutdown (1 job in 5 of `init-fails`): the manager
+    // saw the executor open, then `close` ran and notified before the manager slept. The
+    // sleep must see the change, not wait an hour for a second notification.
+    let shared = std::sync::Arc::new(super::manager::Shared::new());
+    shared.close(false);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sleeper = {
+        let shared = shared.clone();
+        std::thread::spawn(move || {
+            shared.nap(None, false);
+            tx.send(()).unwrap();
+        })
+    };
+    assert!(
+        rx.recv_timeout(Duration::from_secs(30)).is_ok(),
+        "the manager slept through a close it had not seen"
+    );
+    sleeper.join().unwrap();
+    // Seen closed, nothing changes: a nap of a given length waits it out and returns.
+    shared.nap(Some(Duration::from_millis(1)), true);
+}
