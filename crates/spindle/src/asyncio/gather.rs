@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::in_place::{InPlace, Next};
+use crate::sys::pinned::PinnedSlots;
 
 /// Runs every future of `coros` at once and gives their values in input order (Python's
 /// `await asyncio.gather(*coros)`).
@@ -53,7 +54,7 @@ where
     I: IntoIterator<Item = F>,
     F: Future<Output = Result<T, E>>,
 {
-    let set = InPlace::new(coros.into_iter().map(Box::pin));
+    let set = InPlace::pinned(coros);
     let values = (0..set.len()).map(|_| None).collect();
     Gather { set, values }
 }
@@ -61,7 +62,7 @@ where
 /// The future of [`gather`]: `Ok` with every value in input order, or the first error.
 #[must_use = "a gather does nothing unless awaited"]
 pub struct Gather<F, T> {
-    set: InPlace<Pin<Box<F>>>,
+    set: InPlace<PinnedSlots<F>>,
     values: Vec<Option<T>>,
 }
 
@@ -117,7 +118,7 @@ where
 /// The future of [`Gather::return_exceptions`]: every outcome in input order.
 #[must_use = "a gather does nothing unless awaited"]
 pub struct GatherAll<F: Future> {
-    set: InPlace<Pin<Box<F>>>,
+    set: InPlace<PinnedSlots<F>>,
     outcomes: Vec<Option<F::Output>>,
 }
 

@@ -15,11 +15,14 @@
 //! are kept for the next turn and the task yields, rather than polling futures that could
 //! only answer "not now".
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
 use crate::latch::lock;
+use crate::sys::pinned::PinnedSlots;
 
 /// Futures per waker.
 pub(crate) const BLOCK: usize = 32;
@@ -76,9 +79,73 @@ impl Wake for BlockWaker {
     }
 }
 
-/// A set of futures `S` (each `Unpin`: boxed when needed) polled in place.
+/// Where a set keeps its futures: a `Vec` of `Unpin` futures (which `wait` hands back
+/// unfinished), or one pinned slice for any future (no `Box` each: `gather`,
+/// `as_completed`).
+pub(crate) trait Slots {
+    /// What a future gives.
+    type Output;
+    /// How many slots, finished or not.
+    fn len(&self) -> usize;
+    /// Whether slot `i` holds a future not finished.
+    fn occupied(&self, i: usize) -> bool;
+    /// Polls slot `i` (`None` when it is empty); a finished future leaves its slot.
+    fn poll_slot(&mut self, i: usize, cx: &mut Context<'_>) -> Option<Poll<Self::Output>>;
+    /// Drops the future of slot `i`, if any.
+    fn clear(&mut self, i: usize);
+}
+
+impl<S: Future + Unpin> Slots for Vec<Option<S>> {
+    type Output = S::Output;
+
+    fn len(&self) -> usize {
+        <[Option<S>]>::len(self)
+    }
+
+    fn occupied(&self, i: usize) -> bool {
+        self.get(i).is_some_and(Option::is_some)
+    }
+
+    fn poll_slot(&mut self, i: usize, cx: &mut Context<'_>) -> Option<Poll<S::Output>> {
+        let slot = self.get_mut(i)?;
+        let out = Pin::new(slot.as_mut()?).poll(cx);
+        if out.is_ready() {
+            *slot = None;
+        }
+        Some(out)
+    }
+
+    fn clear(&mut self, i: usize) {
+        if let Some(slot) = self.get_mut(i) {
+            *slot = None;
+        }
+    }
+}
+
+impl<F: Future> Slots for PinnedSlots<F> {
+    type Output = F::Output;
+
+    fn len(&self) -> usize {
+        PinnedSlots::len(self)
+    }
+
+    fn occupied(&self, i: usize) -> bool {
+        self.is_some(i)
+    }
+
+    fn poll_slot(&mut self, i: usize, cx: &mut Context<'_>) -> Option<Poll<F::Output>> {
+        self.poll(i, cx)
+    }
+
+    fn clear(&mut self, i: usize) {
+        PinnedSlots::clear(self, i);
+    }
+}
+
+/// A set of futures, kept in `S` (see [`Slots`]), polled in place.
 pub(crate) struct InPlace<S> {
-    slots: Vec<Option<S>>,
+    slots: S,
+    len: usize,
     left: usize,
     ready: Arc<Ready>,
     wakers: Vec<(Arc<BlockWaker>, Waker)>,
@@ -98,6 +165,30 @@ enum Step {
     Stalled,
 }
 
+impl<F: Future> InPlace<PinnedSlots<F>> {
+    /// A set of any futures, pinned in one slice.
+    pub(crate) fn pinned(futures: impl IntoIterator<Item = F>) -> Self {
+        InPlace::new(PinnedSlots::new(futures))
+    }
+}
+
+impl<S: Future + Unpin> InPlace<Vec<Option<S>>> {
+    /// A set of `Unpin` futures, which [`take_pending`](InPlace::take_pending) can hand back.
+    pub(crate) fn unpinned(futures: impl IntoIterator<Item = S>) -> Self {
+        InPlace::new(futures.into_iter().map(Some).collect())
+    }
+
+    /// The futures not finished, with their positions (the set is then empty).
+    pub(crate) fn take_pending(&mut self) -> Vec<(usize, S)> {
+        self.left = 0;
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| s.take().map(|s| (i, s)))
+            .collect()
+    }
+}
+
 impl<S> InPlace<S> {
     /// How many futures have not finished.
     pub(crate) fn left(&self) -> usize {
@@ -106,14 +197,21 @@ impl<S> InPlace<S> {
 
     /// How many futures the set was made of.
     pub(crate) fn len(&self) -> usize {
-        self.slots.len()
+        self.len
     }
 }
 
-impl<S: std::future::Future + Unpin> InPlace<S> {
-    /// A set of `futures`, every block queued for the first poll.
-    pub(crate) fn new(futures: impl IntoIterator<Item = S>) -> Self {
-        let slots: Vec<Option<S>> = futures.into_iter().map(Some).collect();
+impl<S: Slots> InPlace<S> {
+    /// Drops every future not finished (the set is then empty).
+    pub(crate) fn drop_pending(&mut self) {
+        for i in 0..self.slots.len() {
+            self.slots.clear(i);
+        }
+        self.left = 0;
+    }
+
+    /// A set of the futures in `slots`, every block queued for the first poll.
+    fn new(slots: S) -> Self {
         let left = slots.len();
         let ready = Arc::new(Ready::default());
         let blocks = slots.len().div_ceil(BLOCK);
@@ -130,6 +228,7 @@ impl<S: std::future::Future + Unpin> InPlace<S> {
         lock(&ready.inner).blocks = (0..blocks).rev().collect();
         InPlace {
             slots,
+            len: left,
             left,
             ready,
             wakers,
@@ -137,16 +236,6 @@ impl<S: std::future::Future + Unpin> InPlace<S> {
             in_order: Some(0),
             stalled: false,
         }
-    }
-
-    /// The futures not finished, with their positions (the set is then empty).
-    pub(crate) fn take_pending(&mut self) -> Vec<(usize, S)> {
-        self.left = 0;
-        self.slots
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, s)| s.take().map(|s| (i, s)))
-            .collect()
     }
 
     /// Polls the futures of the blocks woken since the last pass; `done(index, output)` is
@@ -185,17 +274,16 @@ impl<S: std::future::Future + Unpin> InPlace<S> {
             let start = block * BLOCK;
             let end = (start + BLOCK).min(self.slots.len());
             for i in start..end {
-                let Some(fut) = self.slots[i].as_mut() else {
+                if !self.slots.occupied(i) {
                     continue;
-                };
+                }
                 if !tokio::task::coop::has_budget_remaining() {
                     // Out of budget: this block and the rest wait for the next turn.
                     self.requeue(block);
                     cx.waker().wake_by_ref();
                     return Poll::Pending;
                 }
-                if let Poll::Ready(out) = std::pin::Pin::new(fut).poll(&mut bcx) {
-                    self.slots[i] = None;
+                if let Some(Poll::Ready(out)) = self.slots.poll_slot(i, &mut bcx) {
                     self.left -= 1;
                     if done(i, out) == Next::Stop {
                         // The rest of the block (and the blocks not reached) may hold more.
@@ -226,19 +314,20 @@ impl<S: std::future::Future + Unpin> InPlace<S> {
     ) -> Step {
         let mut next = self.in_order.unwrap_or(0);
         while next < self.slots.len() {
-            let Some(fut) = self.slots[next].as_mut() else {
+            if !self.slots.occupied(next) {
                 next += 1;
                 continue;
-            };
+            }
             self.in_order = Some(next);
             if !tokio::task::coop::has_budget_remaining() {
                 cx.waker().wake_by_ref();
                 return Step::Return(Poll::Pending);
             }
             let mut bcx = Context::from_waker(&self.wakers[next / BLOCK].1);
-            match std::pin::Pin::new(fut).poll(&mut bcx) {
-                Poll::Ready(out) => {
-                    self.slots[next] = None;
+            match self.slots.poll_slot(next, &mut bcx) {
+                // Occupied (above): never `None`.
+                None => next += 1,
+                Some(Poll::Ready(out)) => {
                     self.left -= 1;
                     self.stalled = false;
                     next += 1;
@@ -247,8 +336,8 @@ impl<S: std::future::Future + Unpin> InPlace<S> {
                         return Step::Return(Poll::Ready(()));
                     }
                 }
-                Poll::Pending if self.stalled => return Step::Stalled,
-                Poll::Pending => {
+                Some(Poll::Pending) if self.stalled => return Step::Stalled,
+                Some(Poll::Pending) => {
                     // Let the loop turn once (spawned tasks run), then look again.
                     self.stalled = true;
                     cx.waker().wake_by_ref();

@@ -16,6 +16,7 @@ use super::in_place::{InPlace, Next};
 use super::task::{create_task, Task};
 use crate::futures::ReturnWhen;
 use crate::latch::{deadline, lock};
+use crate::sys::pinned::PinnedSlots;
 use crate::{Error, Result};
 
 /// Suspends the coroutine for `delay` (Python's `await asyncio.sleep(delay)`); other
@@ -296,7 +297,7 @@ where
     I: IntoIterator<Item = F>,
     F: Future<Output = std::result::Result<T, E>> + Unpin,
 {
-    let mut set = InPlace::new(futures);
+    let mut set = InPlace::unpinned(futures);
     let mut done = Vec::new();
     let mut limit = timeout.map(|t| Box::pin(tokio::time::sleep(t)));
     poll_fn(|cx| {
@@ -352,7 +353,7 @@ where
     F: Future,
 {
     AsCompleted {
-        set: InPlace::new(futures.into_iter().map(Box::pin)),
+        set: InPlace::pinned(futures),
         ready: VecDeque::new(),
         until: timeout.and_then(deadline),
         limit: None,
@@ -362,7 +363,7 @@ where
 
 /// The outcomes of [`as_completed`]'s futures, in the order they finish.
 pub struct AsCompleted<F: Future> {
-    set: InPlace<Pin<Box<F>>>,
+    set: InPlace<PinnedSlots<F>>,
     ready: VecDeque<F::Output>,
     until: Option<Instant>,
     limit: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -400,7 +401,7 @@ impl<F: Future> AsCompleted<F> {
             if limit.as_mut().poll(cx).is_ready() {
                 self.ended = true;
                 let unfinished = self.set.left();
-                drop(self.set.take_pending());
+                self.set.drop_pending();
                 return Poll::Ready(Some(Err(Error::Unfinished {
                     unfinished,
                     total: self.set.len(),

@@ -21,6 +21,7 @@ pub(crate) mod fork_private;
 pub(crate) mod futex;
 pub(crate) mod image;
 pub(crate) mod memory;
+pub(crate) mod pinned;
 pub(crate) mod proc;
 pub(crate) mod shm;
 pub(crate) mod signal;
