@@ -16,7 +16,6 @@
 //! * CPython `ExceptHookTests.test_excepthook` (a panic in a thread nobody joins reaches
 //!   stderr) -> `an_unjoined_panic_is_reported_on_stderr` (re-runs this binary)
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +25,7 @@ use spindle::multiprocessing::{Builder, Pool, StartMethod};
 use spindle::threading::Thread;
 
 mod common;
-use common::{serial_watchdog, watchdog};
+use common::{rerun_alone, serial_watchdog, watchdog};
 
 /// Set in the re-run copy of this binary: which crash to perform.
 const CASE: &str = "SPINDLE_PORTED_CRASH_CASE";
@@ -52,11 +51,7 @@ fn deep_recursion_on_a_thread(stack_mib: usize) -> u8 {
 
 /// Re-runs this test binary for the test `name` alone, with [`CASE`] set to `case`.
 fn rerun(name: &str, case: &str) -> std::process::Output {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(CASE, case)
-        .output()
-        .unwrap()
+    rerun_alone(name, &[(CASE, case)])
 }
 
 #[test]

@@ -12,7 +12,7 @@ use spindle::multiprocessing::{Pool, StartMethod};
 use spindle::{Error, TaskError};
 
 mod common;
-use common::{eventually, running, watchdog, watchdog_for};
+use common::{eventually, rerun_alone, running, watchdog, watchdog_for};
 
 #[path = "common/pool.rs"]
 #[macro_use]
@@ -537,16 +537,10 @@ fn a_random_mix_of_faults_ends_every_task_exactly_once() {
     // backtrace in a fresh worker is symbolised from the debug info, which under the load of
     // the neighbouring tests can outlast the time limit that the hanging items need.
     if std::env::var_os("SPINDLE_POOL_MIX").is_none() {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "a_random_mix_of_faults_ends_every_task_exactly_once",
-                "--nocapture",
-            ])
-            .env("SPINDLE_POOL_MIX", "1")
-            .env("RUST_BACKTRACE", "0")
-            .output()
-            .unwrap();
+        let out = rerun_alone(
+            "a_random_mix_of_faults_ends_every_task_exactly_once",
+            &[("SPINDLE_POOL_MIX", "1"), ("RUST_BACKTRACE", "0")],
+        );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{stderr}");
         assert!(stderr.contains("mix: ["), "the mix ran: {stderr}");
@@ -630,16 +624,10 @@ fn a_panic_under_rust_backtrace_comes_back_with_its_backtrace_location_and_pid()
     // In a copy of this binary of its own, so that RUST_BACKTRACE=1 is set before the
     // workers start and touches no other test.
     if std::env::var_os("SPINDLE_POOL_BACKTRACE").is_none() {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "a_panic_under_rust_backtrace_comes_back_with_its_backtrace_location_and_pid",
-                "--nocapture",
-            ])
-            .env("SPINDLE_POOL_BACKTRACE", "1")
-            .env("RUST_BACKTRACE", "1")
-            .output()
-            .unwrap();
+        let out = rerun_alone(
+            "a_panic_under_rust_backtrace_comes_back_with_its_backtrace_location_and_pid",
+            &[("SPINDLE_POOL_BACKTRACE", "1"), ("RUST_BACKTRACE", "1")],
+        );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{stderr}");
         assert!(

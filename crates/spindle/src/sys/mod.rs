@@ -21,6 +21,7 @@ pub(crate) mod fork_private;
 pub(crate) mod futex;
 pub(crate) mod image;
 pub(crate) mod memory;
+#[cfg(feature = "tokio")]
 pub(crate) mod pinned;
 pub(crate) mod proc;
 pub(crate) mod shm;

@@ -104,6 +104,18 @@ pub(crate) fn fd_count() -> usize {
         .unwrap_or(0)
 }
 
+/// Runs the test `name` of this test binary alone, in a copy of its own with `env` set, and
+/// returns what it printed and how it ended: for a case that needs its own process (an
+/// environment read at start, a crash that must not take this process down).
+#[allow(dead_code)] // Not every test binary that includes `common` re-runs itself.
+pub(crate) fn rerun_alone(name: &str, env: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(std::env::current_exe().expect("this test's path"))
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .envs(env.iter().copied())
+        .output()
+        .expect("the copy of this test binary runs")
+}
+
 /// Runs the helper binary with `args`, returning the child and a reader of its stdout lines.
 pub(crate) fn helper(
     args: &[&str],
