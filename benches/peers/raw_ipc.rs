@@ -207,7 +207,8 @@ pub(crate) fn robust_mutex_counter(count: u64) -> Result<Duration, String> {
                 unsafe { libc::pthread_mutex_lock(mutex) };
                 let v = counter.load(Ordering::Relaxed);
                 counter.store(v + 1, Ordering::Relaxed);
-                // SAFETY: as above; this thread holds it.
+                // SAFETY: an initialised robust mutex in a live shared mapping, which this
+                // thread locked above.
                 unsafe { libc::pthread_mutex_unlock(mutex) };
             }
             true

@@ -293,7 +293,7 @@ macro_rules! faults {
                     let mut it = p.call().chunksize(1).imap(sleep_ms, vec![300u64; 9]).unwrap();
                     std::thread::sleep(Duration::from_millis(100));
                     for pid in p.pids() {
-                        // SAFETY: as above.
+                        // SAFETY: kill of a worker's pid with SIGKILL; no memory is touched.
                         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
                     }
                     let out: Vec<_> = it.by_ref().collect();

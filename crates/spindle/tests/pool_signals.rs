@@ -97,7 +97,8 @@ macro_rules! signals {
                 watchdog(|| {
                     let (mut parent, pids) = helper("catch", &method(), 3);
                     let pgid = parent.id() as i32;
-                    // SAFETY: as above.
+                    // SAFETY: kill with a negative pid signals a process group; no memory is
+                    // touched.
                     assert_eq!(unsafe { libc::kill(-pgid, libc::SIGINT) }, 0);
                     let status = parent.wait().unwrap();
                     assert!(status.success(), "{status:?}");

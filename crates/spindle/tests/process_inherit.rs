@@ -49,7 +49,7 @@ fn descriptors() -> (bool, Vec<i32>) {
         .collect();
     fds.sort();
     // The last one listed may be the directory being read: drop it if closed now.
-    // SAFETY: as above.
+    // SAFETY: F_GETFD only reads flags; EBADF for a closed number.
     fds.retain(|fd| unsafe { libc::fcntl(*fd, libc::F_GETFD) } != -1);
     (stray, fds)
 }

@@ -160,7 +160,7 @@ fn what_i_see() -> (String, (bool, bool, bool), bool, Vec<i32>) {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse().ok())
         .collect();
-    // SAFETY: as above.
+    // SAFETY: F_GETFD only reads flags; EBADF for a closed number.
     fds.retain(|fd| unsafe { libc::fcntl(*fd, libc::F_GETFD) } != -1);
     fds.sort();
     (cwd, signals, stray, fds)

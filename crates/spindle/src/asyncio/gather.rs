@@ -138,7 +138,7 @@ impl<F: Future> Future for GatherAll<F> {
     }
 }
 
-impl<F, T> fmt::Debug for Gather<F, T> {
+impl<F: Future, T> fmt::Debug for Gather<F, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Gather")
             .field("total", &self.set.len())

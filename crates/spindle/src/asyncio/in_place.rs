@@ -145,7 +145,6 @@ impl<F: Future> Slots for PinnedSlots<F> {
 /// A set of futures, kept in `S` (see [`Slots`]), polled in place.
 pub(crate) struct InPlace<S> {
     slots: S,
-    len: usize,
     left: usize,
     ready: Arc<Ready>,
     wakers: Vec<(Arc<BlockWaker>, Waker)>,
@@ -189,7 +188,7 @@ impl<S: Future + Unpin> InPlace<Vec<Option<S>>> {
     }
 }
 
-impl<S> InPlace<S> {
+impl<S: Slots> InPlace<S> {
     /// How many futures have not finished.
     pub(crate) fn left(&self) -> usize {
         self.left
@@ -197,11 +196,9 @@ impl<S> InPlace<S> {
 
     /// How many futures the set was made of.
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.slots.len()
     }
-}
 
-impl<S: Slots> InPlace<S> {
     /// Drops every future not finished (the set is then empty).
     pub(crate) fn drop_pending(&mut self) {
         for i in 0..self.slots.len() {
@@ -228,7 +225,6 @@ impl<S: Slots> InPlace<S> {
         lock(&ready.inner).blocks = (0..blocks).rev().collect();
         InPlace {
             slots,
-            len: left,
             left,
             ready,
             wakers,

@@ -136,9 +136,9 @@ unsafe fn clone_sibling() -> io::Result<Cloned> {
         exit_signal: 0,
         ..CloneArgs::default()
     };
-    // clone3 with no stack behaves as fork; `args` and `pidfd` are valid for the call; the
-    // child tid slot, when given, is glibc's own field of this thread (checked in `prepare`).
-    // SAFETY: sound for the reasons above; the caller upholds the fork contract.
+    // SAFETY: clone3 with no stack behaves as fork, and the caller upholds the fork contract;
+    // `args` and `pidfd` are valid for the call; the child tid slot, when given, is glibc's
+    // own field of this thread (checked in `prepare`).
     let mut r = unsafe {
         libc::syscall(
             libc::SYS_clone3,
@@ -154,7 +154,9 @@ unsafe fn clone_sibling() -> io::Result<Cloned> {
     {
         // A kernel before 5.3, or a seccomp filter that refuses clone3: the older call takes
         // the same flags (the exit signal is the low byte of the flags: 0).
-        // SAFETY: as above; the pidfd is written through the parent-tid argument.
+        // SAFETY: no stack, so it behaves as fork, and the caller upholds the fork contract;
+        // `pidfd` (written through the parent-tid argument) is valid for the call, and the
+        // tid slot is glibc's own field of this thread, as for clone3.
         r = unsafe { legacy_clone(flags, &mut pidfd, tid_slot.unwrap_or(0)) };
     }
     match r {
@@ -176,6 +178,12 @@ unsafe fn clone_sibling() -> io::Result<Cloned> {
     }
 }
 
+/// The `clone` system call with `clone3`'s flags, for kernels without `clone3`.
+///
+/// # Safety
+///
+/// As for `fork` (see [`clone_sibling`]); `pidfd` and `ctid`, when set, must be valid for the
+/// call.
 #[cfg(target_arch = "x86_64")]
 unsafe fn legacy_clone(flags: u64, pidfd: &mut libc::c_int, ctid: usize) -> libc::c_long {
     // x86-64 order: flags, stack, parent_tid, child_tid, tls.
@@ -192,6 +200,12 @@ unsafe fn legacy_clone(flags: u64, pidfd: &mut libc::c_int, ctid: usize) -> libc
     }
 }
 
+/// The `clone` system call with `clone3`'s flags, for kernels without `clone3`.
+///
+/// # Safety
+///
+/// As for `fork` (see [`clone_sibling`]); `pidfd` and `ctid`, when set, must be valid for the
+/// call.
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn legacy_clone(flags: u64, pidfd: &mut libc::c_int, ctid: usize) -> libc::c_long {
     // The generic order: flags, stack, parent_tid, tls, child_tid.

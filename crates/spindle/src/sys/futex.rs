@@ -149,7 +149,7 @@ impl<'a> RobustMutex<'a> {
             Some(d) => {
                 let now = Instant::now();
                 if d <= now {
-                    // SAFETY: as above.
+                    // SAFETY: ptr points at an initialised mutex inside a live mapping.
                     unsafe { libc::pthread_mutex_trylock(self.ptr) }
                 } else {
                     let abs = monotonic_after(d - now);

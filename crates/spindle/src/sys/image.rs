@@ -74,20 +74,27 @@ struct Search {
     found: Option<Image>,
 }
 
+/// `dl_iterate_phdr`'s callback: records the object that holds `search.anchor`.
+///
+/// # Safety
+///
+/// `info` must point at a valid `dl_phdr_info` for the call, and `data` at a live `Search`
+/// borrowed by nothing else: `dl_iterate_phdr`, called by [`image`] with its own `Search`,
+/// guarantees both.
 unsafe extern "C" fn visit(
     info: *mut libc::dl_phdr_info,
     _size: libc::size_t,
     data: *mut libc::c_void,
 ) -> libc::c_int {
-    // `data` is the `Search` that `image()` passes to `dl_iterate_phdr`, alive and not
+    // SAFETY: `data` is the `Search` that `image()` passes to `dl_iterate_phdr`, alive and not
     // otherwise borrowed during the call; `info` points at the loader's record of one object,
-    // valid for this call, whose `dlpi_phdr` array holds `dlpi_phnum` program headers.
-    // SAFETY: sound for the reasons above.
+    // valid for this call.
     let (search, info) = unsafe { (&mut *data.cast::<Search>(), &*info) };
     let index = search.index;
     search.index += 1;
     let base = info.dlpi_addr as usize;
-    // SAFETY: as above, the loader's array of `dlpi_phnum` headers.
+    // SAFETY: the loader's record (valid for this call) points `dlpi_phdr` at an array of
+    // `dlpi_phnum` program headers.
     let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
     let mut text = Vec::new();
     let mut ours = false;

@@ -167,7 +167,8 @@ pub(crate) struct Mapping {
 // SAFETY: the mapping is plain shared memory; every access goes through atomics or explicit
 // bounds-checked copies, which are valid from any thread.
 unsafe impl Send for Mapping {}
-// SAFETY: as above: `&Mapping` only allows atomic access and copies.
+// SAFETY: `&Mapping` only allows atomic access and bounds-checked copies, which are valid
+// from any thread at once.
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
