@@ -153,7 +153,8 @@ impl<'a> RobustMutex<'a> {
                     unsafe { libc::pthread_mutex_trylock(self.ptr) }
                 } else {
                     let abs = monotonic_after(d - now);
-                    // SAFETY: as above; `abs` outlives the call.
+                    // SAFETY: ptr points at an initialised mutex inside a live mapping; `abs`
+                    // outlives the call.
                     unsafe { pthread_mutex_clocklock(self.ptr, libc::CLOCK_MONOTONIC, &abs) }
                 }
             }
